@@ -1,0 +1,144 @@
+// mqnode: CLI11 → JSON config → the modules for the requested roles → one io_context.
+// Every module is configured (validated) before any of them binds; SIGTERM/SIGINT stop
+// them in reverse order, gracefully.
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/use_awaitable.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "broker/auth.hpp"
+#include "broker/config.hpp"
+#include "core/config.hpp"
+#include "core/log.hpp"
+#include "roles.hpp"
+
+using namespace mqnode;
+
+namespace {
+
+nlohmann::json load_config(const std::string& path) {
+  if (path.empty()) return nlohmann::json::object();
+  std::ifstream in(path);
+  if (!in) throw core::ConfigError(fmt::format("{}: cannot open config file", path));
+  try {
+    return nlohmann::json::parse(in, nullptr, true, /*ignore_comments=*/true);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw core::ConfigError(fmt::format("{}: not valid JSON: {}", path, e.what()));
+  }
+}
+
+std::string default_node_name() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) return "mqnode@localhost";
+  std::string h(host);
+  return "mqnode@" + h.substr(0, h.find('.'));
+}
+
+int run(const std::string& roles_arg, const std::string& config_path, const std::string& data_dir_arg,
+        const std::string& level_arg) {
+  auto sink = std::make_shared<core::LogSink>();
+  core::Logger log(sink, "mqnode");
+  auto level = core::parse_log_level(level_arg);
+  if (!level) {
+    std::cerr << "mqnode: --log-level: expected debug, info, warning or error; got \"" << level_arg << "\"\n";
+    return 2;
+  }
+  sink->level = *level;
+
+  asio::io_context io(1);
+  std::vector<std::unique_ptr<core::Module>> modules;
+  try {
+    auto roles = app::parse_roles(roles_arg);
+    nlohmann::json doc = load_config(config_path);
+    if (!doc.is_object()) throw core::ConfigError(fmt::format("/: expected an object, got {}", core::describe(doc)));
+    core::ConfigNode root(doc, "");
+    auto node = root.object("node");
+    core::NodeInfo info;
+    info.name = node.string("name", default_node_name());
+    info.data_dir = node.string("data_dir", "/var/lib/mqnode");
+    node.finish();
+    if (!data_dir_arg.empty()) info.data_dir = data_dir_arg;
+    for (const char* later : {"lb", "vrrp", "cluster", "management"})
+      if (root.has(later))
+        throw core::ConfigError(fmt::format("/{}: this build has no {} module yet; remove the key", later, later));
+
+    modules = app::make_modules(roles, core::ModuleContext{io, log, info});
+    for (auto& m : modules) m->configure(root.object(m->name()));
+    // One config file serves every host: a slice for a role this host does not run is
+    // still validated, so a typo shows up wherever the file is used.
+    if (std::none_of(modules.begin(), modules.end(), [](auto& m) { return m->name() == "broker"; }))
+      (void)broker::parse_broker_config(root.object("broker"));
+    root.finish();
+    log.info("starting mqnode {} node={} roles={} data_dir={}", MQNODE_VERSION, info.name, roles_arg, info.data_dir);
+    for (auto& m : modules) m->start();
+  } catch (const core::ConfigError& e) {
+    std::cerr << "mqnode: config error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "mqnode: cannot start: " << e.what() << "\n";
+    return 1;
+  }
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  bool stopping = false;
+  std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& ec, int sig) {
+    if (ec) return;
+    if (stopping) {
+      log.warn("second signal {}: exiting now", sig);
+      std::_Exit(1);
+    }
+    stopping = true;
+    log.info("signal {}: stopping", sig);
+    signals.async_wait(on_signal);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          for (auto it = modules.rbegin(); it != modules.rend(); ++it) co_await (*it)->stop();
+          log.info("stopped");
+          io.stop();
+        },
+        asio::detached);
+  };
+  signals.async_wait(on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+  io.run();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"mqnode — RabbitMQ broker, HAProxy and keepalived in one binary"};
+  std::string roles = "disc", config, data_dir, level = "info";
+  cli.add_option("--role", roles, "comma list of roles: disc, ram, lb, vip")->capture_default_str();
+  cli.add_option("-c,--config", config, "JSON config file (default: embedded defaults)");
+  cli.add_option("--data-dir", data_dir, "data directory (overrides /node/data_dir)");
+  cli.add_option("--log-level", level, "debug, info, warning or error")->capture_default_str();
+  auto* version = cli.add_subcommand("version", "print the version and exit");
+  auto* hash = cli.add_subcommand("hash_password", "print a password hash for /broker/users/*/password_hash");
+  std::string password;
+  hash->add_option("password", password, "the password")->required();
+  cli.require_subcommand(0, 1);
+  CLI11_PARSE(cli, argc, argv);
+
+  if (*version) {
+    std::cout << "mqnode " << MQNODE_VERSION << "\n";
+    return 0;
+  }
+  if (*hash) {
+    std::cout << broker::hash_password(password) << "\n";
+    return 0;
+  }
+  return run(roles, config, data_dir, level);
+}

@@ -1,0 +1,52 @@
+#include "roles.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "broker/broker_module.hpp"
+
+namespace mqnode::app {
+
+std::vector<Role> parse_roles(const std::string& list) {
+  std::vector<Role> roles;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    auto comma = list.find(',', start);
+    auto item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    Role r;
+    if (item == "disc") r = Role::Disc;
+    else if (item == "ram") r = Role::Ram;
+    else if (item == "lb") r = Role::Lb;
+    else if (item == "vip") r = Role::Vip;
+    else throw core::ConfigError(fmt::format("--role: expected a comma list of disc, ram, lb, vip; got \"{}\"", item));
+    if (std::find(roles.begin(), roles.end(), r) == roles.end()) roles.push_back(r);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  bool disc = std::find(roles.begin(), roles.end(), Role::Disc) != roles.end();
+  bool ram = std::find(roles.begin(), roles.end(), Role::Ram) != roles.end();
+  if (disc && ram) throw core::ConfigError("--role: disc and ram exclude each other (a node is one kind of broker)");
+  std::sort(roles.begin(), roles.end());
+  return roles;
+}
+
+std::vector<std::unique_ptr<core::Module>> make_modules(const std::vector<Role>& roles, const core::ModuleContext& ctx) {
+  std::vector<std::unique_ptr<core::Module>> mods;
+  for (Role r : roles) {
+    switch (r) {
+      case Role::Disc:
+        mods.push_back(std::make_unique<broker::BrokerModule>(core::ModuleContext{ctx.io, ctx.log.child("broker"), ctx.node}));
+        break;
+      case Role::Ram:
+        throw core::ConfigError("--role ram: RAM cluster nodes need the cluster module, which this build does not have yet");
+      case Role::Lb:
+        throw core::ConfigError("--role lb: the load balancer module is not in this build yet");
+      case Role::Vip:
+        throw core::ConfigError("--role vip: the VRRP module is not in this build yet");
+    }
+  }
+  return mods;
+}
+
+}  // namespace mqnode::app

@@ -1,0 +1,78 @@
+#include "broker/broker.hpp"
+
+#include <array>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "broker/connection.hpp"
+
+namespace mqnode::broker {
+
+void BrokerStats::dump(nlohmann::json& out) const {
+#define MQ_DUMP(n) out[#n] = n;
+  MQ_BROKER_STATS(MQ_DUMP, MQ_DUMP)
+#undef MQ_DUMP
+}
+
+Broker::Broker(asio::io_context& io, BrokerConfig cfg, core::Logger log)
+    : io_(io), cfg_(std::move(cfg)), access_(cfg_), log_(std::move(log)) {
+  for (const auto& v : cfg_.vhosts) vhosts_.emplace(v, std::make_unique<Vhost>(v));
+}
+
+Broker::~Broker() = default;
+
+Vhost* Broker::find_vhost(std::string_view name) {
+  auto it = vhosts_.find(name);
+  return it == vhosts_.end() ? nullptr : it->second.get();
+}
+
+void Broker::add_connection(std::shared_ptr<Connection> c) {
+  auto id = c->id();
+  connections_.emplace(id, std::move(c));
+  stats_.connections = connections_.size();
+}
+
+void Broker::remove_connection(uint64_t id) {
+  connections_.erase(id);
+  stats_.connections = connections_.size();
+}
+
+std::string Broker::random_name(std::string_view prefix) {
+  std::array<unsigned char, 16> raw{};
+  RAND_bytes(raw.data(), static_cast<int>(raw.size()));
+  std::string b64(32, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), raw.data(), static_cast<int>(raw.size()));
+  b64.resize(static_cast<std::size_t>(n));
+  // URL-safe alphabet without padding, as RabbitMQ's amq.gen- names.
+  for (auto& ch : b64) ch = ch == '+' ? '-' : ch == '/' ? '_' : ch;
+  while (!b64.empty() && b64.back() == '=') b64.pop_back();
+  return std::string(prefix) + b64;
+}
+
+std::string Broker::register_reply_channel(Channel* ch) {
+  std::string token = random_name("");
+  reply_channels_.emplace(token, ch);
+  return token;
+}
+
+void Broker::unregister_reply_channel(const std::string& token) {
+  reply_channels_.erase(token);
+}
+
+Channel* Broker::find_reply_channel(std::string_view token) const {
+  auto it = reply_channels_.find(std::string(token));
+  return it == reply_channels_.end() ? nullptr : it->second;
+}
+
+void Broker::dump(nlohmann::json& out) const {
+  stats_.dump(out["stats"]);
+  auto& vs = out["vhosts"];
+  for (const auto& [name, v] : vhosts_) {
+    auto& j = vs[name];
+    j["exchanges"] = v->exchanges().size();
+    j["queues"] = v->queues().size();
+  }
+}
+
+}  // namespace mqnode::broker

@@ -1,0 +1,80 @@
+// The node-wide broker state shared by all connections: configuration, access control,
+// vhosts, live connections and the direct reply-to registry. Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include <asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "broker/auth.hpp"
+#include "broker/config.hpp"
+#include "broker/vhost.hpp"
+#include "core/log.hpp"
+
+namespace mqnode::broker {
+
+class Connection;
+class Channel;
+
+// Counters declared once; dump() and metrics read the same list.
+#define MQ_BROKER_STATS(C, G)                                                                   \
+  C(connections_accepted) C(connections_refused) C(connection_errors) C(channel_errors)        \
+  C(frames_malformed) C(messages_published) C(messages_routed) C(messages_unroutable)         \
+  C(messages_delivered) C(messages_acked) C(messages_redelivered) C(messages_returned)        \
+  G(connections) G(channels) G(consumers)
+
+struct BrokerStats {
+#define MQ_COUNTER(n) uint64_t n = 0;
+  MQ_BROKER_STATS(MQ_COUNTER, MQ_COUNTER)
+#undef MQ_COUNTER
+  void dump(nlohmann::json& out) const;
+};
+
+class Broker {
+ public:
+  Broker(asio::io_context& io, BrokerConfig cfg, core::Logger log);
+  ~Broker();
+
+  asio::io_context& io() { return io_; }
+  const BrokerConfig& config() const { return cfg_; }
+  const AccessControl& access() const { return access_; }
+  const core::Logger& log() const { return log_; }
+  BrokerStats& stats() { return stats_; }
+  const BrokerStats& stats() const { return stats_; }
+
+  Vhost* find_vhost(std::string_view name);
+
+  uint64_t next_connection_id() { return ++last_connection_id_; }
+  void add_connection(std::shared_ptr<Connection> c);
+  void remove_connection(uint64_t id);
+  const std::map<uint64_t, std::shared_ptr<Connection>>& connections() const { return connections_; }
+
+  // Direct reply-to (amq.rabbitmq.reply-to): a channel consuming the pseudo-queue gets an
+  // unguessable token; replies published to "amq.rabbitmq.reply-to.<token>" reach it.
+  std::string register_reply_channel(Channel* ch);
+  void unregister_reply_channel(const std::string& token);
+  Channel* find_reply_channel(std::string_view token) const;
+
+  // Random URL-safe suffix for server-generated names (amq.gen-, amq.ctag-).
+  std::string random_name(std::string_view prefix);
+
+  void dump(nlohmann::json& out) const;
+
+ private:
+  asio::io_context& io_;
+  BrokerConfig cfg_;
+  AccessControl access_;
+  core::Logger log_;
+  BrokerStats stats_;
+  std::map<std::string, std::unique_ptr<Vhost>, std::less<>> vhosts_;
+  std::map<uint64_t, std::shared_ptr<Connection>> connections_;
+  std::unordered_map<std::string, Channel*> reply_channels_;
+  uint64_t last_connection_id_ = 0;
+};
+
+}  // namespace mqnode::broker

@@ -1,0 +1,105 @@
+#include "broker/broker_module.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/ip/v6_only.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "broker/connection.hpp"
+
+namespace mqnode::broker {
+
+using namespace std::chrono_literals;
+
+void BrokerModule::configure(core::ConfigNode slice) {
+  cfg_ = parse_broker_config(std::move(slice));
+  cfg_.node_name = ctx_.node.name;
+}
+
+void BrokerModule::start() {
+  broker_ = std::make_unique<Broker>(ctx_.io, cfg_, ctx_.log);
+  for (const auto& l : cfg_.listeners) {
+    auto ep = l.resolve();
+    auto acc = std::make_unique<asio::ip::tcp::acceptor>(ctx_.io);
+    acc->open(ep.protocol());
+    acc->set_option(asio::socket_base::reuse_address(true));
+    if (ep.address().is_v6()) acc->set_option(asio::ip::v6_only(false));
+    try {
+      acc->bind(ep);
+    } catch (const std::system_error& e) {
+      throw std::runtime_error(fmt::format("cannot listen on {} (/broker/listeners): {}", l.to_string(), e.code().message()));
+    }
+    acc->listen(asio::socket_base::max_listen_connections);
+    ctx_.log.info("listening for AMQP on {}:{}", acc->local_endpoint().address().to_string(), acc->local_endpoint().port());
+    asio::co_spawn(ctx_.io, accept_loop(*acc), asio::detached);
+    acceptors_.push_back(std::move(acc));
+  }
+}
+
+asio::awaitable<void> BrokerModule::accept_loop(asio::ip::tcp::acceptor& acceptor) {
+  asio::error_code ec;
+  asio::steady_timer backoff(ctx_.io);
+  while (!stopping_) {
+    asio::ip::tcp::socket sock(ctx_.io);
+    co_await acceptor.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_) break;
+    if (ec) {
+      // EMFILE and friends: log, back off, keep accepting.
+      ctx_.log.warn("accept failed error=\"{}\"", ec.message());
+      backoff.expires_after(100ms);
+      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    auto& stats = broker_->stats();
+    if (cfg_.max_connections && broker_->connections().size() >= cfg_.max_connections) {
+      ++stats.connections_refused;
+      ctx_.log.warn("connection refused: max_connections={} reached", cfg_.max_connections);
+      continue;  // socket closes as it goes out of scope
+    }
+    ++stats.connections_accepted;
+    auto conn = std::make_shared<Connection>(*broker_, std::move(sock), broker_->next_connection_id());
+    broker_->add_connection(conn);
+    conn->start();
+  }
+}
+
+asio::awaitable<void> BrokerModule::stop() {
+  stopping_ = true;
+  for (auto& a : acceptors_) {
+    asio::error_code ec;
+    a->close(ec);
+  }
+  if (!broker_) co_return;
+  auto conns = broker_->connections();
+  if (!conns.empty()) ctx_.log.info("closing {} connections", conns.size());
+  for (auto& [id, c] : conns) c->close(amqp::ConnectionReplyCode::ConnectionForced, "broker forced connection closure with reason 'shutdown'");
+  // Give clients a moment to answer close-ok; connections stop themselves after 3 s anyway.
+  asio::steady_timer t(ctx_.io);
+  asio::error_code ec;
+  for (int i = 0; i < 50 && !broker_->connections().empty(); ++i) {
+    t.expires_after(20ms);
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  auto stragglers = broker_->connections();  // stop() erases from the live map
+  for (auto& [id, c] : stragglers) c->stop();
+}
+
+core::Health BrokerModule::health() const {
+  if (stopping_) return {core::Health::State::Down, "stopping"};
+  if (!broker_) return {core::Health::State::Down, "not started"};
+  return {core::Health::State::Ok, ""};
+}
+
+std::vector<asio::ip::tcp::endpoint> BrokerModule::local_endpoints() const {
+  std::vector<asio::ip::tcp::endpoint> out;
+  for (const auto& a : acceptors_) out.push_back(a->local_endpoint());
+  return out;
+}
+
+void BrokerModule::dump(nlohmann::json& out) const {
+  if (broker_) broker_->dump(out);
+}
+
+}  // namespace mqnode::broker

@@ -1,0 +1,778 @@
+#include "broker/channel.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "amqp/codec.hpp"
+#include "broker/broker.hpp"
+#include "broker/connection.hpp"
+#include "broker/exchange/exchange.hpp"
+#include "broker/queue_args.hpp"
+#include "broker/vhost.hpp"
+
+namespace mqnode::broker {
+
+using amqp::ChannelError;
+using amqp::ChannelReplyCode;
+using amqp::ConnectionError;
+using amqp::ConnectionReplyCode;
+
+namespace {
+constexpr std::string_view kReplyQueue = "amq.rabbitmq.reply-to";
+constexpr std::string_view kReplyPrefix = "amq.rabbitmq.reply-to.";
+
+// Property flag bits (spec §4.2.6.1, basic class property order).
+constexpr uint16_t kFlagReplyTo = 1u << 9;
+constexpr uint16_t kFlagUserId = 1u << 4;
+
+uint16_t property_flags(const std::vector<uint8_t>& raw) {
+  return raw.size() >= 2 ? static_cast<uint16_t>(raw[0] << 8 | raw[1]) : 0;
+}
+
+const char* yes_no(bool b) { return b ? "true" : "false"; }
+
+[[noreturn]] void precondition(const std::string& text) {
+  throw ChannelError(ChannelReplyCode::PreconditionFailed, text);
+}
+}  // namespace
+
+Channel::Channel(Connection& conn, uint16_t id) : conn_(conn), id_(id) {
+  ++conn_.broker().stats().channels;
+}
+
+Channel::~Channel() {
+  release();
+  --conn_.broker().stats().channels;
+}
+
+template <class M>
+void Channel::send(const M& m) {
+  amqp::append_method_frame(conn_.out(), id_, m);
+  conn_.flush();
+}
+
+template <class M>
+void Channel::on(const M&) {
+  throw ConnectionError(ConnectionReplyCode::CommandInvalid,
+                        fmt::format("unimplemented method {} on a channel", M::kName), M::kClassId, M::kMethodId);
+}
+
+void Channel::handle_method(amqp::Method& m) {
+  if (publish_)
+    throw ConnectionError(ConnectionReplyCode::UnexpectedFrame,
+                          "expected content header for class 60, got non content header frame instead");
+  std::visit(
+      [this](auto& method) {
+        using M = std::decay_t<decltype(method)>;
+        try {
+          on(method);
+        } catch (ChannelError& e) {
+          if (!e.class_id) {
+            e.class_id = M::kClassId;
+            e.method_id = M::kMethodId;
+          }
+          throw;
+        } catch (ConnectionError& e) {
+          if (!e.class_id) {
+            e.class_id = M::kClassId;
+            e.method_id = M::kMethodId;
+          }
+          throw;
+        }
+      },
+      m);
+}
+
+// ---- channel class -------------------------------------------------------------------
+
+void Channel::on(const amqp::ChannelFlow& m) {
+  flow_active_ = m.active;
+  amqp::ChannelFlowOk ok;
+  ok.active = m.active;
+  send(ok);
+  if (flow_active_) resume_deliveries();
+}
+
+void Channel::on(const amqp::ChannelFlowOk&) {}
+
+// ---- lookups and checks --------------------------------------------------------------
+
+Exchange& Channel::exchange_or_404(const std::string& name) {
+  Exchange* ex = conn_.vhost().find_exchange(name);
+  if (!ex)
+    throw ChannelError(ChannelReplyCode::NotFound,
+                       fmt::format("no exchange '{}' in vhost '{}'", name, conn_.vhost().name()));
+  return *ex;
+}
+
+QueuePtr Channel::queue_or_404(const std::string& name) {
+  QueuePtr q = conn_.vhost().find_queue(name);
+  if (!q)
+    throw ChannelError(ChannelReplyCode::NotFound,
+                       fmt::format("no queue '{}' in vhost '{}'", name, conn_.vhost().name()));
+  return q;
+}
+
+void Channel::check_exclusive(const Queue& q) {
+  auto owner = q.definition().exclusive_owner;
+  if (owner && owner != conn_.id())
+    throw ChannelError(ChannelReplyCode::ResourceLocked,
+                       fmt::format("cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be "
+                                   "originally declared on another connection or the exclusive property value does "
+                                   "not match that of the original declaration.",
+                                   q.name(), conn_.vhost().name()));
+}
+
+void Channel::check_permission(Permission what, std::string_view kind, const std::string& name) {
+  const auto& vh = conn_.vhost().name();
+  if (!conn_.broker().access().permitted(conn_.user(), vh, what, name)) {
+    throw ChannelError(ChannelReplyCode::AccessRefused,
+                       fmt::format("access to {} '{}' in vhost '{}' refused for user '{}'", kind,
+                                   name.empty() ? "amq.default" : name, vh, conn_.user()));
+  }
+}
+
+void Channel::check_not_default(const std::string& exchange) {
+  if (exchange.empty())
+    throw ChannelError(ChannelReplyCode::AccessRefused, "operation not permitted on the default exchange");
+}
+
+std::string Channel::resolve_queue_name(const std::string& name) const {
+  if (!name.empty()) return name;
+  if (last_queue_.empty())
+    throw ChannelError(ChannelReplyCode::NotFound, "no previously declared queue");
+  return last_queue_;
+}
+
+// ---- exchange class ------------------------------------------------------------------
+
+void Channel::on(const amqp::ExchangeDeclare& m) {
+  Vhost& vh = conn_.vhost();
+  check_not_default(m.exchange);
+  if (m.passive) {
+    exchange_or_404(m.exchange);
+  } else {
+    if (m.exchange.starts_with("amq."))
+      throw ChannelError(ChannelReplyCode::AccessRefused,
+                         fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", m.exchange));
+    if (!is_exchange_type(m.type))
+      throw ConnectionError(ConnectionReplyCode::CommandInvalid, fmt::format("invalid exchange type '{}'", m.type));
+    check_permission(Permission::Configure, "exchange", m.exchange);
+    if (Exchange* ex = vh.find_exchange(m.exchange)) {
+      const auto& d = ex->definition();
+      auto inequivalent = [&](const char* arg, const std::string& got, const std::string& have) {
+        precondition(fmt::format("inequivalent arg '{}' for exchange '{}' in vhost '{}': received '{}' but current is '{}'",
+                                 arg, m.exchange, vh.name(), got, have));
+      };
+      if (d.type != m.type) inequivalent("type", m.type, d.type);
+      if (d.durable != m.durable) inequivalent("durable", yes_no(m.durable), yes_no(d.durable));
+      if (d.auto_delete != m.auto_delete) inequivalent("auto_delete", yes_no(m.auto_delete), yes_no(d.auto_delete));
+      if (d.internal != m.internal) inequivalent("internal", yes_no(m.internal), yes_no(d.internal));
+      const auto* a = d.arguments.find("alternate-exchange");
+      const auto* b = m.arguments.find("alternate-exchange");
+      if ((a == nullptr) != (b == nullptr) || (a && !(*a == *b)))
+        precondition(fmt::format("inequivalent arg 'alternate-exchange' for exchange '{}' in vhost '{}'", m.exchange,
+                                 vh.name()));
+    } else {
+      if (const auto* ae = m.arguments.find("alternate-exchange"); ae && !ae->as_string())
+        precondition(fmt::format("invalid arg 'alternate-exchange' for exchange '{}' in vhost '{}': expected a string",
+                                 m.exchange, vh.name()));
+      vh.commit(ExchangeDeclared{{m.exchange, m.type, m.durable, m.auto_delete, m.internal, m.arguments}});
+    }
+  }
+  if (!m.nowait) send(amqp::ExchangeDeclareOk{});
+}
+
+void Channel::on(const amqp::ExchangeDelete& m) {
+  Vhost& vh = conn_.vhost();
+  check_not_default(m.exchange);
+  if (m.exchange.starts_with("amq."))
+    throw ChannelError(ChannelReplyCode::AccessRefused,
+                       fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", m.exchange));
+  check_permission(Permission::Configure, "exchange", m.exchange);
+  // Deleting an exchange that does not exist succeeds (RabbitMQ ≥ 3.2).
+  if (Exchange* ex = vh.find_exchange(m.exchange)) {
+    if (m.if_unused && vh.exchange_in_use(*ex))
+      precondition(fmt::format("exchange '{}' in vhost '{}' in use", m.exchange, vh.name()));
+    vh.commit(ExchangeDeleted{m.exchange});
+  }
+  if (!m.nowait) send(amqp::ExchangeDeleteOk{});
+}
+
+void Channel::bind_or_unbind(bool add, bool to_exchange, const std::string& source, const std::string& destination,
+                             const std::string& key, const amqp::FieldTable& args) {
+  check_not_default(source);
+  if (to_exchange) check_not_default(destination);
+  check_permission(Permission::Write, to_exchange ? "exchange" : "queue", destination);
+  check_permission(Permission::Read, "exchange", source);
+  if (to_exchange) {
+    exchange_or_404(destination);
+  } else {
+    check_exclusive(*queue_or_404(destination));
+  }
+  exchange_or_404(source);
+  conn_.vhost().commit(BindingChange{add, source, to_exchange, destination, key, args});
+}
+
+void Channel::on(const amqp::ExchangeBind& m) {
+  bind_or_unbind(true, true, m.source, m.destination, m.routing_key, m.arguments);
+  if (!m.nowait) send(amqp::ExchangeBindOk{});
+}
+
+void Channel::on(const amqp::ExchangeUnbind& m) {
+  bind_or_unbind(false, true, m.source, m.destination, m.routing_key, m.arguments);
+  if (!m.nowait) send(amqp::ExchangeUnbindOk{});
+}
+
+// ---- queue class ---------------------------------------------------------------------
+
+void Channel::on(const amqp::QueueDeclare& m) {
+  Vhost& vh = conn_.vhost();
+  std::string name = m.queue;
+  if (name == kReplyQueue && m.passive) {  // RabbitMQ answers for the pseudo-queue
+    amqp::QueueDeclareOk ok;
+    ok.queue = name;
+    if (!m.nowait) send(ok);
+    return;
+  }
+  QueuePtr q;
+  if (m.passive) {
+    q = queue_or_404(resolve_queue_name(name));
+    check_exclusive(*q);
+  } else {
+    if (name.empty()) name = conn_.broker().random_name("amq.gen-");
+    else if (name.starts_with("amq."))
+      throw ChannelError(ChannelReplyCode::AccessRefused,
+                         fmt::format("queue name '{}' contains reserved prefix 'amq.*'", name));
+    check_permission(Permission::Configure, "queue", name);
+    q = vh.find_queue(name);
+    if (q) {
+      check_exclusive(*q);
+      const auto& d = q->definition();
+      auto inequivalent = [&](const char* arg, bool got, bool have) {
+        precondition(fmt::format("inequivalent arg '{}' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
+                                 arg, name, vh.name(), yes_no(got), yes_no(have)));
+      };
+      if (d.durable != m.durable) inequivalent("durable", m.durable, d.durable);
+      if (d.auto_delete != m.auto_delete) inequivalent("auto_delete", m.auto_delete, d.auto_delete);
+      if ((d.exclusive_owner != 0) != m.exclusive) inequivalent("exclusive", m.exclusive, d.exclusive_owner != 0);
+      if (auto arg = inequivalent_queue_arg(d.arguments, m.arguments); !arg.empty())
+        precondition(fmt::format("inequivalent arg '{}' for queue '{}' in vhost '{}'", arg, name, vh.name()));
+    } else {
+      QueueDefinition def;
+      def.name = name;
+      def.durable = m.durable;
+      def.auto_delete = m.auto_delete;
+      def.exclusive_owner = m.exclusive ? conn_.id() : 0;
+      def.arguments = m.arguments;
+      def.args = parse_queue_args(m.arguments, name, vh.name());
+      vh.commit(QueueDeclared{std::move(def)});
+      q = vh.find_queue(name);
+      if (m.exclusive) conn_.own_exclusive_queue(name);
+    }
+  }
+  last_queue_ = q->name();
+  if (!m.nowait) {
+    amqp::QueueDeclareOk ok;
+    ok.queue = q->name();
+    ok.message_count = static_cast<uint32_t>(q->message_count());
+    ok.consumer_count = static_cast<uint32_t>(q->consumer_count());
+    send(ok);
+  }
+}
+
+void Channel::on(const amqp::QueueBind& m) {
+  bind_or_unbind(true, false, m.exchange, resolve_queue_name(m.queue), m.routing_key, m.arguments);
+  if (!m.nowait) send(amqp::QueueBindOk{});
+}
+
+void Channel::on(const amqp::QueueUnbind& m) {
+  bind_or_unbind(false, false, m.exchange, resolve_queue_name(m.queue), m.routing_key, m.arguments);
+  send(amqp::QueueUnbindOk{});
+}
+
+void Channel::on(const amqp::QueuePurge& m) {
+  auto name = resolve_queue_name(m.queue);
+  check_permission(Permission::Read, "queue", name);
+  QueuePtr q = queue_or_404(name);
+  check_exclusive(*q);
+  amqp::QueuePurgeOk ok;
+  ok.message_count = static_cast<uint32_t>(q->purge());
+  if (!m.nowait) send(ok);
+}
+
+void Channel::on(const amqp::QueueDelete& m) {
+  Vhost& vh = conn_.vhost();
+  auto name = resolve_queue_name(m.queue);
+  check_permission(Permission::Configure, "queue", name);
+  amqp::QueueDeleteOk ok;
+  // Deleting a queue that does not exist succeeds with a count of 0 (RabbitMQ ≥ 3.2).
+  if (QueuePtr q = vh.find_queue(name)) {
+    check_exclusive(*q);
+    if (m.if_unused && q->consumer_count() > 0)
+      precondition(fmt::format("queue '{}' in vhost '{}' in use", name, vh.name()));
+    if (m.if_empty && q->message_count() > 0)
+      precondition(fmt::format("queue '{}' in vhost '{}' is not empty", name, vh.name()));
+    ok.message_count = static_cast<uint32_t>(q->message_count());
+    vh.commit(QueueDeleted{name});
+  }
+  if (!m.nowait) send(ok);
+}
+
+// ---- basic class: consumers ----------------------------------------------------------
+
+void Channel::on(const amqp::BasicQos& m) {
+  if (m.prefetch_size != 0)
+    throw ConnectionError(ConnectionReplyCode::NotImplemented, fmt::format("prefetch_size!=0 ({})", m.prefetch_size));
+  // RabbitMQ's reinterpretation: global=false limits each consumer created afterwards,
+  // global=true limits the channel as a whole.
+  if (m.global)
+    prefetch_per_channel_ = m.prefetch_count;
+  else
+    prefetch_per_consumer_ = m.prefetch_count;
+  send(amqp::BasicQosOk{});
+  resume_deliveries();
+}
+
+void Channel::on(const amqp::BasicConsume& m) {
+  std::string tag = m.consumer_tag.empty() ? conn_.broker().random_name("amq.ctag-") : m.consumer_tag;
+  if (consumers_.count(tag) || (reply_token_ && reply_consumer_tag_ == tag))
+    throw ConnectionError(ConnectionReplyCode::NotAllowed,
+                          fmt::format("attempt to reuse consumer tag '{}'", tag));
+  if (m.queue == kReplyQueue) {
+    if (!m.no_ack) precondition("reply consumer cannot acknowledge");
+    if (reply_token_) precondition("reply consumer already set");
+    reply_token_ = conn_.broker().register_reply_channel(this);
+    reply_consumer_tag_ = tag;
+    if (!m.nowait) {
+      amqp::BasicConsumeOk ok;
+      ok.consumer_tag = tag;
+      send(ok);
+    }
+    return;
+  }
+  auto name = resolve_queue_name(m.queue);
+  check_permission(Permission::Read, "queue", name);
+  QueuePtr q = queue_or_404(name);
+  check_exclusive(*q);
+  if (q->has_exclusive_consumer() || (m.exclusive && q->consumer_count() > 0))
+    throw ChannelError(ChannelReplyCode::AccessRefused,
+                       fmt::format("queue '{}' in vhost '{}' in exclusive use", name, conn_.vhost().name()));
+  auto c = std::make_shared<Consumer>(*this, tag, q);
+  c->no_ack = m.no_ack;
+  c->exclusive = m.exclusive;
+  c->prefetch = prefetch_per_consumer_;
+  c->arguments = m.arguments;
+  consumers_.emplace(tag, c);
+  ++conn_.broker().stats().consumers;
+  if (!m.nowait) {
+    amqp::BasicConsumeOk ok;
+    ok.consumer_tag = tag;
+    send(ok);
+  }
+  q->add_consumer(std::move(c));  // after consume-ok: deliveries must follow it
+}
+
+void Channel::cancel_consumer(const std::string& tag) {
+  auto it = consumers_.find(tag);
+  if (it == consumers_.end()) return;
+  ConsumerPtr c = std::move(it->second);
+  consumers_.erase(it);
+  --conn_.broker().stats().consumers;
+  c->queue->remove_consumer(c.get());
+}
+
+void Channel::on(const amqp::BasicCancel& m) {
+  if (reply_token_ && m.consumer_tag == reply_consumer_tag_) {
+    conn_.broker().unregister_reply_channel(*reply_token_);
+    reply_token_.reset();
+  } else {
+    cancel_consumer(m.consumer_tag);  // unknown tags are not an error (spec §1.8.3.5)
+  }
+  if (!m.nowait) {
+    amqp::BasicCancelOk ok;
+    ok.consumer_tag = m.consumer_tag;
+    send(ok);
+  }
+}
+
+void Channel::cancelled_by_server(Consumer& c) {
+  std::string tag = c.tag;
+  auto it = consumers_.find(tag);
+  if (it == consumers_.end()) return;
+  consumers_.erase(it);
+  --conn_.broker().stats().consumers;
+  if (conn_.capabilities().consumer_cancel_notify && !closing_) {
+    amqp::BasicCancel cancel;
+    cancel.consumer_tag = tag;
+    cancel.nowait = true;
+    send(cancel);
+  }
+}
+
+bool Channel::can_deliver(const Consumer& c) const {
+  if (!flow_active_ || closing_) return false;
+  if (!c.no_ack) {
+    if (c.prefetch && c.unacked >= c.prefetch) return false;
+    if (prefetch_per_channel_ && unacked_by_consumers_ >= prefetch_per_channel_) return false;
+  }
+  return !conn_.output_congested();
+}
+
+void Channel::write_delivery(std::string_view consumer_tag, uint64_t tag, bool redelivered, const Message& msg) {
+  auto& out = conn_.out();
+  amqp::BasicDeliver d;
+  d.consumer_tag = consumer_tag;
+  d.delivery_tag = tag;
+  d.redelivered = redelivered;
+  d.exchange = msg.exchange;
+  d.routing_key = msg.routing_key;
+  amqp::append_method_frame(out, id_, d);
+  amqp::append_content(out, id_, amqp::BasicPublish::kClassId, msg.properties, msg.body, conn_.frame_max());
+  conn_.flush();
+}
+
+void Channel::deliver(Consumer& c, QueueEntry entry) {
+  uint64_t tag = next_delivery_tag_++;
+  write_delivery(c.tag, tag, entry.redelivered, *entry.msg);
+  auto& stats = conn_.broker().stats();
+  ++stats.messages_delivered;
+  if (entry.redelivered) ++stats.messages_redelivered;
+  if (!c.no_ack) {
+    ++c.unacked;
+    ++unacked_by_consumers_;
+    unacked_.push_back({tag, c.queue, c.shared_from_this(), std::move(entry), false});
+  }
+}
+
+void Channel::deliver_reply(const MessagePtr& msg) {
+  write_delivery(reply_consumer_tag_, next_delivery_tag_++, false, *msg);
+  ++conn_.broker().stats().messages_delivered;
+}
+
+void Channel::resume_deliveries() {
+  // Copy: a dispatch may cancel consumers.
+  std::vector<QueuePtr> queues;
+  for (const auto& [tag, c] : consumers_) queues.push_back(c->queue);
+  for (const auto& q : queues) q->dispatch();
+}
+
+// ---- basic class: get, ack, reject, recover ------------------------------------------
+
+void Channel::on(const amqp::BasicGet& m) {
+  auto name = resolve_queue_name(m.queue);
+  check_permission(Permission::Read, "queue", name);
+  QueuePtr q = queue_or_404(name);
+  check_exclusive(*q);
+  auto entry = q->get();
+  if (!entry) {
+    send(amqp::BasicGetEmpty{});
+    return;
+  }
+  uint64_t tag = next_delivery_tag_++;
+  amqp::BasicGetOk ok;
+  ok.delivery_tag = tag;
+  ok.redelivered = entry->redelivered;
+  ok.exchange = entry->msg->exchange;
+  ok.routing_key = entry->msg->routing_key;
+  ok.message_count = static_cast<uint32_t>(q->message_count());
+  auto& out = conn_.out();
+  amqp::append_method_frame(out, id_, ok);
+  amqp::append_content(out, id_, amqp::BasicPublish::kClassId, entry->msg->properties, entry->msg->body,
+                       conn_.frame_max());
+  conn_.flush();
+  ++conn_.broker().stats().messages_delivered;
+  if (!m.no_ack) unacked_.push_back({tag, q, nullptr, std::move(*entry), false});
+}
+
+void Channel::check_tag(uint64_t tag, bool multiple) const {
+  if (multiple && tag == 0) return;  // "everything outstanding"
+  auto it = std::lower_bound(unacked_.begin(), unacked_.end(), tag,
+                             [](const Unacked& u, uint64_t t) { return u.tag < t; });
+  bool known = multiple ? (!unacked_.empty() && unacked_.front().tag <= tag)
+                        : (it != unacked_.end() && it->tag == tag && !it->settled);
+  if (!known) precondition(fmt::format("unknown delivery tag {}", tag));
+}
+
+void Channel::settle(uint64_t tag, bool multiple, Settle how) {
+  check_tag(tag, multiple);
+  std::vector<QueuePtr> touched;
+  std::vector<std::pair<QueuePtr, std::vector<QueueEntry>>> requeue;
+  auto settle_one = [&](Unacked& u) {
+    if (u.settled) return;
+    u.settled = true;
+    if (u.consumer) {
+      --u.consumer->unacked;
+      --unacked_by_consumers_;
+    }
+    if (std::find(touched.begin(), touched.end(), u.queue) == touched.end()) touched.push_back(u.queue);
+    if (how == Settle::Requeue) {
+      auto it = std::find_if(requeue.begin(), requeue.end(), [&](const auto& p) { return p.first == u.queue; });
+      if (it == requeue.end()) it = requeue.insert(requeue.end(), {u.queue, {}});
+      it->second.push_back(std::move(u.entry));
+    } else {
+      if (how == Settle::Ack) ++conn_.broker().stats().messages_acked;
+      u.entry.msg.reset();
+    }
+  };
+  if (multiple) {
+    for (auto& u : unacked_) {
+      if (tag != 0 && u.tag > tag) break;
+      settle_one(u);
+    }
+  } else {
+    auto it = std::lower_bound(unacked_.begin(), unacked_.end(), tag,
+                               [](const Unacked& u, uint64_t t) { return u.tag < t; });
+    settle_one(*it);
+  }
+  while (!unacked_.empty() && unacked_.front().settled) unacked_.pop_front();
+  for (auto& [q, entries] : requeue) q->requeue(std::move(entries));
+  for (auto& q : touched) q->dispatch();
+}
+
+void Channel::on(const amqp::BasicAck& m) {
+  if (tx_) {
+    check_tag(m.delivery_tag, m.multiple);
+    tx_ops_.emplace_back(TxAck{m.delivery_tag, m.multiple, Settle::Ack});
+    return;
+  }
+  settle(m.delivery_tag, m.multiple, Settle::Ack);
+}
+
+void Channel::on(const amqp::BasicReject& m) {
+  Settle how = m.requeue ? Settle::Requeue : Settle::Drop;
+  if (tx_) {
+    check_tag(m.delivery_tag, false);
+    tx_ops_.emplace_back(TxAck{m.delivery_tag, false, how});
+    return;
+  }
+  settle(m.delivery_tag, false, how);
+}
+
+void Channel::on(const amqp::BasicNack& m) {
+  Settle how = m.requeue ? Settle::Requeue : Settle::Drop;
+  if (tx_) {
+    check_tag(m.delivery_tag, m.multiple);
+    tx_ops_.emplace_back(TxAck{m.delivery_tag, m.multiple, how});
+    return;
+  }
+  settle(m.delivery_tag, m.multiple, how);
+}
+
+void Channel::requeue_all_unacked() {
+  if (!unacked_.empty()) settle(0, true, Settle::Requeue);
+}
+
+void Channel::on(const amqp::BasicRecoverAsync& m) {
+  if (!m.requeue) throw ConnectionError(ConnectionReplyCode::NotImplemented, "requeue=false");
+  requeue_all_unacked();
+}
+
+void Channel::on(const amqp::BasicRecover& m) {
+  if (!m.requeue) throw ConnectionError(ConnectionReplyCode::NotImplemented, "requeue=false");
+  requeue_all_unacked();
+  send(amqp::BasicRecoverOk{});
+}
+
+// ---- basic class: publish ------------------------------------------------------------
+
+void Channel::on(const amqp::BasicPublish& m) {
+  auto cached = write_allowed_.find(m.exchange);
+  if (cached == write_allowed_.end()) {
+    check_permission(Permission::Write, "exchange", m.exchange);
+    write_allowed_.emplace(m.exchange, true);
+  }
+  Exchange& ex = exchange_or_404(m.exchange);
+  if (ex.definition().internal)
+    throw ChannelError(ChannelReplyCode::AccessRefused,
+                       fmt::format("cannot publish to internal exchange '{}' in vhost '{}'", m.exchange,
+                                   conn_.vhost().name()));
+  publish_.emplace();
+  publish_->method = m;
+}
+
+void Channel::handle_header(const amqp::ContentHeader& h) {
+  if (!publish_ || publish_->have_header)
+    throw ConnectionError(ConnectionReplyCode::UnexpectedFrame,
+                          fmt::format("expected method frame, got content header on channel {}", id_));
+  if (h.class_id != amqp::BasicPublish::kClassId)
+    throw ConnectionError(ConnectionReplyCode::FrameError,
+                          fmt::format("content header for class {} on channel {}, expected 60", h.class_id, id_));
+  auto max = conn_.broker().config().max_message_size;
+  if (h.body_size > max) {
+    publish_.reset();
+    throw ChannelError(ChannelReplyCode::PreconditionFailed,
+                       fmt::format("message size {} is larger than configured max size {}", h.body_size, max),
+                       amqp::BasicPublish::kClassId, amqp::BasicPublish::kMethodId);
+  }
+  // Reject undecodable properties now, before anything routes on them.
+  try {
+    (void)amqp::decode_properties(h.raw_properties);
+  } catch (const amqp::DecodeError& e) {
+    throw ConnectionError(ConnectionReplyCode::FrameError, fmt::format("malformed content header: {}", e.what()));
+  }
+  auto& p = *publish_;
+  p.have_header = true;
+  p.body_size = h.body_size;
+  p.msg = std::make_shared<Message>();
+  p.msg->exchange = p.method.exchange;
+  p.msg->routing_key = p.method.routing_key;
+  p.msg->properties.assign(h.raw_properties.begin(), h.raw_properties.end());
+  p.msg->body.reserve(h.body_size);
+  if (h.body_size == 0) publish_complete();
+}
+
+void Channel::handle_body(std::span<const uint8_t> data) {
+  if (!publish_ || !publish_->have_header)
+    throw ConnectionError(ConnectionReplyCode::UnexpectedFrame,
+                          fmt::format("expected method frame, got content body on channel {}", id_));
+  auto& body = publish_->msg->body;
+  if (body.size() + data.size() > publish_->body_size)
+    throw ConnectionError(ConnectionReplyCode::FrameError,
+                          fmt::format("content body exceeds the declared size {} on channel {}", publish_->body_size, id_));
+  body.insert(body.end(), data.begin(), data.end());
+  if (body.size() == publish_->body_size) publish_complete();
+}
+
+void Channel::publish_complete() {
+  PendingPublish p = std::move(*publish_);
+  publish_.reset();
+  Message& msg = *p.msg;
+  auto flags = property_flags(msg.properties);
+  if (flags & (kFlagUserId | kFlagReplyTo)) {
+    auto props = msg.decode_properties();
+    if (props.user_id && *props.user_id != conn_.user())
+      throw ChannelError(ChannelReplyCode::PreconditionFailed,
+                         fmt::format("user_id property set to '{}' but authenticated user was '{}'", *props.user_id,
+                                     conn_.user()),
+                         amqp::BasicPublish::kClassId, amqp::BasicPublish::kMethodId);
+    if (props.reply_to && *props.reply_to == kReplyQueue) {
+      if (!reply_token_)
+        throw ChannelError(ChannelReplyCode::PreconditionFailed, "fast reply consumer does not exist",
+                           amqp::BasicPublish::kClassId, amqp::BasicPublish::kMethodId);
+      props.reply_to = std::string(kReplyPrefix) + *reply_token_;
+      msg.properties.clear();
+      amqp::encode_properties(props, msg.properties);
+    }
+  }
+  ++conn_.broker().stats().messages_published;
+  MessagePtr shared = std::move(p.msg);
+  if (tx_) {
+    tx_ops_.emplace_back(TxPublish{std::move(shared), p.method.mandatory});
+    return;
+  }
+  route_and_enqueue(shared, p.method.mandatory);
+  if (confirm_) confirm_published();
+}
+
+void Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory) {
+  auto& stats = conn_.broker().stats();
+  if (msg->exchange.empty() && msg->routing_key.starts_with(kReplyPrefix)) {
+    Channel* target = conn_.broker().find_reply_channel(std::string_view(msg->routing_key).substr(kReplyPrefix.size()));
+    if (target) {
+      target->deliver_reply(msg);
+      ++stats.messages_routed;
+    } else {
+      ++stats.messages_unroutable;
+      if (mandatory) basic_return(*msg, 312, "NO_ROUTE");
+    }
+    return;
+  }
+  Exchange* ex = conn_.vhost().find_exchange(msg->exchange);
+  if (ex) conn_.vhost().route(*ex, *msg, route_scratch_);
+  if (!ex || route_scratch_.empty()) {
+    ++stats.messages_unroutable;
+    if (mandatory) basic_return(*msg, 312, "NO_ROUTE");
+    return;
+  }
+  ++stats.messages_routed;
+  for (Queue* q : route_scratch_) q->enqueue(msg);
+}
+
+void Channel::basic_return(const Message& msg, uint16_t code, const char* text) {
+  amqp::BasicReturn r;
+  r.reply_code = code;
+  r.reply_text = text;
+  r.exchange = msg.exchange;
+  r.routing_key = msg.routing_key;
+  auto& out = conn_.out();
+  amqp::append_method_frame(out, id_, r);
+  amqp::append_content(out, id_, amqp::BasicPublish::kClassId, msg.properties, msg.body, conn_.frame_max());
+  conn_.flush();
+  ++conn_.broker().stats().messages_returned;
+}
+
+void Channel::confirm_published() {
+  // Every message is settled as soon as it is routed (in-memory queues), so confirms are
+  // contiguous; flush_confirms() acks them with one basic.ack multiple per read batch.
+  ++publish_seq_;
+}
+
+void Channel::flush_confirms() {
+  if (!confirm_ || publish_seq_ == confirm_sent_upto_) return;
+  amqp::BasicAck ack;
+  ack.delivery_tag = publish_seq_;
+  ack.multiple = publish_seq_ - confirm_sent_upto_ > 1;
+  confirm_sent_upto_ = publish_seq_;
+  send(ack);
+}
+
+// ---- confirm and tx ------------------------------------------------------------------
+
+void Channel::on(const amqp::ConfirmSelect& m) {
+  if (tx_) precondition("cannot switch from tx to confirm mode");
+  confirm_ = true;
+  if (!m.nowait) send(amqp::ConfirmSelectOk{});
+}
+
+void Channel::on(const amqp::TxSelect&) {
+  if (confirm_) precondition("cannot switch from confirm to tx mode");
+  tx_ = true;
+  send(amqp::TxSelectOk{});
+}
+
+void Channel::on(const amqp::TxCommit&) {
+  if (!tx_) precondition("channel is not transactional");
+  auto ops = std::move(tx_ops_);
+  tx_ops_.clear();
+  for (auto& op : ops) {
+    if (auto* p = std::get_if<TxPublish>(&op))
+      route_and_enqueue(p->msg, p->mandatory);
+    else {
+      auto& a = std::get<TxAck>(op);
+      settle(a.tag, a.multiple, a.how);
+    }
+  }
+  send(amqp::TxCommitOk{});
+}
+
+void Channel::on(const amqp::TxRollback&) {
+  if (!tx_) precondition("channel is not transactional");
+  tx_ops_.clear();
+  send(amqp::TxRollbackOk{});
+}
+
+// ---- teardown ------------------------------------------------------------------------
+
+void Channel::release() {
+  if (released_) return;
+  released_ = true;
+  closing_ = true;
+  publish_.reset();
+  tx_ops_.clear();
+  if (reply_token_) {
+    conn_.broker().unregister_reply_channel(*reply_token_);
+    reply_token_.reset();
+  }
+  auto consumers = std::move(consumers_);
+  consumers_.clear();
+  for (auto& [tag, c] : consumers) {
+    --conn_.broker().stats().consumers;
+    c->queue->remove_consumer(c.get());
+  }
+  // Requeue after the consumers are gone, so the messages go to other consumers.
+  requeue_all_unacked();
+}
+
+}  // namespace mqnode::broker

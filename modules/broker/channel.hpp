@@ -1,0 +1,167 @@
+// One AMQP channel: the exchange/queue/basic/confirm/tx methods, the publish
+// method → header → body* assembly, consumers with RabbitMQ's prefetch semantics,
+// outstanding deliveries (delivery tags), publisher confirms and transactions.
+// Handlers throw amqp::ChannelError / ConnectionError; the connection turns them into
+// channel.close / connection.close.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "amqp/frame.hpp"
+#include "amqp/methods.hpp"
+#include "broker/auth.hpp"
+#include "broker/queue.hpp"
+
+namespace mqnode::broker {
+
+class Connection;
+class Exchange;
+
+class Channel final : public DeliveryTarget {
+ public:
+  Channel(Connection& conn, uint16_t id);
+  ~Channel() override;
+
+  uint16_t id() const { return id_; }
+  // After this channel sent channel.close it ignores everything until close-ok.
+  bool closing() const { return closing_; }
+  void set_closing() { closing_ = true; }
+  bool expecting_content() const { return publish_.has_value(); }
+
+  void handle_method(amqp::Method& m);
+  void handle_header(const amqp::ContentHeader& h);
+  void handle_body(std::span<const uint8_t> data);
+
+  // Returns unacked messages to their queues, cancels consumers, drops tx state.
+  // Idempotent; called on channel.close, channel errors and connection end.
+  void release();
+  // Sends the publisher confirms accumulated while processing a batch of frames.
+  void flush_confirms();
+  // The socket drained: let queues deliver to this channel's consumers again.
+  void resume_deliveries();
+
+  // DeliveryTarget
+  bool can_deliver(const Consumer& c) const override;
+  void deliver(Consumer& c, QueueEntry entry) override;
+  void cancelled_by_server(Consumer& c) override;
+
+  // Direct reply-to delivery into this channel's reply consumer.
+  void deliver_reply(const MessagePtr& msg);
+
+ private:
+  struct PendingPublish {
+    amqp::BasicPublish method;
+    uint64_t body_size = 0;
+    bool have_header = false;
+    std::shared_ptr<Message> msg;
+  };
+  struct Unacked {
+    uint64_t tag = 0;
+    QueuePtr queue;
+    ConsumerPtr consumer;  // null for basic.get
+    QueueEntry entry;
+    bool settled = false;
+  };
+  enum class Settle { Ack, Requeue, Drop };
+  struct TxAck {
+    uint64_t tag;
+    bool multiple;
+    Settle how;
+  };
+  struct TxPublish {
+    MessagePtr msg;
+    bool mandatory;
+  };
+
+  template <class M>
+  void send(const M& m);
+  template <class M>
+  void on(const M& m);  // methods a client must not send: 503 COMMAND_INVALID
+
+  void on(const amqp::ChannelFlow& m);
+  void on(const amqp::ChannelFlowOk& m);
+  void on(const amqp::ExchangeDeclare& m);
+  void on(const amqp::ExchangeDelete& m);
+  void on(const amqp::ExchangeBind& m);
+  void on(const amqp::ExchangeUnbind& m);
+  void on(const amqp::QueueDeclare& m);
+  void on(const amqp::QueueBind& m);
+  void on(const amqp::QueueUnbind& m);
+  void on(const amqp::QueuePurge& m);
+  void on(const amqp::QueueDelete& m);
+  void on(const amqp::BasicQos& m);
+  void on(const amqp::BasicConsume& m);
+  void on(const amqp::BasicCancel& m);
+  void on(const amqp::BasicPublish& m);
+  void on(const amqp::BasicGet& m);
+  void on(const amqp::BasicAck& m);
+  void on(const amqp::BasicReject& m);
+  void on(const amqp::BasicNack& m);
+  void on(const amqp::BasicRecoverAsync& m);
+  void on(const amqp::BasicRecover& m);
+  void on(const amqp::ConfirmSelect& m);
+  void on(const amqp::TxSelect& m);
+  void on(const amqp::TxCommit& m);
+  void on(const amqp::TxRollback& m);
+
+  // Lookups that throw the RabbitMQ channel errors.
+  Exchange& exchange_or_404(const std::string& name);
+  QueuePtr queue_or_404(const std::string& name);
+  void check_exclusive(const Queue& q);
+  void check_permission(Permission what, std::string_view kind, const std::string& name);
+  void check_not_default(const std::string& exchange);
+  std::string resolve_queue_name(const std::string& name) const;  // "" → last declared
+  void bind_or_unbind(bool add, bool to_exchange, const std::string& source, const std::string& destination,
+                      const std::string& key, const amqp::FieldTable& args);
+
+  void publish_complete();
+  void route_and_enqueue(const MessagePtr& msg, bool mandatory);
+  void basic_return(const Message& msg, uint16_t code, const char* text);
+  void confirm_published();
+
+  void write_delivery(std::string_view consumer_tag, uint64_t tag, bool redelivered, const Message& msg);
+  // Validates <tag>/<multiple> against outstanding deliveries (406 if unknown).
+  void check_tag(uint64_t tag, bool multiple) const;
+  void settle(uint64_t tag, bool multiple, Settle how);
+  void requeue_all_unacked();
+  void cancel_consumer(const std::string& tag);
+
+  Connection& conn_;
+  uint16_t id_;
+  bool closing_ = false;
+  bool released_ = false;
+  bool flow_active_ = true;
+
+  std::optional<PendingPublish> publish_;
+
+  std::unordered_map<std::string, ConsumerPtr> consumers_;
+  std::deque<Unacked> unacked_;
+  uint64_t next_delivery_tag_ = 1;
+  uint32_t unacked_by_consumers_ = 0;
+  uint16_t prefetch_per_consumer_ = 0;  // basic.qos global=false: for consumers created later
+  uint16_t prefetch_per_channel_ = 0;   // basic.qos global=true: shared by all consumers
+  std::string last_queue_;              // "the queue last declared on this channel" (§1.8.3.7)
+
+  std::optional<std::string> reply_token_;  // direct reply-to consumer
+  std::string reply_consumer_tag_;
+
+  bool confirm_ = false;
+  uint64_t publish_seq_ = 0;
+  uint64_t confirm_sent_upto_ = 0;
+
+  bool tx_ = false;
+  std::vector<std::variant<TxPublish, TxAck>> tx_ops_;
+
+  std::vector<Queue*> route_scratch_;
+  std::unordered_map<std::string, bool> write_allowed_;  // per exchange, permission cache
+};
+
+}  // namespace mqnode::broker

@@ -1,0 +1,43 @@
+// The broker's slice of the config ("/broker"): listeners, users, vhosts, permissions and
+// the protocol limits. Defaults are RabbitMQ 3.10's; with nothing configured the node has
+// vhost "/" and guest/guest, usable from loopback only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/endpoint.hpp"
+
+namespace mqnode::broker {
+
+struct UserConfig {
+  std::string name;
+  std::string password_hash;  // base64(salt[4] ‖ sha256(salt ‖ password)), RabbitMQ's scheme
+  std::vector<std::string> tags;
+};
+
+struct PermissionConfig {
+  std::string user, vhost, configure, write, read;
+};
+
+struct BrokerConfig {
+  std::string node_name = "mqnode@localhost";  // from /node/name; cluster_name in connection.start
+  std::vector<core::Endpoint> listeners{{"0.0.0.0", 5672}};
+  std::vector<UserConfig> users;
+  std::vector<std::string> vhosts{"/"};
+  std::vector<PermissionConfig> permissions;
+  std::vector<std::string> loopback_users{"guest"};
+  uint16_t heartbeat_s = 60;
+  uint32_t frame_max = 131072;
+  uint16_t channel_max = 2047;
+  uint64_t max_message_size = 128ull << 20;
+  uint32_t handshake_timeout_ms = 10000;
+  uint32_t max_connections = 0;  // 0 = unlimited
+};
+
+// Throws core::ConfigError naming the JSON path of the first bad value.
+BrokerConfig parse_broker_config(core::ConfigNode node);
+
+}  // namespace mqnode::broker

@@ -1,0 +1,605 @@
+#include "broker/connection.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fmt/format.h>
+
+#include "amqp/codec.hpp"
+#include "amqp/properties.hpp"
+#include "broker/broker.hpp"
+#include "broker/channel.hpp"
+#include "broker/vhost.hpp"
+
+namespace mqnode::broker {
+
+using amqp::ChannelError;
+using amqp::ConnectionError;
+using amqp::ConnectionReplyCode;
+using namespace std::chrono_literals;
+
+namespace {
+constexpr std::size_t kReadChunk = 64 * 1024;
+// Deliveries pause while this much output is waiting for the socket.
+constexpr std::size_t kOutputHighWater = 1 << 20;
+constexpr auto kCloseOkTimeout = 3s;
+
+// Product and version are what clients key behaviour on: kombu/Celery choose RabbitMQ's
+// basic.qos meaning (global=false per consumer) only for product "RabbitMQ" ≥ 3.3, and
+// that is the meaning mqnode implements. Platform and information say what this really is.
+amqp::FieldTable server_properties(const std::string& node) {
+  amqp::FieldTable caps;
+  for (const char* c : {"publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
+                        "connection.blocked", "authentication_failure_close", "per_consumer_qos", "direct_reply_to"})
+    caps.set(c, true);
+  amqp::FieldTable p;
+  p.set("capabilities", std::move(caps));
+  p.set("cluster_name", node);
+  p.set("copyright", "Copyright (c) the mqnode authors");
+  p.set("information", "mqnode " MQNODE_VERSION ", an AMQP 0-9-1 broker compatible with RabbitMQ 3.10");
+  p.set("platform", "mqnode " MQNODE_VERSION " (C++)");
+  p.set("product", "RabbitMQ");
+  p.set("version", "3.10.0");
+  return p;
+}
+
+bool table_flag(const amqp::FieldTable& t, std::string_view key) {
+  const auto* v = t.find(key);
+  auto b = v ? v->as_bool() : std::nullopt;
+  return b && *b;
+}
+
+std::string table_string(const amqp::FieldTable& t, std::string_view key) {
+  const auto* v = t.find(key);
+  const auto* s = v ? v->as_string() : nullptr;
+  return s ? *s : std::string();
+}
+
+template <class M>
+const M* as(const amqp::Method& m) {
+  return std::get_if<M>(&m);
+}
+
+// Undecodable arguments are a syntax error, an unknown class/method is "not implemented".
+amqp::Method decode_method_frame(const amqp::FrameView& f) {
+  try {
+    return amqp::decode_method(f.payload);
+  } catch (const amqp::UnknownMethod& e) {
+    throw ConnectionError(ConnectionReplyCode::NotImplemented,
+                          fmt::format("unknown method class={} method={}", e.class_id, e.method_id));
+  } catch (const amqp::DecodeError& e) {
+    throw ConnectionError(ConnectionReplyCode::SyntaxError, e.what());
+  }
+}
+
+std::string_view method_name(const amqp::Method& m) {
+  return std::visit([](const auto& x) { return std::decay_t<decltype(x)>::kName; }, m);
+}
+}  // namespace
+
+Connection::Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id)
+    : broker_(broker),
+      socket_(std::move(socket)),
+      id_(id),
+      log_(broker.log().child("connection")),
+      wake_(socket_.get_executor()),
+      heartbeat_timer_(socket_.get_executor()),
+      close_timer_(socket_.get_executor()),
+      frame_max_(broker.config().frame_max) {
+  asio::error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  if (!ec) {
+    auto addr = ep.address();
+    peer_loopback_ = addr.is_loopback() || (addr.is_v6() && addr.to_v6().is_v4_mapped() &&
+                                            asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).is_loopback());
+    peer_ = fmt::format("{}:{}", addr.to_string(), ep.port());
+  }
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+Connection::~Connection() = default;
+
+void Connection::start() {
+  auto self = shared_from_this();
+  log_.debug("accepted conn={} peer={}", id_, peer_);
+  asio::co_spawn(socket_.get_executor(), [self] { return self->reader(); }, asio::detached);
+  asio::co_spawn(socket_.get_executor(), [self] { return self->writer(); }, asio::detached);
+  asio::co_spawn(socket_.get_executor(),
+                 [self] {
+                   return self->deadline(std::chrono::milliseconds(self->broker_.config().handshake_timeout_ms),
+                                         State::OpenWait);
+                 },
+                 asio::detached);
+}
+
+void Connection::flush() {
+  sent_since_tick_ = true;
+  if (writer_waiting_) {
+    writer_waiting_ = false;
+    wake_.cancel();
+  }
+}
+
+bool Connection::output_congested() {
+  if (out_.size() + writing_.size() < kOutputHighWater) return false;
+  delivery_waiting_ = true;
+  return true;
+}
+
+// ---- reading -------------------------------------------------------------------------
+
+asio::awaitable<void> Connection::reader() {
+  auto self = shared_from_this();
+  asio::error_code ec;
+  in_.resize(kReadChunk);
+  try {
+    for (;;) {
+      if (in_.size() - in_end_ < kReadChunk / 4) {
+        // Compact, then grow only as far as one maximum frame needs.
+        if (in_start_ > 0) {
+          std::copy(in_.begin() + static_cast<std::ptrdiff_t>(in_start_), in_.begin() + static_cast<std::ptrdiff_t>(in_end_), in_.begin());
+          in_end_ -= in_start_;
+          in_start_ = 0;
+        }
+        if (in_.size() - in_end_ < kReadChunk / 4) in_.resize(in_.size() + kReadChunk);
+      }
+      std::size_t n = co_await socket_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
+                                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || state_ == State::Closed) break;
+      in_end_ += n;
+      received_since_tick_ = true;
+
+      if (state_ == State::Header) {
+        if (in_end_ - in_start_ < amqp::kProtocolHeader.size()) continue;
+        auto st = amqp::check_protocol_header({in_.data() + in_start_, in_end_ - in_start_});
+        if (st != amqp::HeaderStatus::Ok) {
+          // Spec §4.2.2: answer with the header we do speak, then close.
+          log_.info("bad protocol header conn={} peer={}", id_, peer_);
+          out_.insert(out_.end(), amqp::kProtocolHeader.begin(), amqp::kProtocolHeader.end());
+          close_after_flush_ = true;
+          flush();
+          break;
+        }
+        in_start_ += amqp::kProtocolHeader.size();
+        amqp::ConnectionStart start;
+        start.server_properties = server_properties(broker_.config().node_name);
+        start.mechanisms = "PLAIN AMQPLAIN";
+        start.locales = "en_US";
+        amqp::append_method_frame(out_, 0, start);
+        flush();
+        state_ = State::StartOk;
+      }
+
+      while (state_ != State::Closed && in_end_ > in_start_) {
+        amqp::FrameView f;
+        std::size_t consumed = 0;
+        auto st = amqp::decode_frame({in_.data() + in_start_, in_end_ - in_start_}, frame_max_, consumed, f);
+        if (st == amqp::DecodeStatus::NeedMore) break;
+        if (st != amqp::DecodeStatus::Ok) {
+          ++broker_.stats().frames_malformed;
+          if (state_ == State::Closing) {  // already closing: nothing more to say
+            stop();
+            break;
+          }
+          const char* what = st == amqp::DecodeStatus::BadType  ? "unknown frame type"
+                             : st == amqp::DecodeStatus::BadEnd ? "frame end marker is not 0xCE"
+                                                                : "frame larger than negotiated frame_max";
+          send_close(static_cast<uint16_t>(ConnectionReplyCode::FrameError),
+                     fmt::format("FRAME_ERROR - {} ({})", what, frame_max_), 0, 0);
+          in_start_ = in_end_;  // the stream cannot be re-synchronised
+          break;
+        }
+        in_start_ += consumed;
+        try {
+          handle_frame(f);
+        } catch (const ChannelError& e) {
+          close_channel_after_error(f.channel, e);
+        } catch (const ConnectionError& e) {
+          ++broker_.stats().connection_errors;
+          log_.warn("connection error conn={} peer={} user={} code={} reason=\"{}\"", id_, peer_, user_,
+                    static_cast<int>(e.code), e.what());
+          send_close(static_cast<uint16_t>(e.code),
+                     fmt::format("{} - {}", amqp::reply_text(e.code), e.what()), e.class_id, e.method_id);
+        }
+      }
+      for (auto& [n, ch] : channels_) ch->flush_confirms();
+      if (in_start_ == in_end_) in_start_ = in_end_ = 0;
+    }
+  } catch (const std::exception& e) {
+    // Only programming errors land here; keep the node up and drop this client.
+    log_.error("internal error conn={} peer={} what=\"{}\"", id_, peer_, e.what());
+  }
+  if (!close_after_flush_) stop();
+}
+
+void Connection::close_channel_after_error(uint16_t channel, const ChannelError& e) {
+  ++broker_.stats().channel_errors;
+  log_.info("channel error conn={} ch={} code={} reason=\"{}\"", id_, channel, static_cast<int>(e.code), e.what());
+  auto it = channels_.find(channel);
+  if (it != channels_.end()) {
+    it->second->release();
+    it->second->set_closing();
+  }
+  amqp::ChannelClose close;
+  close.reply_code = static_cast<uint16_t>(e.code);
+  close.reply_text = fmt::format("{} - {}", amqp::reply_text(e.code), e.what());
+  if (close.reply_text.size() > 255) close.reply_text.resize(255);
+  close.class_id = e.class_id;
+  close.method_id = e.method_id;
+  amqp::append_method_frame(out_, channel, close);
+  flush();
+}
+
+void Connection::handle_frame(const amqp::FrameView& f) {
+  if (state_ == State::Closing) {
+    // After connection.close only close-ok (or a crossing close) matters (spec §4.2.4).
+    if (f.type == amqp::FrameType::Method && f.channel == 0) {
+      amqp::Method m;
+      try {
+        m = amqp::decode_method(f.payload);
+      } catch (const amqp::DecodeError&) {
+        return;
+      }
+      if (as<amqp::ConnectionCloseOk>(m)) {
+        stop();
+      } else if (as<amqp::ConnectionClose>(m)) {
+        amqp::append_method_frame(out_, 0, amqp::ConnectionCloseOk{});
+        close_after_flush_ = true;
+        flush();
+      }
+    }
+    return;
+  }
+  if (f.type == amqp::FrameType::Heartbeat) {
+    if (f.channel != 0) throw ConnectionError(ConnectionReplyCode::FrameError, "heartbeat frame on a non-zero channel");
+    return;
+  }
+  if (state_ != State::Open) {
+    if (f.type != amqp::FrameType::Method || f.channel != 0)
+      throw ConnectionError(ConnectionReplyCode::CommandInvalid, "expected a connection method during the handshake");
+    amqp::Method m = decode_method_frame(f);
+    handle_handshake(m);
+    return;
+  }
+  if (f.channel == 0) {
+    if (f.type != amqp::FrameType::Method)
+      throw ConnectionError(ConnectionReplyCode::CommandInvalid, "content frame on channel 0");
+    amqp::Method m = decode_method_frame(f);
+    handle_channel0(m);
+    return;
+  }
+
+  auto it = channels_.find(f.channel);
+  Channel* ch = it == channels_.end() ? nullptr : it->second.get();
+  if (f.type == amqp::FrameType::Method) {
+    amqp::Method m = decode_method_frame(f);
+    if (ch && ch->closing()) {
+      // We sent channel.close: drop everything but close-ok / close (spec §4.2.4).
+      if (as<amqp::ChannelCloseOk>(m)) {
+        channels_.erase(it);
+      } else if (as<amqp::ChannelClose>(m)) {
+        amqp::append_method_frame(out_, f.channel, amqp::ChannelCloseOk{});
+        flush();
+        channels_.erase(it);
+      }
+      return;
+    }
+    if (const auto* open = as<amqp::ChannelOpen>(m)) {
+      (void)open;
+      if (ch) throw ConnectionError(ConnectionReplyCode::ChannelError, "second 'channel.open' seen", 20, 10);
+      if (f.channel > channel_max_)
+        throw ConnectionError(ConnectionReplyCode::NotAllowed,
+                              fmt::format("channel_max {} exceeded by channel {}", channel_max_, f.channel), 20, 10);
+      channels_.emplace(f.channel, std::make_unique<Channel>(*this, f.channel));
+      amqp::append_method_frame(out_, f.channel, amqp::ChannelOpenOk{});
+      flush();
+      return;
+    }
+    if (!ch)
+      throw ConnectionError(ConnectionReplyCode::ChannelError,
+                            fmt::format("expected 'channel.open' on channel {}, got '{}'", f.channel, method_name(m)));
+    if (as<amqp::ChannelClose>(m)) {
+      ch->release();
+      channels_.erase(it);
+      amqp::append_method_frame(out_, f.channel, amqp::ChannelCloseOk{});
+      flush();
+      return;
+    }
+    if (as<amqp::ChannelCloseOk>(m)) return;  // not expecting one: ignore
+    auto cls = std::visit([](const auto& x) { return std::decay_t<decltype(x)>::kClassId; }, m);
+    if (cls == 10)
+      throw ConnectionError(ConnectionReplyCode::CommandInvalid,
+                            fmt::format("connection method '{}' on channel {}", method_name(m), f.channel));
+    ch->handle_method(m);
+    return;
+  }
+  // Content frames.
+  if (!ch)
+    throw ConnectionError(ConnectionReplyCode::ChannelError, fmt::format("content frame on unopened channel {}", f.channel));
+  if (ch->closing()) return;
+  if (f.type == amqp::FrameType::Header) {
+    amqp::ContentHeader h;
+    try {
+      h = amqp::decode_content_header(f.payload);
+    } catch (const amqp::DecodeError& e) {
+      throw ConnectionError(ConnectionReplyCode::FrameError, fmt::format("malformed content header: {}", e.what()));
+    }
+    ch->handle_header(h);
+  } else {
+    ch->handle_body(f.payload);
+  }
+}
+
+// ---- handshake (spec §4.2.4, RabbitMQ's rabbit_reader) -------------------------------
+
+void Connection::handle_handshake(amqp::Method& m) {
+  if (state_ == State::StartOk) {
+    if (const auto* ok = as<amqp::ConnectionStartOk>(m)) return on_start_ok(*ok);
+  } else if (state_ == State::TuneOk) {
+    if (const auto* ok = as<amqp::ConnectionTuneOk>(m)) return on_tune_ok(*ok);
+  } else if (state_ == State::OpenWait) {
+    if (const auto* open = as<amqp::ConnectionOpen>(m)) return on_open(*open);
+  }
+  if (as<amqp::ConnectionClose>(m)) {
+    amqp::append_method_frame(out_, 0, amqp::ConnectionCloseOk{});
+    close_after_flush_ = true;
+    state_ = State::Closing;
+    flush();
+    return;
+  }
+  throw ConnectionError(ConnectionReplyCode::CommandInvalid,
+                        fmt::format("unexpected method '{}' during the connection handshake", method_name(m)));
+}
+
+void Connection::on_start_ok(const amqp::ConnectionStartOk& m) {
+  if (const auto* caps_v = m.client_properties.find("capabilities")) {
+    if (const auto* caps = caps_v->as_table()) {
+      caps_.consumer_cancel_notify = table_flag(*caps, "consumer_cancel_notify");
+      caps_.connection_blocked = table_flag(*caps, "connection.blocked");
+      caps_.authentication_failure_close = table_flag(*caps, "authentication_failure_close");
+      caps_.basic_nack = table_flag(*caps, "basic.nack");
+      caps_.publisher_confirms = table_flag(*caps, "publisher_confirms");
+    }
+  }
+  client_name_ = table_string(m.client_properties, "connection_name");
+  if (client_name_.empty()) client_name_ = table_string(m.client_properties, "product");
+
+  std::string login, password;
+  if (m.mechanism == "PLAIN") {
+    // "authzid\0authcid\0password" (RFC 4616); RabbitMQ ignores authzid.
+    auto first = m.response.find('\0');
+    auto second = first == std::string::npos ? std::string::npos : m.response.find('\0', first + 1);
+    if (second == std::string::npos)
+      throw ConnectionError(ConnectionReplyCode::AccessRefused, "ACCESS_REFUSED - malformed PLAIN response");
+    login = m.response.substr(first + 1, second - first - 1);
+    password = m.response.substr(second + 1);
+  } else if (m.mechanism == "AMQPLAIN") {
+    // A field table without its length prefix, holding LOGIN and PASSWORD.
+    std::vector<uint8_t> framed;
+    amqp::Writer w(framed);
+    w.u32(static_cast<uint32_t>(m.response.size()));
+    w.bytes(m.response);
+    amqp::FieldTable t;
+    try {
+      amqp::Reader r(framed);
+      t = r.table();
+    } catch (const amqp::DecodeError& e) {
+      throw ConnectionError(ConnectionReplyCode::AccessRefused, fmt::format("malformed AMQPLAIN response: {}", e.what()));
+    }
+    login = table_string(t, "LOGIN");
+    password = table_string(t, "PASSWORD");
+  } else {
+    throw ConnectionError(ConnectionReplyCode::CommandInvalid,
+                          fmt::format("unknown authentication mechanism '{}'", m.mechanism));
+  }
+  std::string why;
+  if (!broker_.access().authenticate(login, password, peer_loopback_, why)) {
+    log_.warn("login refused conn={} peer={} user=\"{}\" mechanism={} reason=\"{}\"", id_, peer_, login, m.mechanism, why);
+    ++broker_.stats().connections_refused;
+    if (caps_.authentication_failure_close)
+      throw ConnectionError(ConnectionReplyCode::AccessRefused,
+                            fmt::format("Login was refused using authentication mechanism {}. For details see the "
+                                        "broker logfile.",
+                                        m.mechanism));
+    // Older clients only see the socket close (RabbitMQ does the same).
+    stop();
+    return;
+  }
+  user_ = login;
+  amqp::ConnectionTune tune;
+  tune.channel_max = broker_.config().channel_max;
+  tune.frame_max = broker_.config().frame_max;
+  tune.heartbeat = broker_.config().heartbeat_s;
+  amqp::append_method_frame(out_, 0, tune);
+  flush();
+  state_ = State::TuneOk;
+}
+
+void Connection::on_tune_ok(const amqp::ConnectionTuneOk& m) {
+  const auto& cfg = broker_.config();
+  if (m.frame_max != 0 && m.frame_max < amqp::kFrameMinSize)
+    throw ConnectionError(ConnectionReplyCode::NotAllowed,
+                          fmt::format("frame_max={} < {} min size", m.frame_max, amqp::kFrameMinSize), 10, 31);
+  if (m.frame_max > cfg.frame_max)
+    throw ConnectionError(ConnectionReplyCode::NotAllowed,
+                          fmt::format("frame_max={} > {} max size", m.frame_max, cfg.frame_max), 10, 31);
+  if (m.channel_max > cfg.channel_max)
+    throw ConnectionError(ConnectionReplyCode::NotAllowed,
+                          fmt::format("channel_max={} > {} max size", m.channel_max, cfg.channel_max), 10, 31);
+  frame_max_ = m.frame_max ? m.frame_max : cfg.frame_max;
+  channel_max_ = m.channel_max ? m.channel_max : cfg.channel_max;
+  heartbeat_s_ = m.heartbeat;
+  state_ = State::OpenWait;
+  if (heartbeat_s_) {
+    auto self = shared_from_this();
+    asio::co_spawn(socket_.get_executor(), [self] { return self->heartbeat(); }, asio::detached);
+  }
+}
+
+void Connection::on_open(const amqp::ConnectionOpen& m) {
+  Vhost* vh = broker_.find_vhost(m.virtual_host);
+  if (!vh)
+    throw ConnectionError(ConnectionReplyCode::NotAllowed, fmt::format("vhost {} not found", m.virtual_host), 10, 40);
+  if (!broker_.access().can_access_vhost(user_, m.virtual_host))
+    throw ConnectionError(ConnectionReplyCode::NotAllowed,
+                          fmt::format("access to vhost '{}' refused for user '{}'", m.virtual_host, user_), 10, 40);
+  vhost_ = vh;
+  state_ = State::Open;
+  amqp::append_method_frame(out_, 0, amqp::ConnectionOpenOk{});
+  flush();
+  log_.info("connection opened conn={} peer={} user={} vhost={} client=\"{}\"", id_, peer_, user_, m.virtual_host,
+            client_name_);
+}
+
+void Connection::handle_channel0(amqp::Method& m) {
+  if (as<amqp::ConnectionClose>(m)) {
+    log_.info("connection closed by client conn={} peer={} user={}", id_, peer_, user_);
+    release();
+    amqp::append_method_frame(out_, 0, amqp::ConnectionCloseOk{});
+    state_ = State::Closing;
+    close_after_flush_ = true;
+    flush();
+    return;
+  }
+  if (as<amqp::ConnectionCloseOk>(m) || as<amqp::ConnectionBlocked>(m) || as<amqp::ConnectionUnblocked>(m)) return;
+  if (as<amqp::ConnectionUpdateSecret>(m)) {
+    // Internal users have no expiring secrets; acknowledge as RabbitMQ does for them.
+    amqp::append_method_frame(out_, 0, amqp::ConnectionUpdateSecretOk{});
+    flush();
+    return;
+  }
+  throw ConnectionError(ConnectionReplyCode::CommandInvalid,
+                        fmt::format("method '{}' is not allowed on channel 0", method_name(m)));
+}
+
+// ---- closing -------------------------------------------------------------------------
+
+void Connection::send_close(uint16_t code, const std::string& text, uint16_t cls, uint16_t meth) {
+  if (state_ == State::Closing || state_ == State::Closed) return;
+  release();
+  amqp::ConnectionClose close;
+  close.reply_code = code;
+  close.reply_text = text.size() > 255 ? text.substr(0, 255) : text;
+  close.class_id = cls;
+  close.method_id = meth;
+  amqp::append_method_frame(out_, 0, close);
+  flush();
+  state_ = State::Closing;
+  auto self = shared_from_this();
+  asio::co_spawn(socket_.get_executor(),
+                 [self]() -> asio::awaitable<void> {
+                   asio::error_code ec;
+                   self->close_timer_.expires_after(kCloseOkTimeout);
+                   co_await self->close_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+                   if (!ec) self->stop();
+                 },
+                 asio::detached);
+}
+
+void Connection::close(ConnectionReplyCode code, const std::string& text) {
+  if (state_ == State::Closed) return;
+  if (state_ != State::Open) {  // nothing negotiated to close politely
+    stop();
+    return;
+  }
+  send_close(static_cast<uint16_t>(code), fmt::format("{} - {}", amqp::reply_text(code), text), 0, 0);
+}
+
+void Connection::release() {
+  // Channels first (they requeue to queues that may be exclusive to us), then our
+  // exclusive queues.
+  auto channels = std::move(channels_);
+  channels_.clear();
+  channels.clear();
+  if (vhost_) {
+    for (const auto& q : exclusive_queues_) {
+      auto queue = vhost_->find_queue(q);
+      if (queue && queue->definition().exclusive_owner == id_) vhost_->commit(QueueDeleted{q});
+    }
+  }
+  exclusive_queues_.clear();
+}
+
+void Connection::stop() {
+  if (state_ == State::Closed) return;
+  state_ = State::Closed;
+  release();
+  asio::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  wake_.cancel();
+  heartbeat_timer_.cancel();
+  close_timer_.cancel();
+  log_.debug("closed conn={} peer={}", id_, peer_);
+  broker_.remove_connection(id_);  // may drop the last reference held outside coroutines
+}
+
+// ---- writing and timers --------------------------------------------------------------
+
+asio::awaitable<void> Connection::writer() {
+  auto self = shared_from_this();
+  asio::error_code ec;
+  while (state_ != State::Closed) {
+    if (out_.empty()) {
+      if (close_after_flush_) break;
+      writer_waiting_ = true;
+      wake_.expires_at(asio::steady_timer::time_point::max());
+      co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      writer_waiting_ = false;
+      continue;
+    }
+    writing_.swap(out_);
+    co_await asio::async_write(socket_, asio::buffer(writing_), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    writing_.clear();
+    if (writing_.capacity() > 4 * kOutputHighWater) std::vector<uint8_t>().swap(writing_);
+    if (delivery_waiting_ && out_.size() < kOutputHighWater / 2) {
+      delivery_waiting_ = false;
+      resume_deliveries();
+    }
+  }
+  stop();
+}
+
+void Connection::resume_deliveries() {
+  for (auto& [n, ch] : channels_) ch->resume_deliveries();
+}
+
+asio::awaitable<void> Connection::heartbeat() {
+  auto self = shared_from_this();
+  asio::error_code ec;
+  const auto interval = std::chrono::seconds(heartbeat_s_);
+  while (state_ != State::Closed) {
+    heartbeat_timer_.expires_after(interval);
+    co_await heartbeat_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || state_ == State::Closed) break;
+    if (!sent_since_tick_) {
+      amqp::append_heartbeat(out_);
+      flush();
+    }
+    sent_since_tick_ = false;
+    missed_heartbeats_ = received_since_tick_ ? 0 : missed_heartbeats_ + 1;
+    received_since_tick_ = false;
+    // RabbitMQ gives up after two silent intervals.
+    if (missed_heartbeats_ >= 2) {
+      log_.warn("missed heartbeats from client conn={} peer={} timeout={}s", id_, peer_, heartbeat_s_);
+      stop();
+      break;
+    }
+  }
+}
+
+asio::awaitable<void> Connection::deadline(std::chrono::milliseconds after, State must_have_left) {
+  auto self = shared_from_this();
+  asio::steady_timer t(socket_.get_executor(), after);
+  asio::error_code ec;
+  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (state_ != State::Closed && static_cast<int>(state_) <= static_cast<int>(must_have_left)) {
+    log_.warn("handshake timeout conn={} peer={}", id_, peer_);
+    stop();
+  }
+}
+
+}  // namespace mqnode::broker

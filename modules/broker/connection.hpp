@@ -1,0 +1,124 @@
+// One client's AMQP connection: the handshake state machine (spec §4.2.2–4.2.4 and
+// RabbitMQ's connection.start properties), frame reading, the single place where channel
+// and connection exceptions become channel.close / connection.close, heartbeats, and the
+// output buffer that only the writer coroutine writes to the socket.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "amqp/frame.hpp"
+#include "amqp/methods.hpp"
+#include "amqp/reply_code.hpp"
+#include "core/log.hpp"
+
+namespace mqnode::broker {
+
+class Broker;
+class Channel;
+class Vhost;
+
+// Capabilities the client declared in client-properties; RabbitMQ only sends these
+// extensions to clients that asked for them.
+struct ClientCapabilities {
+  bool consumer_cancel_notify = false;
+  bool connection_blocked = false;
+  bool authentication_failure_close = false;
+  bool basic_nack = false;
+  bool publisher_confirms = false;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id);
+  ~Connection();
+
+  void start();
+  // Closes the socket at once and releases everything (idempotent).
+  void stop();
+  // Server-initiated close (e.g. 320 CONNECTION_FORCED at shutdown): sends connection.close
+  // and waits briefly for close-ok.
+  void close(amqp::ConnectionReplyCode code, const std::string& text);
+
+  uint64_t id() const { return id_; }
+  bool open() const { return state_ == State::Open; }
+  bool closed() const { return state_ == State::Closed; }
+  Broker& broker() { return broker_; }
+  Vhost& vhost() { return *vhost_; }
+  const std::string& user() const { return user_; }
+  const ClientCapabilities& capabilities() const { return caps_; }
+  uint32_t frame_max() const { return frame_max_; }
+  const core::Logger& log() const { return log_; }
+
+  // Output: channels append whole frames to out() and call flush().
+  std::vector<uint8_t>& out() { return out_; }
+  void flush();
+  // True while the socket is not keeping up; deliveries pause and resume on drain.
+  bool output_congested();
+
+  // Exclusive queues die with their connection.
+  void own_exclusive_queue(const std::string& name) { exclusive_queues_.push_back(name); }
+
+ private:
+  enum class State { Header, StartOk, TuneOk, OpenWait, Open, Closing, Closed };
+
+  asio::awaitable<void> reader();
+  asio::awaitable<void> writer();
+  asio::awaitable<void> heartbeat();
+  asio::awaitable<void> deadline(std::chrono::milliseconds after, State must_have_left);
+
+  // Returns bytes consumed from <in>; throws ConnectionError/ChannelError.
+  void handle_frame(const amqp::FrameView& f);
+  void handle_handshake(amqp::Method& m);
+  void handle_channel0(amqp::Method& m);
+  void on_start_ok(const amqp::ConnectionStartOk& m);
+  void on_tune_ok(const amqp::ConnectionTuneOk& m);
+  void on_open(const amqp::ConnectionOpen& m);
+  void send_close(uint16_t code, const std::string& text, uint16_t cls, uint16_t meth);
+  void close_channel_after_error(uint16_t channel, const amqp::ChannelError& e);
+  void release();
+  void resume_deliveries();
+
+  Broker& broker_;
+  asio::ip::tcp::socket socket_;
+  uint64_t id_;
+  core::Logger log_;
+  std::string peer_;
+  bool peer_loopback_ = false;
+  State state_ = State::Header;
+
+  std::vector<uint8_t> in_;
+  std::size_t in_start_ = 0, in_end_ = 0;
+  std::vector<uint8_t> out_, writing_;
+  asio::steady_timer wake_;
+  bool writer_waiting_ = false;
+  bool close_after_flush_ = false;
+  bool delivery_waiting_ = false;
+  asio::steady_timer heartbeat_timer_;
+  asio::steady_timer close_timer_;
+  bool received_since_tick_ = true;
+  bool sent_since_tick_ = false;
+  int missed_heartbeats_ = 0;
+
+  ClientCapabilities caps_;
+  std::string user_;
+  std::string client_name_;  // client-properties "connection_name" / product, for logs
+  Vhost* vhost_ = nullptr;
+  uint16_t channel_max_ = 0;
+  uint32_t frame_max_ = 0;
+  uint16_t heartbeat_s_ = 0;
+  std::map<uint16_t, std::unique_ptr<Channel>> channels_;
+  std::vector<std::string> exclusive_queues_;
+};
+
+using ConnectionPtr = std::shared_ptr<Connection>;
+
+}  // namespace mqnode::broker

@@ -1,0 +1,26 @@
+// A published message as the broker keeps it: where it was published, its content header
+// properties as the raw bytes the publisher sent (so they are delivered byte-identical
+// and decoded only when the broker must look inside), and its body.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "amqp/properties.hpp"
+
+namespace mqnode::broker {
+
+struct Message {
+  std::string exchange;
+  std::string routing_key;
+  std::vector<uint8_t> properties;  // property flags + property list (spec §4.2.6.1)
+  std::vector<uint8_t> body;
+
+  amqp::BasicProperties decode_properties() const { return amqp::decode_properties(properties); }
+};
+
+using MessagePtr = std::shared_ptr<const Message>;
+
+}  // namespace mqnode::broker

@@ -1,0 +1,106 @@
+// A classic in-memory queue: ready messages in FIFO order, its consumers served round-robin
+// within their prefetch credit. Delivery goes through the DeliveryTarget interface (a
+// channel), so the queue knows nothing about sockets and can be unit-tested alone.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "amqp/field_table.hpp"
+#include "broker/message.hpp"
+#include "broker/queue_args.hpp"
+
+namespace mqnode::broker {
+
+class Queue;
+struct Consumer;
+
+struct QueueEntry {
+  MessagePtr msg;
+  bool redelivered = false;
+};
+
+// Implemented by Channel: whether a consumer may take one more message now, and the
+// delivery itself.
+class DeliveryTarget {
+ public:
+  virtual ~DeliveryTarget() = default;
+  virtual bool can_deliver(const Consumer& c) const = 0;
+  virtual void deliver(Consumer& c, QueueEntry entry) = 0;
+  // The queue went away under the consumer (deleted): basic.cancel to the client.
+  virtual void cancelled_by_server(Consumer& c) = 0;
+};
+
+struct Consumer : std::enable_shared_from_this<Consumer> {
+  Consumer(DeliveryTarget& t, std::string tag_, std::shared_ptr<Queue> q)
+      : target(t), tag(std::move(tag_)), queue(std::move(q)) {}
+  DeliveryTarget& target;
+  std::string tag;
+  std::shared_ptr<Queue> queue;
+  bool no_ack = false;
+  bool exclusive = false;
+  uint32_t prefetch = 0;  // per-consumer limit (basic.qos global=false); 0 = none
+  uint32_t unacked = 0;
+  amqp::FieldTable arguments;
+};
+using ConsumerPtr = std::shared_ptr<Consumer>;
+
+struct QueueDefinition {
+  std::string name;
+  bool durable = false;
+  bool auto_delete = false;
+  uint64_t exclusive_owner = 0;  // connection id; 0 = not exclusive
+  amqp::FieldTable arguments;
+  QueueArgs args;  // <arguments> parsed
+};
+
+class Queue {
+ public:
+  // <on_unused>: called when an auto-delete queue loses its last consumer.
+  Queue(QueueDefinition def, std::function<void(Queue&)> on_unused);
+
+  const QueueDefinition& definition() const { return def_; }
+  const std::string& name() const { return def_.name; }
+  bool deleted() const { return deleted_; }
+
+  // Appends and delivers at once when a consumer has credit.
+  void enqueue(MessagePtr msg);
+  // Puts messages back at the head in the given order, flagged redelivered (RabbitMQ puts
+  // requeued messages back in their original order ahead of newer ones).
+  void requeue(std::vector<QueueEntry> entries);
+  std::optional<QueueEntry> get();
+  std::size_t purge();
+
+  void add_consumer(ConsumerPtr c);
+  // Removes <c>; returns true if it was there.
+  bool remove_consumer(const Consumer* c);
+  const std::vector<ConsumerPtr>& consumers() const { return consumers_; }
+  bool has_exclusive_consumer() const;
+
+  std::size_t message_count() const { return ready_.size(); }
+  std::size_t consumer_count() const { return consumers_.size(); }
+
+  // Delivers ready messages while some consumer has credit. Cheap when nothing can move.
+  void dispatch();
+  // Marks the queue gone: later enqueues/requeues are dropped, consumers are detached.
+  std::vector<ConsumerPtr> mark_deleted();
+
+ private:
+  QueueDefinition def_;
+  std::function<void(Queue&)> on_unused_;
+  std::deque<QueueEntry> ready_;
+  std::vector<ConsumerPtr> consumers_;
+  std::size_t next_consumer_ = 0;
+  bool deleted_ = false;
+  bool dispatching_ = false;
+  bool had_consumer_ = false;
+};
+
+using QueuePtr = std::shared_ptr<Queue>;
+
+}  // namespace mqnode::broker

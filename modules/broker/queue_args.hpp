@@ -1,0 +1,26 @@
+// The one place where queue.declare arguments ("x-...") are read and checked. Values of
+// the wrong type or range are refused with the text RabbitMQ uses; features that this
+// build does not implement yet are refused rather than silently ignored.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "amqp/field_table.hpp"
+
+namespace mqnode::broker {
+
+struct QueueArgs {
+  std::string queue_type = "classic";  // x-queue-type
+  std::optional<std::string> queue_mode;  // x-queue-mode ("default" | "lazy"), a storage hint
+};
+
+// Throws amqp::ChannelError 406 PRECONDITION_FAILED naming the argument.
+QueueArgs parse_queue_args(const amqp::FieldTable& args, const std::string& queue, const std::string& vhost);
+
+// RabbitMQ refuses a redeclare whose arguments differ in these keys (406, "inequivalent arg").
+// Returns the first differing key, or empty.
+std::string inequivalent_queue_arg(const amqp::FieldTable& declared, const amqp::FieldTable& requested);
+
+}  // namespace mqnode::broker

@@ -1,0 +1,20 @@
+// Pure matching rules of the topic and headers exchanges (RabbitMQ semantics), kept apart
+// from the exchange objects so they can be unit-tested on edge cases.
+#pragma once
+
+#include <string_view>
+
+#include "amqp/field_table.hpp"
+
+namespace mqnode::broker {
+
+// Topic: words separated by '.', '*' matches exactly one word (possibly empty), '#' zero or
+// more words. "" is one empty word, so "a..b" has three words.
+bool topic_matches(std::string_view pattern, std::string_view routing_key);
+
+// Headers: binding <args> with x-match all (default) / any / all-with-x / any-with-x
+// against the message <headers>. Binding keys starting with "x-" are ignored unless the
+// "-with-x" variants are used. A void binding value matches any value of that key.
+bool headers_match(const amqp::FieldTable& binding_args, const amqp::FieldTable* headers);
+
+}  // namespace mqnode::broker

@@ -1,0 +1,135 @@
+#include "broker/vhost.hpp"
+
+#include <algorithm>
+
+namespace mqnode::broker {
+
+Vhost::Vhost(std::string name) : name_(std::move(name)) {
+  // RabbitMQ's predeclared exchanges (AMQP 0-9-1 §3.1.3.1 plus amq.rabbitmq.trace).
+  const struct {
+    const char* name;
+    const char* type;
+    bool internal;
+  } kStandard[] = {{"", "direct", false},          {"amq.direct", "direct", false},
+                   {"amq.fanout", "fanout", false}, {"amq.topic", "topic", false},
+                   {"amq.headers", "headers", false}, {"amq.match", "headers", false},
+                   {"amq.rabbitmq.trace", "topic", true}};
+  for (const auto& e : kStandard) apply(ExchangeDeclared{{e.name, e.type, true, false, e.internal, {}}});
+}
+
+void Vhost::commit(const MetadataChange& change) {
+  std::visit([this](const auto& c) { apply(c); }, change);
+}
+
+Exchange* Vhost::find_exchange(std::string_view name) const {
+  auto it = exchanges_.find(name);
+  return it == exchanges_.end() ? nullptr : it->second.get();
+}
+
+QueuePtr Vhost::find_queue(std::string_view name) const {
+  auto it = queues_.find(name);
+  return it == queues_.end() ? nullptr : it->second;
+}
+
+void Vhost::apply(const ExchangeDeclared& c) {
+  exchanges_.emplace(c.def.name, make_exchange(c.def));
+}
+
+void Vhost::apply(const ExchangeDeleted& c) {
+  auto it = exchanges_.find(c.name);
+  if (it == exchanges_.end()) return;
+  ExchangePtr ex = std::move(it->second);
+  exchanges_.erase(it);
+  remove_bindings_to(BindingTarget{nullptr, ex.get()});
+}
+
+void Vhost::apply(const QueueDeclared& c) {
+  auto q = std::make_shared<Queue>(c.def, [this](Queue& q) { commit(QueueDeleted{q.name()}); });
+  queues_.emplace(c.def.name, std::move(q));
+}
+
+void Vhost::apply(const QueueDeleted& c) {
+  auto it = queues_.find(c.name);
+  if (it == queues_.end()) return;
+  QueuePtr q = std::move(it->second);
+  queues_.erase(it);
+  remove_bindings_to(BindingTarget{q.get(), nullptr});
+  for (auto& consumer : q->mark_deleted()) consumer->target.cancelled_by_server(*consumer);
+}
+
+void Vhost::apply(const BindingChange& c) {
+  Exchange* src = find_exchange(c.source);
+  if (!src) return;
+  BindingTarget dest;
+  QueuePtr q;
+  if (c.to_exchange) {
+    dest.exchange = find_exchange(c.destination);
+    if (!dest.exchange) return;
+  } else {
+    q = find_queue(c.destination);
+    if (!q) return;
+    dest.queue = q.get();
+  }
+  Binding b{dest, c.key, c.arguments};
+  if (c.add) {
+    src->bind(std::move(b));
+  } else if (src->unbind(b)) {
+    delete_if_unused_auto_delete(src);
+  }
+}
+
+void Vhost::remove_bindings_to(const BindingTarget& dest) {
+  // By name: a cascade may delete an exchange collected here before we reach it.
+  std::vector<std::string> touched;
+  for (auto& [name, ex] : exchanges_)
+    if (ex->unbind_all(dest)) touched.push_back(name);
+  for (const auto& name : touched)
+    if (Exchange* ex = find_exchange(name)) delete_if_unused_auto_delete(ex);
+}
+
+void Vhost::delete_if_unused_auto_delete(Exchange* ex) {
+  // RabbitMQ deletes an auto-delete exchange when its last binding (as source) goes.
+  if (ex->definition().auto_delete && ex->bindings().empty()) commit(ExchangeDeleted{ex->name()});
+}
+
+bool Vhost::exchange_in_use(const Exchange& ex) const {
+  if (!ex.bindings().empty()) return true;
+  for (const auto& [name, other] : exchanges_)
+    for (const auto& b : other->bindings())
+      if (b.destination.exchange == &ex) return true;
+  return false;
+}
+
+void Vhost::route(const Exchange& ex, const Message& msg, std::vector<Queue*>& out) const {
+  out.clear();
+  std::vector<const Exchange*> visited;
+  route_into(ex, msg, out, visited);
+}
+
+void Vhost::route_into(const Exchange& ex, const Message& msg, std::vector<Queue*>& out,
+                       std::vector<const Exchange*>& visited) const {
+  if (std::find(visited.begin(), visited.end(), &ex) != visited.end()) return;
+  visited.push_back(&ex);
+  std::size_t before = out.size();
+  if (ex.name().empty()) {
+    auto it = queues_.find(msg.routing_key);
+    if (it != queues_.end()) out.push_back(it->second.get());
+  } else {
+    std::vector<BindingTarget> targets;
+    ex.route(msg, targets);
+    for (const auto& t : targets) {
+      if (t.queue) {
+        if (std::find(out.begin(), out.end(), t.queue) == out.end()) out.push_back(t.queue);
+      } else {
+        route_into(*t.exchange, msg, out, visited);
+      }
+    }
+  }
+  if (out.size() == before) {
+    auto ae = ex.alternate_exchange();
+    if (!ae.empty())
+      if (const Exchange* alt = find_exchange(ae)) route_into(*alt, msg, out, visited);
+  }
+}
+
+}  // namespace mqnode::broker

@@ -1,0 +1,80 @@
+// A virtual host: its exchanges, queues and bindings, and message routing across them.
+// Every metadata mutation is a MetadataChange passed to commit(): the single seam where the
+// store (durable definitions) and the cluster (replicated metadata) hook in later.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "broker/exchange/exchange.hpp"
+#include "broker/queue.hpp"
+
+namespace mqnode::broker {
+
+struct ExchangeDeclared {
+  ExchangeDefinition def;
+};
+struct ExchangeDeleted {
+  std::string name;
+};
+struct QueueDeclared {
+  QueueDefinition def;
+};
+struct QueueDeleted {
+  std::string name;
+};
+struct BindingChange {
+  bool add = true;
+  std::string source;
+  bool to_exchange = false;  // destination is an exchange (exchange.bind) or a queue
+  std::string destination;
+  std::string key;
+  amqp::FieldTable arguments;
+};
+using MetadataChange = std::variant<ExchangeDeclared, ExchangeDeleted, QueueDeclared, QueueDeleted, BindingChange>;
+
+class Vhost {
+ public:
+  explicit Vhost(std::string name);
+  Vhost(const Vhost&) = delete;
+  Vhost& operator=(const Vhost&) = delete;
+
+  const std::string& name() const { return name_; }
+
+  // Applies a validated change. Deleting a queue or exchange removes its bindings, cancels
+  // its consumers and cascades to auto-delete exchanges that lose their last binding.
+  void commit(const MetadataChange& change);
+
+  Exchange* find_exchange(std::string_view name) const;
+  QueuePtr find_queue(std::string_view name) const;
+  const std::map<std::string, ExchangePtr, std::less<>>& exchanges() const { return exchanges_; }
+  const std::map<std::string, QueuePtr, std::less<>>& queues() const { return queues_; }
+
+  // True if <ex> is the source of a binding or the destination of an exchange binding.
+  bool exchange_in_use(const Exchange& ex) const;
+
+  // Destination queues of <msg> published to <ex> (the default exchange routes by queue
+  // name), following exchange-to-exchange bindings and alternate exchanges, without
+  // duplicates. <out> is cleared first.
+  void route(const Exchange& ex, const Message& msg, std::vector<Queue*>& out) const;
+
+ private:
+  void apply(const ExchangeDeclared& c);
+  void apply(const ExchangeDeleted& c);
+  void apply(const QueueDeclared& c);
+  void apply(const QueueDeleted& c);
+  void apply(const BindingChange& c);
+  void remove_bindings_to(const BindingTarget& dest);
+  void delete_if_unused_auto_delete(Exchange* ex);
+  void route_into(const Exchange& ex, const Message& msg, std::vector<Queue*>& out,
+                  std::vector<const Exchange*>& visited) const;
+
+  std::string name_;
+  std::map<std::string, ExchangePtr, std::less<>> exchanges_;
+  std::map<std::string, QueuePtr, std::less<>> queues_;
+};
+
+}  // namespace mqnode::broker

@@ -1,0 +1,49 @@
+// The surface every role module offers to app/ (and, later, to mgmt/ and vrrp tracking):
+// configure from its JSON slice, start on the shared io_context, stop gracefully, report
+// health and a status document.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <asio/awaitable.hpp>
+#include <asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "core/config.hpp"
+#include "core/log.hpp"
+
+namespace mqnode::core {
+
+struct Health {
+  enum class State { Ok, Degraded, Down };
+  State state = State::Ok;
+  std::string detail;
+};
+
+struct NodeInfo {
+  std::string name;      // node name, e.g. "mqnode@host"
+  std::string data_dir;  // where durable state lives
+};
+
+struct ModuleContext {
+  asio::io_context& io;
+  Logger log;
+  NodeInfo node;
+};
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  virtual std::string_view name() const = 0;  // its JSON key: "broker", "lb", "vrrp"
+  // Parses and validates the slice; binds nothing. Throws ConfigError naming the path.
+  virtual void configure(ConfigNode slice) = 0;
+  // Binds listeners and spawns the module's coroutines. Throws on bind failure.
+  virtual void start() = 0;
+  // Stops accepting, closes sessions politely, flushes state.
+  virtual asio::awaitable<void> stop() = 0;
+  virtual Health health() const = 0;
+  virtual void dump(nlohmann::json& out) const = 0;
+};
+
+}  // namespace mqnode::core

@@ -1,0 +1,70 @@
+#include <doctest/doctest.h>
+
+#include "broker/auth.hpp"
+#include "broker/config.hpp"
+
+using namespace mqnode;
+using nlohmann::json;
+
+namespace {
+broker::BrokerConfig parse(const char* text) {
+  json j = json::parse(text);
+  return broker::parse_broker_config(core::ConfigNode(j, "/broker"));
+}
+std::string error_of(const char* text) {
+  try {
+    parse(text);
+  } catch (const core::ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+}  // namespace
+
+TEST_CASE("broker defaults are RabbitMQ 3.10's") {
+  auto c = parse("{}");
+  REQUIRE(c.listeners.size() == 1);
+  CHECK(c.listeners[0].port == 5672);
+  CHECK(c.heartbeat_s == 60);
+  CHECK(c.frame_max == 131072);
+  CHECK(c.channel_max == 2047);
+  CHECK(c.max_message_size == 128u << 20);
+  CHECK(c.vhosts == std::vector<std::string>{"/"});
+  REQUIRE(c.users.size() == 1);
+  CHECK(c.users[0].name == "guest");
+  CHECK(broker::check_password(c.users[0].password_hash, "guest"));
+  CHECK(c.loopback_users == std::vector<std::string>{"guest"});
+  REQUIRE(c.permissions.size() == 1);
+  CHECK(c.permissions[0].vhost == "/");
+}
+
+TEST_CASE("broker config errors") {
+  CHECK(error_of(R"({"listeners": [{"bind": "localhost:5672"}]})") ==
+        "/broker/listeners/0/bind: expected \"address:port\" with a numeric IPv4/IPv6 address, got string \"localhost:5672\"");
+  CHECK(error_of(R"({"frame_max": 1024})") == "/broker/frame_max: expected an integer in 4096..16777216, got number 1024");
+  CHECK(error_of(R"({"heartbeat": 5})").starts_with("/broker/heartbeat: unknown key"));
+  CHECK(error_of(R"({"users": [{"name": "a"}]})").starts_with("/broker/users/0/password: expected exactly one of"));
+  CHECK(error_of(R"({"users": [{"name": "a", "password_hash": "abc"}]})")
+            .starts_with("/broker/users/0/password_hash: expected base64"));
+  CHECK(error_of(R"({"users": [{"name": "a", "password": "x"}], "permissions": [{"user": "b"}]})") ==
+        "/broker/permissions/0/user: expected a user listed in /broker/users, got \"b\"");
+  CHECK(error_of(R"({"users": [{"name": "a", "password": "x"}], "permissions": [{"user": "a", "vhost": "v"}]})")
+            .starts_with("/broker/permissions/0/vhost: expected a vhost listed in /broker/vhosts"));
+  CHECK(error_of(R"({"users": [{"name": "a", "password": "x"}], "permissions": [{"user": "a", "read": "("}]})")
+            .starts_with("/broker/permissions/0/read: expected a regular expression, got \"(\""));
+  CHECK(error_of(R"({"users": [{"name": "a", "password": "x"}, {"name": "a", "password": "y"}]})")
+            .starts_with("/broker/users/1/name: expected a user name not defined before"));
+  CHECK(error_of(R"({"listeners": []})").starts_with("/broker/listeners: expected at least one listener"));
+}
+
+TEST_CASE("configured users replace guest; hashes are stored, never passwords") {
+  auto c = parse(R"({"users": [{"name": "admin", "password": "s3cret", "tags": ["administrator"]},
+                               {"name": "ro", "password_hash": "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR"}],
+                     "permissions": [{"user": "admin"}]})");
+  REQUIRE(c.users.size() == 2);
+  CHECK(c.users[0].password_hash != "s3cret");
+  CHECK(broker::check_password(c.users[0].password_hash, "s3cret"));
+  CHECK(broker::check_password(c.users[1].password_hash, "test12"));
+  REQUIRE(c.permissions.size() == 1);
+  CHECK(c.permissions[0].configure == ".*");
+}

@@ -1,0 +1,92 @@
+#include <doctest/doctest.h>
+
+#include "broker/routing.hpp"
+
+using mqnode::amqp::FieldTable;
+using mqnode::amqp::FieldValue;
+using mqnode::amqp::Void;
+using mqnode::broker::headers_match;
+using mqnode::broker::topic_matches;
+
+TEST_CASE("topic patterns") {
+  CHECK(topic_matches("a.b.c", "a.b.c"));
+  CHECK_FALSE(topic_matches("a.b.c", "a.b"));
+  CHECK(topic_matches("*.b.*", "a.b.c"));
+  CHECK_FALSE(topic_matches("*", "a.b"));
+  CHECK(topic_matches("#", ""));
+  CHECK(topic_matches("#", "a.b.c"));
+  CHECK(topic_matches("a.#", "a"));
+  CHECK(topic_matches("a.#", "a.b.c"));
+  CHECK_FALSE(topic_matches("a.#", "b.a"));
+  SUBCASE("a.#.b") {
+    CHECK(topic_matches("a.#.b", "a.b"));
+    CHECK(topic_matches("a.#.b", "a.x.y.b"));
+    CHECK_FALSE(topic_matches("a.#.b", "a.x.y.c"));
+    CHECK(topic_matches("a.#.b", "a.b.b"));
+  }
+  SUBCASE("empty words") {
+    CHECK(topic_matches("*", ""));  // "" is one empty word
+    CHECK(topic_matches("a..b", "a..b"));
+    CHECK(topic_matches("a.*.b", "a..b"));
+    CHECK_FALSE(topic_matches("a.b", "a..b"));
+    CHECK(topic_matches("#.", "a."));
+    CHECK(topic_matches("", ""));
+    CHECK_FALSE(topic_matches("", "a"));
+  }
+  SUBCASE("several hashes do not blow up") {
+    CHECK(topic_matches("#.#.#.#.#.#.#.#.z", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.z"));
+    CHECK_FALSE(topic_matches("#.#.#.#.#.#.#.#.z", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.y"));
+  }
+  CHECK(topic_matches("*.#", "a"));
+  CHECK_FALSE(topic_matches("*.*.#", "a"));
+}
+
+TEST_CASE("headers exchange matching") {
+  FieldTable msg;
+  msg.set("format", "pdf");
+  msg.set("type", "report");
+  msg.set("n", int8_t{3});
+
+  FieldTable all;
+  all.set("x-match", "all");
+  all.set("format", "pdf");
+  all.set("type", "report");
+  CHECK(headers_match(all, &msg));
+  all.set("type", "log");
+  CHECK_FALSE(headers_match(all, &msg));
+
+  FieldTable any;
+  any.set("x-match", "any");
+  any.set("format", "zip");
+  any.set("type", "report");
+  CHECK(headers_match(any, &msg));
+  any.set("type", "other");
+  CHECK_FALSE(headers_match(any, &msg));
+  CHECK_FALSE(headers_match(any, nullptr));
+
+  SUBCASE("x-match defaults to all; x- keys are ignored unless -with-x") {
+    FieldTable b;
+    b.set("format", "pdf");
+    b.set("x-extra", "ignored");
+    CHECK(headers_match(b, &msg));
+    b.set("x-match", "all-with-x");
+    CHECK_FALSE(headers_match(b, &msg));
+  }
+  SUBCASE("integers compare by value across widths; void matches presence") {
+    FieldTable b;
+    b.set("n", int64_t{3});
+    CHECK(headers_match(b, &msg));
+    FieldTable p;
+    p.set("type", Void{});
+    CHECK(headers_match(p, &msg));
+    p.set("missing", Void{});
+    CHECK_FALSE(headers_match(p, &msg));
+  }
+  SUBCASE("a binding with no keys matches everything under all") {
+    FieldTable b;
+    CHECK(headers_match(b, &msg));
+    CHECK(headers_match(b, nullptr));
+    b.set("x-match", "any");
+    CHECK_FALSE(headers_match(b, &msg));
+  }
+}
