@@ -88,6 +88,8 @@ void append_content(std::vector<uint8_t>& out, uint16_t channel, uint16_t class_
   if (frame_max != 0 && frame_max <= kFrameOverhead) {
     throw EncodeError("frame_max " + std::to_string(frame_max) + " leaves no room for a body");
   }
+  static constexpr uint8_t kNoProperties[2] = {0, 0};  // a zero flag word
+  if (raw_properties.empty()) raw_properties = kNoProperties;
   const std::size_t header_payload = 12 + raw_properties.size();  // class, weight, size + flags/list
   if (header_payload > UINT32_MAX) throw EncodeError("content header larger than 4 GiB");
   const std::size_t chunk = frame_max == 0 ? std::max<std::size_t>(body.size(), 1)

@@ -49,7 +49,8 @@ std::size_t begin_frame(std::vector<uint8_t>& out, FrameType type, uint16_t chan
 void finish_frame(std::vector<uint8_t>& out, std::size_t size_at);
 
 // Appends the content header frame (class 60, weight 0, <body_size>, then the raw
-// property flags+list bytes) and the body frames, split so that no frame exceeds
+// property flags+list bytes; empty = no properties, written as a zero flag word) and the
+// body frames, split so that no frame exceeds
 // <frame_max> (spec §4.2.6.2). An empty body produces no body frame. <frame_max> 0 means
 // no limit (one body frame); 1..8 throws EncodeError. The header frame itself is not split
 // (the spec has no way to) and is not checked against <frame_max>.

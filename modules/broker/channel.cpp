@@ -87,11 +87,11 @@ void Channel::handle_method(amqp::Method& m) {
 // ---- channel class -------------------------------------------------------------------
 
 void Channel::on(const amqp::ChannelFlow& m) {
-  flow_active_ = m.active;
+  // RabbitMQ 3.x does not let clients stop deliveries with flow (prefetch does that).
+  if (!m.active) throw ConnectionError(ConnectionReplyCode::NotImplemented, "active=false");
   amqp::ChannelFlowOk ok;
-  ok.active = m.active;
+  ok.active = true;
   send(ok);
-  if (flow_active_) resume_deliveries();
 }
 
 void Channel::on(const amqp::ChannelFlowOk&) {}
@@ -153,12 +153,10 @@ void Channel::on(const amqp::ExchangeDeclare& m) {
   if (m.passive) {
     exchange_or_404(m.exchange);
   } else {
-    if (m.exchange.starts_with("amq."))
-      throw ChannelError(ChannelReplyCode::AccessRefused,
-                         fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", m.exchange));
     if (!is_exchange_type(m.type))
-      throw ConnectionError(ConnectionReplyCode::CommandInvalid, fmt::format("invalid exchange type '{}'", m.type));
+      throw ConnectionError(ConnectionReplyCode::CommandInvalid, fmt::format("unknown exchange type '{}'", m.type));
     check_permission(Permission::Configure, "exchange", m.exchange);
+    // Equivalence first: an identical redeclare of amq.direct succeeds, as in RabbitMQ.
     if (Exchange* ex = vh.find_exchange(m.exchange)) {
       const auto& d = ex->definition();
       auto inequivalent = [&](const char* arg, const std::string& got, const std::string& have) {
@@ -175,6 +173,9 @@ void Channel::on(const amqp::ExchangeDeclare& m) {
         precondition(fmt::format("inequivalent arg 'alternate-exchange' for exchange '{}' in vhost '{}'", m.exchange,
                                  vh.name()));
     } else {
+      if (m.exchange.starts_with("amq."))
+        throw ChannelError(ChannelReplyCode::AccessRefused,
+                           fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", m.exchange));
       if (const auto* ae = m.arguments.find("alternate-exchange"); ae && !ae->as_string())
         precondition(fmt::format("invalid arg 'alternate-exchange' for exchange '{}' in vhost '{}': expected a string",
                                  m.exchange, vh.name()));
@@ -189,7 +190,7 @@ void Channel::on(const amqp::ExchangeDelete& m) {
   check_not_default(m.exchange);
   if (m.exchange.starts_with("amq."))
     throw ChannelError(ChannelReplyCode::AccessRefused,
-                       fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", m.exchange));
+                       fmt::format("deletion of system exchange '{}' in vhost '{}' not allowed", m.exchange, vh.name()));
   check_permission(Permission::Configure, "exchange", m.exchange);
   // Deleting an exchange that does not exist succeeds (RabbitMQ ≥ 3.2).
   if (Exchange* ex = vh.find_exchange(m.exchange)) {
@@ -412,7 +413,7 @@ void Channel::cancelled_by_server(Consumer& c) {
 }
 
 bool Channel::can_deliver(const Consumer& c) const {
-  if (!flow_active_ || closing_) return false;
+  if (closing_) return false;
   if (!c.no_ack) {
     if (c.prefetch && c.unacked >= c.prefetch) return false;
     if (prefetch_per_channel_ && unacked_by_consumers_ >= prefetch_per_channel_) return false;

@@ -138,7 +138,6 @@ class Channel final : public DeliveryTarget {
   uint16_t id_;
   bool closing_ = false;
   bool released_ = false;
-  bool flow_active_ = true;
 
   std::optional<PendingPublish> publish_;
 

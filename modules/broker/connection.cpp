@@ -21,10 +21,14 @@ using amqp::ConnectionReplyCode;
 using namespace std::chrono_literals;
 
 namespace {
-constexpr std::size_t kReadChunk = 64 * 1024;
+// Read buffers start small (idle connections are the common case) and double while reads
+// keep filling them, up to kReadBufferBusy.
+constexpr std::size_t kReadBufferIdle = 2048;
+constexpr std::size_t kReadBufferBusy = 256 * 1024;
 // Deliveries pause while this much output is waiting for the socket.
 constexpr std::size_t kOutputHighWater = 1 << 20;
 constexpr auto kCloseOkTimeout = 3s;
+constexpr auto kSilentCloseDelay = 3s;
 
 // Product and version are what clients key behaviour on: kombu/Celery choose RabbitMQ's
 // basic.qos meaning (global=false per consumer) only for product "RabbitMQ" ≥ 3.3, and
@@ -72,6 +76,10 @@ amqp::Method decode_method_frame(const amqp::FrameView& f) {
   } catch (const amqp::DecodeError& e) {
     throw ConnectionError(ConnectionReplyCode::SyntaxError, e.what());
   }
+}
+
+std::pair<uint16_t, uint16_t> method_ids(const amqp::Method& m) {
+  return std::visit([](const auto& x) { using M = std::decay_t<decltype(x)>; return std::pair{M::kClassId, M::kMethodId}; }, m);
 }
 
 std::string_view method_name(const amqp::Method& m) {
@@ -133,21 +141,21 @@ bool Connection::output_congested() {
 asio::awaitable<void> Connection::reader() {
   auto self = shared_from_this();
   asio::error_code ec;
-  in_.resize(kReadChunk);
+  in_.resize(kReadBufferIdle);
   try {
     for (;;) {
-      if (in_.size() - in_end_ < kReadChunk / 4) {
-        // Compact, then grow only as far as one maximum frame needs.
-        if (in_start_ > 0) {
-          std::copy(in_.begin() + static_cast<std::ptrdiff_t>(in_start_), in_.begin() + static_cast<std::ptrdiff_t>(in_end_), in_.begin());
-          in_end_ -= in_start_;
-          in_start_ = 0;
-        }
-        if (in_.size() - in_end_ < kReadChunk / 4) in_.resize(in_.size() + kReadChunk);
+      if (in_start_ > 0 && in_.size() - in_end_ < in_.size() / 4) {
+        std::copy(in_.begin() + static_cast<std::ptrdiff_t>(in_start_), in_.begin() + static_cast<std::ptrdiff_t>(in_end_),
+                  in_.begin());
+        in_end_ -= in_start_;
+        in_start_ = 0;
       }
+      // Room for at least a quarter buffer, and for a whole frame once its header is in.
+      if (in_.size() - in_end_ < in_.size() / 4) in_.resize(in_.size() * 2);
       std::size_t n = co_await socket_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
                                                        asio::redirect_error(asio::use_awaitable, ec));
       if (ec || state_ == State::Closed) break;
+      if (in_end_ + n == in_.size() && in_.size() < kReadBufferBusy) in_.resize(in_.size() * 2);
       in_end_ += n;
       received_since_tick_ = true;
 
@@ -179,15 +187,10 @@ asio::awaitable<void> Connection::reader() {
         if (st == amqp::DecodeStatus::NeedMore) break;
         if (st != amqp::DecodeStatus::Ok) {
           ++broker_.stats().frames_malformed;
-          if (state_ == State::Closing) {  // already closing: nothing more to say
-            stop();
-            break;
-          }
           const char* what = st == amqp::DecodeStatus::BadType  ? "unknown frame type"
                              : st == amqp::DecodeStatus::BadEnd ? "frame end marker is not 0xCE"
-                                                                : "frame larger than negotiated frame_max";
-          send_close(static_cast<uint16_t>(ConnectionReplyCode::FrameError),
-                     fmt::format("FRAME_ERROR - {} ({})", what, frame_max_), 0, 0);
+                                                                : "frame larger than the negotiated frame_max";
+          fail(ConnectionError(ConnectionReplyCode::FrameError, fmt::format("{} (frame_max {})", what, frame_max_)));
           in_start_ = in_end_;  // the stream cannot be re-synchronised
           break;
         }
@@ -197,11 +200,7 @@ asio::awaitable<void> Connection::reader() {
         } catch (const ChannelError& e) {
           close_channel_after_error(f.channel, e);
         } catch (const ConnectionError& e) {
-          ++broker_.stats().connection_errors;
-          log_.warn("connection error conn={} peer={} user={} code={} reason=\"{}\"", id_, peer_, user_,
-                    static_cast<int>(e.code), e.what());
-          send_close(static_cast<uint16_t>(e.code),
-                     fmt::format("{} - {}", amqp::reply_text(e.code), e.what()), e.class_id, e.method_id);
+          fail(e);
         }
       }
       for (auto& [n, ch] : channels_) ch->flush_confirms();
@@ -289,9 +288,11 @@ void Connection::handle_frame(const amqp::FrameView& f) {
     if (const auto* open = as<amqp::ChannelOpen>(m)) {
       (void)open;
       if (ch) throw ConnectionError(ConnectionReplyCode::ChannelError, "second 'channel.open' seen", 20, 10);
-      if (f.channel > channel_max_)
+      // RabbitMQ limits how many channels are open, not their numbers.
+      if (channels_.size() >= channel_max_)
         throw ConnectionError(ConnectionReplyCode::NotAllowed,
-                              fmt::format("channel_max {} exceeded by channel {}", channel_max_, f.channel), 20, 10);
+                              fmt::format("number of channels opened ({}) has reached the negotiated channel_max ({})",
+                                          channels_.size(), channel_max_));
       channels_.emplace(f.channel, std::make_unique<Channel>(*this, f.channel));
       amqp::append_method_frame(out_, f.channel, amqp::ChannelOpenOk{});
       flush();
@@ -308,8 +309,7 @@ void Connection::handle_frame(const amqp::FrameView& f) {
       return;
     }
     if (as<amqp::ChannelCloseOk>(m)) return;  // not expecting one: ignore
-    auto cls = std::visit([](const auto& x) { return std::decay_t<decltype(x)>::kClassId; }, m);
-    if (cls == 10)
+    if (method_ids(m).first == amqp::ConnectionStart::kClassId)
       throw ConnectionError(ConnectionReplyCode::CommandInvalid,
                             fmt::format("connection method '{}' on channel {}", method_name(m), f.channel));
     ch->handle_method(m);
@@ -470,11 +470,40 @@ void Connection::handle_channel0(amqp::Method& m) {
     flush();
     return;
   }
-  throw ConnectionError(ConnectionReplyCode::CommandInvalid,
-                        fmt::format("method '{}' is not allowed on channel 0", method_name(m)));
+  auto [cls, meth] = method_ids(m);
+  throw ConnectionError(ConnectionReplyCode::ChannelError, "unexpected method in connection state running", cls, meth);
 }
 
 // ---- closing -------------------------------------------------------------------------
+
+void Connection::fail(const ConnectionError& e) {
+  if (state_ == State::Closing || state_ == State::Closed) {
+    stop();  // a second error while closing: nothing more to say
+    return;
+  }
+  ++broker_.stats().connection_errors;
+  log_.warn("connection error conn={} peer={} user={} code={} reason=\"{}\"", id_, peer_, user_,
+            static_cast<int>(e.code), e.what());
+  bool handshaking = state_ == State::StartOk || state_ == State::TuneOk;
+  bool refused_login = e.code == ConnectionReplyCode::AccessRefused && caps_.authentication_failure_close;
+  if (handshaking && !refused_login) {
+    // As RabbitMQ: a client that has not finished the handshake is not trusted with an
+    // explanation, and waits a little before the socket closes (slows login floods).
+    state_ = State::Closing;
+    auto self = shared_from_this();
+    asio::co_spawn(socket_.get_executor(),
+                   [self]() -> asio::awaitable<void> {
+                     asio::error_code ec;
+                     self->close_timer_.expires_after(kSilentCloseDelay);
+                     co_await self->close_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+                     self->stop();
+                   },
+                   asio::detached);
+    return;
+  }
+  send_close(static_cast<uint16_t>(e.code), fmt::format("{} - {}", amqp::reply_text(e.code), e.what()), e.class_id,
+             e.method_id);
+}
 
 void Connection::send_close(uint16_t code, const std::string& text, uint16_t cls, uint16_t meth) {
   if (state_ == State::Closing || state_ == State::Closed) return;

@@ -82,6 +82,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_start_ok(const amqp::ConnectionStartOk& m);
   void on_tune_ok(const amqp::ConnectionTuneOk& m);
   void on_open(const amqp::ConnectionOpen& m);
+  // The one place a connection exception ends the connection (close frame or silent).
+  void fail(const amqp::ConnectionError& e);
   void send_close(uint16_t code, const std::string& text, uint16_t cls, uint16_t meth);
   void close_channel_after_error(uint16_t channel, const amqp::ChannelError& e);
   void release();

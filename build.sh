@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The project's set-up in one place; README, Dockerfile and CI all call this script.
+#
+#   ./build.sh run [mqnode args...]   install what is missing, build, run mqnode
+#   ./build.sh test                   install what is missing, build with sanitizers,
+#                                     run unit, integration, netns and fuzz tests
+#   ./build.sh deps [run|test]        only install the Debian packages
+#   ./build.sh build                  only build build/app/mqnode (release)
+#   ./build.sh bench [bench args...]  build the load generator and run bench/run.py
+set -euo pipefail
+cd "$(dirname "$0")"
+
+BUILD_PKGS=(g++ cmake ninja-build pkg-config libasio-dev nlohmann-json3-dev libsqlite3-dev libcli11-dev
+            libfmt-dev doctest-dev libssl-dev)
+TEST_PKGS=(python3 python3-pytest python3-pika python3-kombu amqp-tools iproute2 procps
+           clang libclang-rt-14-dev)
+BENCH_PKGS=(librabbitmq-dev rabbitmq-server)
+
+install_pkgs() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing Debian packages: ${missing[*]}" >&2
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+jobs() { nproc 2>/dev/null || echo 2; }
+
+build_release() {
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQNODE_TESTS=OFF "$@" >/dev/null
+  cmake --build build -j "$(jobs)"
+}
+
+cmd=${1:-run}
+shift || true
+case "$cmd" in
+  deps)
+    install_pkgs "${BUILD_PKGS[@]}"
+    case "${1:-}" in
+      test) install_pkgs "${TEST_PKGS[@]}" ;;
+      bench) install_pkgs "${BENCH_PKGS[@]}" ;;
+    esac
+    ;;
+  build)
+    install_pkgs "${BUILD_PKGS[@]}"
+    build_release
+    ;;
+  run)
+    install_pkgs "${BUILD_PKGS[@]}"
+    build_release
+    exec build/app/mqnode "$@"
+    ;;
+  test)
+    install_pkgs "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"
+    # The test build: warnings are errors, ASan+UBSan on everything.
+    cmake -S . -B build-test -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMQNODE_WERROR=ON -DMQNODE_SANITIZE=ON \
+      -DMQNODE_TESTS=ON >/dev/null
+    cmake --build build-test -j "$(jobs)"
+    echo "== unit tests" >&2
+    ctest --test-dir build-test --output-on-failure
+    echo "== integration tests (pytest, real clients against build-test/app/mqnode)" >&2
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+    MQNODE_BIN="$PWD/build-test/app/mqnode" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+      test/integration test/netns
+    echo "== fuzz (bounded)" >&2
+    test/fuzz/run.sh "${FUZZ_SECONDS:-60}"
+    ;;
+  bench)
+    install_pkgs "${BUILD_PKGS[@]}" "${BENCH_PKGS[@]}"
+    build_release -DMQNODE_BENCH=ON
+    exec /usr/bin/python3 bench/run.py --mqnode-bin build/app/mqnode --bench-bin build/bench/mqnode-bench "$@"
+    ;;
+  *)
+    echo "usage: $0 run|test|deps|build|bench" >&2
+    exit 2
+    ;;
+esac
