@@ -29,6 +29,12 @@ T get_be(const uint8_t* p) {
   return v;
 }
 
+[[noreturn]] void throw_bad_tag(uint8_t tag, std::size_t at) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  throw DecodeError(std::string("unknown field value type tag 0x") + kHex[tag >> 4] +
+                    kHex[tag & 15] + " at offset " + std::to_string(at));
+}
+
 }  // namespace
 
 void Reader::need(std::size_t n) const {
@@ -136,9 +142,38 @@ FieldValue Reader::field_value() {
     case 'F': return FieldValue(table());
     case 'V': return FieldValue(Void{});
     default:
-      throw DecodeError("unknown field value type tag 0x" +
-                        std::string{"0123456789abcdef"[tag >> 4], "0123456789abcdef"[tag & 15]} +
-                        " at offset " + std::to_string(pos_ - 1));
+      throw_bad_tag(tag, pos_ - 1);
+  }
+}
+
+void Reader::skip_table() {
+  const uint32_t n = u32();
+  Reader sub = nested(n);
+  while (sub.remaining() > 0) {
+    sub.bytes(sub.u8());  // key
+    sub.skip_field_value();
+  }
+}
+
+void Reader::skip_field_value() {
+  const uint8_t tag = u8();
+  switch (tag) {
+    case 't': case 'b': case 'B': bytes(1); return;
+    case 's': case 'u': bytes(2); return;
+    case 'I': case 'i': case 'f': bytes(4); return;
+    case 'l': case 'd': case 'T': bytes(8); return;
+    case 'D': bytes(5); return;
+    case 'S': case 'x': bytes(u32()); return;
+    case 'A': {
+      const uint32_t n = u32();
+      Reader sub = nested(n);
+      while (sub.remaining() > 0) sub.skip_field_value();
+      return;
+    }
+    case 'F': skip_table(); return;
+    case 'V': return;
+    default:
+      throw_bad_tag(tag, pos_ - 1);
   }
 }
 

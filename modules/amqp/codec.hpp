@@ -33,6 +33,10 @@ class Reader {
   std::string longstr();
   FieldTable table();
   FieldValue field_value();  // one type-tagged value (tag octet + payload)
+  // Check and step over a table / one field value exactly as table() / field_value() would
+  // read it (same DecodeErrors, same nesting cap) without building anything: no allocation.
+  void skip_table();
+  void skip_field_value();
   std::span<const uint8_t> bytes(std::size_t n);
 
   std::size_t remaining() const { return in_.size() - pos_; }

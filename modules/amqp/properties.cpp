@@ -26,10 +26,7 @@ constexpr uint16_t kClusterId = 1u << 2;
 constexpr uint16_t kUnused = 1u << 1;
 constexpr uint16_t kContinuation = 1u << 0;
 
-}  // namespace
-
-BasicProperties decode_properties(std::span<const uint8_t> raw) {
-  Reader r(raw);
+uint16_t read_flags(Reader& r) {
   const uint16_t flags = r.u16();
   if (flags & kUnused) throw DecodeError("property flag bit 1 set; basic has 14 properties");
   // Further flag words may only continue the chain; they cannot name a 15th property.
@@ -37,6 +34,20 @@ BasicProperties decode_properties(std::span<const uint8_t> raw) {
     more = r.u16();
     if (more & ~kContinuation) throw DecodeError("property flags beyond the 14 basic properties");
   }
+  return flags;
+}
+
+void expect_end(const Reader& r) {
+  if (r.remaining() != 0) {
+    throw DecodeError(std::to_string(r.remaining()) + " trailing bytes after basic properties");
+  }
+}
+
+}  // namespace
+
+BasicProperties decode_properties(std::span<const uint8_t> raw) {
+  Reader r(raw);
+  const uint16_t flags = read_flags(r);
   BasicProperties p;
   if (flags & kContentType) p.content_type = r.shortstr();
   if (flags & kContentEncoding) p.content_encoding = r.shortstr();
@@ -52,10 +63,29 @@ BasicProperties decode_properties(std::span<const uint8_t> raw) {
   if (flags & kUserId) p.user_id = r.shortstr();
   if (flags & kAppId) p.app_id = r.shortstr();
   if (flags & kClusterId) p.cluster_id = r.shortstr();
-  if (r.remaining() != 0) {
-    throw DecodeError(std::to_string(r.remaining()) + " trailing bytes after basic properties");
-  }
+  expect_end(r);
   return p;
+}
+
+void validate_properties(std::span<const uint8_t> raw) {
+  Reader r(raw);
+  const uint16_t flags = read_flags(r);
+  const auto shortstr = [&r] { r.bytes(r.u8()); };
+  if (flags & kContentType) shortstr();
+  if (flags & kContentEncoding) shortstr();
+  if (flags & kHeaders) r.skip_table();
+  if (flags & kDeliveryMode) r.bytes(1);
+  if (flags & kPriority) r.bytes(1);
+  if (flags & kCorrelationId) shortstr();
+  if (flags & kReplyTo) shortstr();
+  if (flags & kExpiration) shortstr();
+  if (flags & kMessageId) shortstr();
+  if (flags & kTimestamp) r.bytes(8);
+  if (flags & kType) shortstr();
+  if (flags & kUserId) shortstr();
+  if (flags & kAppId) shortstr();
+  if (flags & kClusterId) shortstr();
+  expect_end(r);
 }
 
 void encode_properties(const BasicProperties& p, std::vector<uint8_t>& out) {
