@@ -133,3 +133,33 @@ ContentHeader decode_content_header(std::span<const uint8_t> payload) {
 }
 
 }  // namespace mqnode::amqp
+
+namespace mqnode::amqp {
+
+std::string erlang_binary(std::span<const uint8_t> bytes) {
+  constexpr std::size_t kMax = 64;
+  auto shown = bytes.first(std::min(bytes.size(), kMax));
+  bool printable = !shown.empty() && std::all_of(shown.begin(), shown.end(), [](uint8_t c) {
+    return c >= 32 && c < 127 && c != '"' && c != '\\';
+  });
+  std::string out = "<<";
+  if (printable) {
+    out += '"';
+    out.append(shown.begin(), shown.end());
+    out += '"';
+  } else {
+    for (std::size_t i = 0; i < shown.size(); ++i) {
+      if (i) out += ',';
+      out += std::to_string(shown[i]);
+    }
+  }
+  if (shown.size() < bytes.size()) out += ",...";
+  out += ">>";
+  return out;
+}
+
+std::string describe_frame(uint8_t type, std::span<const uint8_t> payload) {
+  return "type " + std::to_string(type) + ", all octets = " + erlang_binary(payload);
+}
+
+}  // namespace mqnode::amqp

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -67,5 +68,15 @@ struct ContentHeader {
 };
 // Throws DecodeError on a short payload.
 ContentHeader decode_content_header(std::span<const uint8_t> payload);
+
+}  // namespace mqnode::amqp
+
+namespace mqnode::amqp {
+
+// RabbitMQ's rendering of a frame in its error texts, "type 1, all octets = <<0,50>>",
+// with an Erlang-style binary: quoted when every octet is printable ASCII, else a list of
+// octets; long payloads are cut at 64 octets ("...").
+std::string describe_frame(uint8_t type, std::span<const uint8_t> payload);
+std::string erlang_binary(std::span<const uint8_t> bytes);
 
 }  // namespace mqnode::amqp

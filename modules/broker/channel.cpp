@@ -9,6 +9,7 @@
 #include "broker/connection.hpp"
 #include "broker/exchange/exchange.hpp"
 #include "broker/queue_args.hpp"
+#include "broker/routing.hpp"
 #include "broker/vhost.hpp"
 
 namespace mqnode::broker {
@@ -54,14 +55,15 @@ void Channel::send(const M& m) {
 
 template <class M>
 void Channel::on(const M&) {
-  throw ConnectionError(ConnectionReplyCode::CommandInvalid,
-                        fmt::format("unimplemented method {} on a channel", M::kName), M::kClassId, M::kMethodId);
+  throw ConnectionError(ConnectionReplyCode::CommandInvalid, "unimplemented method", M::kClassId, M::kMethodId);
 }
 
 void Channel::handle_method(amqp::Method& m) {
   if (publish_)
     throw ConnectionError(ConnectionReplyCode::UnexpectedFrame,
-                          "expected content header for class 60, got non content header frame instead");
+                          publish_->have_header ? "expected content body, got non content body frame instead"
+                                                : "expected content header for class 60, got non content header frame instead",
+                          amqp::BasicPublish::kClassId, amqp::BasicPublish::kMethodId);
   std::visit(
       [this](auto& method) {
         using M = std::decay_t<decltype(method)>;
@@ -116,8 +118,11 @@ QueuePtr Channel::queue_or_404(const std::string& name) {
 
 void Channel::check_exclusive(const Queue& q) {
   auto owner = q.definition().exclusive_owner;
-  if (owner && owner != conn_.id())
-    throw ChannelError(ChannelReplyCode::ResourceLocked,
+  if (owner && owner != conn_.id()) throw_locked(q);
+}
+
+void Channel::throw_locked(const Queue& q) {
+  throw ChannelError(ChannelReplyCode::ResourceLocked,
                        fmt::format("cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be "
                                    "originally declared on another connection or the exclusive property value does "
                                    "not match that of the original declaration.",
@@ -139,10 +144,7 @@ void Channel::check_not_default(const std::string& exchange) {
 }
 
 std::string Channel::resolve_queue_name(const std::string& name) const {
-  if (!name.empty()) return name;
-  if (last_queue_.empty())
-    throw ChannelError(ChannelReplyCode::NotFound, "no previously declared queue");
-  return last_queue_;
+  return name.empty() ? last_queue_ : name;
 }
 
 // ---- exchange class ------------------------------------------------------------------
@@ -212,7 +214,9 @@ void Channel::bind_or_unbind(bool add, bool to_exchange, const std::string& sour
   } else {
     check_exclusive(*queue_or_404(destination));
   }
-  exchange_or_404(source);
+  Exchange& src = exchange_or_404(source);
+  if (add && src.definition().type == "headers")
+    if (auto err = headers_binding_error(args); !err.empty()) precondition(err);
   conn_.vhost().commit(BindingChange{add, source, to_exchange, destination, key, args});
 }
 
@@ -251,15 +255,15 @@ void Channel::on(const amqp::QueueDeclare& m) {
     if (q) {
       check_exclusive(*q);
       const auto& d = q->definition();
+      if (m.exclusive && d.exclusive_owner == 0) throw_locked(*q);
       auto inequivalent = [&](const char* arg, bool got, bool have) {
         precondition(fmt::format("inequivalent arg '{}' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
                                  arg, name, vh.name(), yes_no(got), yes_no(have)));
       };
       if (d.durable != m.durable) inequivalent("durable", m.durable, d.durable);
       if (d.auto_delete != m.auto_delete) inequivalent("auto_delete", m.auto_delete, d.auto_delete);
-      if ((d.exclusive_owner != 0) != m.exclusive) inequivalent("exclusive", m.exclusive, d.exclusive_owner != 0);
-      if (auto arg = inequivalent_queue_arg(d.arguments, m.arguments); !arg.empty())
-        precondition(fmt::format("inequivalent arg '{}' for queue '{}' in vhost '{}'", arg, name, vh.name()));
+      if (auto err = inequivalent_queue_arg(d.arguments, m.arguments, name, vh.name()); !err.empty())
+        precondition(err);
     } else {
       QueueDefinition def;
       def.name = name;
@@ -314,7 +318,7 @@ void Channel::on(const amqp::QueueDelete& m) {
     if (m.if_unused && q->consumer_count() > 0)
       precondition(fmt::format("queue '{}' in vhost '{}' in use", name, vh.name()));
     if (m.if_empty && q->message_count() > 0)
-      precondition(fmt::format("queue '{}' in vhost '{}' is not empty", name, vh.name()));
+      precondition(fmt::format("queue '{}' in vhost '{}' not empty", name, vh.name()));
     ok.message_count = static_cast<uint32_t>(q->message_count());
     vh.commit(QueueDeleted{name});
   }
@@ -579,6 +583,7 @@ void Channel::on(const amqp::BasicRecover& m) {
 // ---- basic class: publish ------------------------------------------------------------
 
 void Channel::on(const amqp::BasicPublish& m) {
+  if (m.immediate) throw ConnectionError(ConnectionReplyCode::NotImplemented, "immediate=true");
   auto cached = write_allowed_.find(m.exchange);
   if (cached == write_allowed_.end()) {
     check_permission(Permission::Write, "exchange", m.exchange);
@@ -594,12 +599,15 @@ void Channel::on(const amqp::BasicPublish& m) {
 }
 
 void Channel::handle_header(const amqp::ContentHeader& h) {
-  if (!publish_ || publish_->have_header)
-    throw ConnectionError(ConnectionReplyCode::UnexpectedFrame,
-                          fmt::format("expected method frame, got content header on channel {}", id_));
+  if (!publish_)
+    throw ConnectionError(ConnectionReplyCode::UnexpectedFrame, "expected method frame, got non method frame instead");
+  if (publish_->have_header)
+    throw ConnectionError(ConnectionReplyCode::UnexpectedFrame, "expected content body, got non content body frame instead",
+                          amqp::BasicPublish::kClassId, amqp::BasicPublish::kMethodId);
   if (h.class_id != amqp::BasicPublish::kClassId)
-    throw ConnectionError(ConnectionReplyCode::FrameError,
-                          fmt::format("content header for class {} on channel {}, expected 60", h.class_id, id_));
+    throw ConnectionError(ConnectionReplyCode::UnexpectedFrame,
+                          fmt::format("expected content header for class 60, got one for class {} instead", h.class_id),
+                          amqp::BasicPublish::kClassId, amqp::BasicPublish::kMethodId);
   auto max = conn_.broker().config().max_message_size;
   if (h.body_size > max) {
     publish_.reset();
@@ -609,7 +617,7 @@ void Channel::handle_header(const amqp::ContentHeader& h) {
   }
   // Reject undecodable properties now, before anything routes on them.
   try {
-    (void)amqp::decode_properties(h.raw_properties);
+    amqp::validate_properties(h.raw_properties);
   } catch (const amqp::DecodeError& e) {
     throw ConnectionError(ConnectionReplyCode::FrameError, fmt::format("malformed content header: {}", e.what()));
   }
@@ -625,9 +633,12 @@ void Channel::handle_header(const amqp::ContentHeader& h) {
 }
 
 void Channel::handle_body(std::span<const uint8_t> data) {
-  if (!publish_ || !publish_->have_header)
+  if (!publish_)
+    throw ConnectionError(ConnectionReplyCode::UnexpectedFrame, "expected method frame, got non method frame instead");
+  if (!publish_->have_header)
     throw ConnectionError(ConnectionReplyCode::UnexpectedFrame,
-                          fmt::format("expected method frame, got content body on channel {}", id_));
+                          "expected content header for class 60, got non content header frame instead",
+                          amqp::BasicPublish::kClassId, amqp::BasicPublish::kMethodId);
   auto& body = publish_->msg->body;
   if (body.size() + data.size() > publish_->body_size)
     throw ConnectionError(ConnectionReplyCode::FrameError,

@@ -116,6 +116,7 @@ class Channel final : public DeliveryTarget {
   Exchange& exchange_or_404(const std::string& name);
   QueuePtr queue_or_404(const std::string& name);
   void check_exclusive(const Queue& q);
+  [[noreturn]] void throw_locked(const Queue& q);
   void check_permission(Permission what, std::string_view kind, const std::string& name);
   void check_not_default(const std::string& exchange);
   std::string resolve_queue_name(const std::string& name) const;  // "" → last declared

@@ -66,15 +66,27 @@ const M* as(const amqp::Method& m) {
   return std::get_if<M>(&m);
 }
 
-// Undecodable arguments are a syntax error, an unknown class/method is "not implemented".
+std::string frame_text(const amqp::FrameView& f) {
+  return amqp::describe_frame(static_cast<uint8_t>(f.type), f.payload);
+}
+
+// As RabbitMQ's framing decoder: a frame too short for its ids is an unknown frame,
+// arguments that do not decode are a 501 FRAME_ERROR naming the method, an unknown
+// class/method is 540 NOT_IMPLEMENTED.
 amqp::Method decode_method_frame(const amqp::FrameView& f) {
+  if (f.payload.size() < 4)
+    throw ConnectionError(ConnectionReplyCode::FrameError, frame_text(f) + ": unknown_frame");
   try {
     return amqp::decode_method(f.payload);
   } catch (const amqp::UnknownMethod& e) {
     throw ConnectionError(ConnectionReplyCode::NotImplemented,
-                          fmt::format("unknown method class={} method={}", e.class_id, e.method_id));
-  } catch (const amqp::DecodeError& e) {
-    throw ConnectionError(ConnectionReplyCode::SyntaxError, e.what());
+                          fmt::format("unknown method class={} method={}", e.class_id, e.method_id), e.class_id,
+                          e.method_id);
+  } catch (const amqp::DecodeError&) {
+    auto cls = static_cast<uint16_t>(f.payload[0] << 8 | f.payload[1]);
+    auto meth = static_cast<uint16_t>(f.payload[2] << 8 | f.payload[3]);
+    throw ConnectionError(ConnectionReplyCode::FrameError,
+                          "cannot decode " + amqp::erlang_binary(f.payload.subspan(4)), cls, meth);
   }
 }
 
@@ -183,14 +195,13 @@ asio::awaitable<void> Connection::reader() {
       while (state_ != State::Closed && in_end_ > in_start_) {
         amqp::FrameView f;
         std::size_t consumed = 0;
-        auto st = amqp::decode_frame({in_.data() + in_start_, in_end_ - in_start_}, frame_max_, consumed, f);
+        // RabbitMQ accepts a payload of frame_max octets (8 more than the spec's frame_max total).
+        auto st = amqp::decode_frame({in_.data() + in_start_, in_end_ - in_start_},
+                                     frame_max_ + amqp::kFrameOverhead, consumed, f);
         if (st == amqp::DecodeStatus::NeedMore) break;
         if (st != amqp::DecodeStatus::Ok) {
           ++broker_.stats().frames_malformed;
-          const char* what = st == amqp::DecodeStatus::BadType  ? "unknown frame type"
-                             : st == amqp::DecodeStatus::BadEnd ? "frame end marker is not 0xCE"
-                                                                : "frame larger than the negotiated frame_max";
-          fail(ConnectionError(ConnectionReplyCode::FrameError, fmt::format("{} (frame_max {})", what, frame_max_)));
+          fail(ConnectionError(ConnectionReplyCode::FrameError, frame_error_text(st)));
           in_start_ = in_end_;  // the stream cannot be re-synchronised
           break;
         }
@@ -211,6 +222,23 @@ asio::awaitable<void> Connection::reader() {
     log_.error("internal error conn={} peer={} what=\"{}\"", id_, peer_, e.what());
   }
   if (!close_after_flush_) stop();
+}
+
+std::string Connection::frame_error_text(amqp::DecodeStatus st) const {
+  // What is there of the frame, in RabbitMQ's words.
+  std::span<const uint8_t> in(in_.data() + in_start_, in_end_ - in_start_);
+  uint8_t type = in.empty() ? 0 : in[0];
+  uint32_t size = in.size() >= 7 ? static_cast<uint32_t>(in[3] << 24 | in[4] << 16 | in[5] << 8 | in[6]) : 0;
+  auto payload = in.size() >= 7 ? in.subspan(7, std::min<std::size_t>(size, in.size() - 7)) : in.first(0);
+  auto head = amqp::describe_frame(type, st == amqp::DecodeStatus::TooLarge ? payload.first(0) : payload);
+  switch (st) {
+    case amqp::DecodeStatus::BadEnd:
+      return fmt::format("{}: {{invalid_frame_end_marker,{}}}", head, in.size() > 7 + size ? in[7 + size] : 0);
+    case amqp::DecodeStatus::TooLarge:
+      return fmt::format("{}: {{frame_too_large,{},{}}}", head, size, frame_max_ - amqp::kFrameOverhead);
+    default:
+      return head + ": unknown_frame";
+  }
 }
 
 void Connection::close_channel_after_error(uint16_t channel, const ChannelError& e) {
@@ -252,19 +280,18 @@ void Connection::handle_frame(const amqp::FrameView& f) {
     return;
   }
   if (f.type == amqp::FrameType::Heartbeat) {
-    if (f.channel != 0) throw ConnectionError(ConnectionReplyCode::FrameError, "heartbeat frame on a non-zero channel");
+    if (f.channel != 0) throw ConnectionError(ConnectionReplyCode::UnexpectedFrame, frame_text(f));
     return;
   }
   if (state_ != State::Open) {
     if (f.type != amqp::FrameType::Method || f.channel != 0)
-      throw ConnectionError(ConnectionReplyCode::CommandInvalid, "expected a connection method during the handshake");
+      throw ConnectionError(ConnectionReplyCode::UnexpectedFrame, frame_text(f));
     amqp::Method m = decode_method_frame(f);
     handle_handshake(m);
     return;
   }
   if (f.channel == 0) {
-    if (f.type != amqp::FrameType::Method)
-      throw ConnectionError(ConnectionReplyCode::CommandInvalid, "content frame on channel 0");
+    if (f.type != amqp::FrameType::Method) throw ConnectionError(ConnectionReplyCode::UnexpectedFrame, frame_text(f));
     amqp::Method m = decode_method_frame(f);
     handle_channel0(m);
     return;
@@ -298,9 +325,10 @@ void Connection::handle_frame(const amqp::FrameView& f) {
       flush();
       return;
     }
-    if (!ch)
-      throw ConnectionError(ConnectionReplyCode::ChannelError,
-                            fmt::format("expected 'channel.open' on channel {}, got '{}'", f.channel, method_name(m)));
+    if (!ch) {
+      auto [cls, meth] = method_ids(m);
+      throw ConnectionError(ConnectionReplyCode::ChannelError, "expected 'channel.open'", cls, meth);
+    }
     if (as<amqp::ChannelClose>(m)) {
       ch->release();
       channels_.erase(it);
@@ -309,22 +337,20 @@ void Connection::handle_frame(const amqp::FrameView& f) {
       return;
     }
     if (as<amqp::ChannelCloseOk>(m)) return;  // not expecting one: ignore
-    if (method_ids(m).first == amqp::ConnectionStart::kClassId)
-      throw ConnectionError(ConnectionReplyCode::CommandInvalid,
-                            fmt::format("connection method '{}' on channel {}", method_name(m), f.channel));
+    if (auto [cls, meth] = method_ids(m); cls == amqp::ConnectionStart::kClassId)
+      throw ConnectionError(ConnectionReplyCode::CommandInvalid, "unimplemented method", cls, meth);
     ch->handle_method(m);
     return;
   }
   // Content frames.
-  if (!ch)
-    throw ConnectionError(ConnectionReplyCode::ChannelError, fmt::format("content frame on unopened channel {}", f.channel));
+  if (!ch) throw ConnectionError(ConnectionReplyCode::ChannelError, "expected 'channel.open'");
   if (ch->closing()) return;
   if (f.type == amqp::FrameType::Header) {
     amqp::ContentHeader h;
     try {
       h = amqp::decode_content_header(f.payload);
-    } catch (const amqp::DecodeError& e) {
-      throw ConnectionError(ConnectionReplyCode::FrameError, fmt::format("malformed content header: {}", e.what()));
+    } catch (const amqp::DecodeError&) {
+      throw ConnectionError(ConnectionReplyCode::FrameError, frame_text(f) + ": unknown_frame");
     }
     ch->handle_header(h);
   } else {

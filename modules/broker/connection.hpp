@@ -85,6 +85,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The one place a connection exception ends the connection (close frame or silent).
   void fail(const amqp::ConnectionError& e);
   void send_close(uint16_t code, const std::string& text, uint16_t cls, uint16_t meth);
+  std::string frame_error_text(amqp::DecodeStatus st) const;
   void close_channel_after_error(uint16_t channel, const amqp::ChannelError& e);
   void release();
   void resume_deliveries();

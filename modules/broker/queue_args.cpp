@@ -50,15 +50,62 @@ QueueArgs parse_queue_args(const amqp::FieldTable& args, const std::string& queu
   return out;
 }
 
-std::string inequivalent_queue_arg(const amqp::FieldTable& declared, const amqp::FieldTable& requested) {
+namespace {
+// rabbit_binary_parser's names for field types, as they appear in RabbitMQ's errors.
+const char* type_name(const amqp::FieldValue& v) {
+  switch (v.tag()) {
+    case 't': return "bool";
+    case 'b': return "byte";
+    case 'B': return "unsignedbyte";
+    case 's': return "short";
+    case 'u': return "unsignedshort";
+    case 'I': return "signedint";
+    case 'i': return "unsignedint";
+    case 'l': return "long";
+    case 'f': return "float";
+    case 'd': return "double";
+    case 'D': return "decimal";
+    case 'S': return "longstr";
+    case 'x': return "binary";
+    case 'A': return "array";
+    case 'T': return "timestamp";
+    case 'F': return "table";
+    default: return "void";
+  }
+}
+
+std::string plain(const amqp::FieldValue& v) {
+  if (const auto* s = v.as_string()) return *s;
+  if (auto i = v.as_int()) return std::to_string(*i);
+  if (auto b = v.as_bool()) return *b ? "true" : "false";
+  if (const auto* d = std::get_if<double>(&v.v)) return fmt::format("{}", *d);
+  if (const auto* f = std::get_if<float>(&v.v)) return fmt::format("{}", *f);
+  return "...";
+}
+
+std::string described(const amqp::FieldValue* v) {
+  return v ? fmt::format("the value '{}' of type '{}'", plain(*v), type_name(*v)) : std::string("none");
+}
+
+bool equivalent(const amqp::FieldValue& a, const amqp::FieldValue& b) {
+  auto ia = a.as_int(), ib = b.as_int();
+  if (ia && ib && !a.as_bool() && !b.as_bool()) return *ia == *ib;  // same number, any integer width
+  return a == b;
+}
+}  // namespace
+
+std::string inequivalent_queue_arg(const amqp::FieldTable& declared, const amqp::FieldTable& requested,
+                                   const std::string& queue, const std::string& vhost) {
   for (auto key : kComparedArgs) {
-    const auto* a = declared.find(key);
-    const auto* b = requested.find(key);
-    if (!a && !b) continue;
-    if (!a || !b || !(*a == *b)) {
-      auto ia = a ? a->as_int() : std::nullopt, ib = b ? b->as_int() : std::nullopt;
-      if (ia && ib && *ia == *ib) continue;  // same number, different integer width
-      return std::string(key);
+    const auto* have = declared.find(key);
+    const auto* got = requested.find(key);
+    if (!have && !got) continue;
+    auto where = fmt::format("inequivalent arg '{}' for queue '{}' in vhost '{}'", key, queue, vhost);
+    if (have && got) {
+      if (!equivalent(*have, *got))
+        return fmt::format("{}: received '{}' but current is '{}'", where, plain(*got), plain(*have));
+    } else {
+      return fmt::format("{}: received {} but current is {}", where, described(got), described(have));
     }
   }
   return {};

@@ -19,8 +19,9 @@ struct QueueArgs {
 // Throws amqp::ChannelError 406 PRECONDITION_FAILED naming the argument.
 QueueArgs parse_queue_args(const amqp::FieldTable& args, const std::string& queue, const std::string& vhost);
 
-// RabbitMQ refuses a redeclare whose arguments differ in these keys (406, "inequivalent arg").
-// Returns the first differing key, or empty.
-std::string inequivalent_queue_arg(const amqp::FieldTable& declared, const amqp::FieldTable& requested);
+// RabbitMQ refuses a redeclare whose arguments differ in the keys it knows (406). Returns its
+// "inequivalent arg ..." text for the first difference, or empty when equivalent.
+std::string inequivalent_queue_arg(const amqp::FieldTable& declared, const amqp::FieldTable& requested,
+                                   const std::string& queue, const std::string& vhost);
 
 }  // namespace mqnode::broker

@@ -5,8 +5,10 @@
 namespace mqnode::broker {
 
 namespace {
+// As RabbitMQ's topic trie: "" is no words at all, "a..b" is three.
 std::vector<std::string_view> split_words(std::string_view s) {
   std::vector<std::string_view> out;
+  if (s.empty()) return out;
   std::size_t start = 0;
   for (;;) {
     auto dot = s.find('.', start);
@@ -47,6 +49,15 @@ bool topic_matches(std::string_view pattern, std::string_view routing_key) {
     reach.swap(next);
   }
   return reach[k.size()] != 0;
+}
+
+std::string headers_binding_error(const amqp::FieldTable& binding_args) {
+  const auto* m = binding_args.find("x-match");
+  if (!m) return {};
+  const auto* s = m->as_string();
+  if (s && (*s == "all" || *s == "any" || *s == "all-with-x" || *s == "any-with-x")) return {};
+  std::string shown = s ? "<<\"" + *s + "\">>" : "of the wrong type";
+  return "Invalid x-match field value " + shown + "; expected all, any, all-with-x, or any-with-x";
 }
 
 bool headers_match(const amqp::FieldTable& binding_args, const amqp::FieldTable* headers) {

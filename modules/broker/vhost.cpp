@@ -93,11 +93,8 @@ void Vhost::delete_if_unused_auto_delete(Exchange* ex) {
 }
 
 bool Vhost::exchange_in_use(const Exchange& ex) const {
-  if (!ex.bindings().empty()) return true;
-  for (const auto& [name, other] : exchanges_)
-    for (const auto& b : other->bindings())
-      if (b.destination.exchange == &ex) return true;
-  return false;
+  // RabbitMQ: only bindings with <ex> as their source make it "used".
+  return !ex.bindings().empty();
 }
 
 void Vhost::route(const Exchange& ex, const Message& msg, std::vector<Queue*>& out) const {

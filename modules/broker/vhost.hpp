@@ -53,7 +53,7 @@ class Vhost {
   const std::map<std::string, ExchangePtr, std::less<>>& exchanges() const { return exchanges_; }
   const std::map<std::string, QueuePtr, std::less<>>& queues() const { return queues_; }
 
-  // True if <ex> is the source of a binding or the destination of an exchange binding.
+  // True if <ex> is the source of a binding (exchange.delete if-unused).
   bool exchange_in_use(const Exchange& ex) const;
 
   // Destination queues of <msg> published to <ex> (the default exchange routes by queue

@@ -5,6 +5,7 @@
 using mqnode::amqp::FieldTable;
 using mqnode::amqp::FieldValue;
 using mqnode::amqp::Void;
+using mqnode::broker::headers_binding_error;
 using mqnode::broker::headers_match;
 using mqnode::broker::topic_matches;
 
@@ -25,7 +26,9 @@ TEST_CASE("topic patterns") {
     CHECK(topic_matches("a.#.b", "a.b.b"));
   }
   SUBCASE("empty words") {
-    CHECK(topic_matches("*", ""));  // "" is one empty word
+    CHECK_FALSE(topic_matches("*", ""));  // "" has no words (RabbitMQ)
+    CHECK(topic_matches("*.*", "."));      // ...but "." has two empty ones
+    CHECK_FALSE(topic_matches("*.#", ""));
     CHECK(topic_matches("a..b", "a..b"));
     CHECK(topic_matches("a.*.b", "a..b"));
     CHECK_FALSE(topic_matches("a.b", "a..b"));
@@ -38,6 +41,7 @@ TEST_CASE("topic patterns") {
     CHECK_FALSE(topic_matches("#.#.#.#.#.#.#.#.z", "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.y"));
   }
   CHECK(topic_matches("*.#", "a"));
+  CHECK(headers_binding_error({}).empty());
   CHECK_FALSE(topic_matches("*.*.#", "a"));
 }
 
@@ -81,6 +85,14 @@ TEST_CASE("headers exchange matching") {
     CHECK(headers_match(p, &msg));
     p.set("missing", Void{});
     CHECK_FALSE(headers_match(p, &msg));
+  }
+  SUBCASE("x-match values are checked at bind time") {
+    FieldTable b;
+    b.set("x-match", "any-with-x");
+    CHECK(headers_binding_error(b).empty());
+    b.set("x-match", "foo");
+    CHECK(headers_binding_error(b) ==
+          "Invalid x-match field value <<\"foo\">>; expected all, any, all-with-x, or any-with-x");
   }
   SUBCASE("a binding with no keys matches everything under all") {
     FieldTable b;
