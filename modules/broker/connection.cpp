@@ -106,6 +106,7 @@ Connection::Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id
       log_(broker.log().child("connection")),
       wake_(socket_.get_executor()),
       heartbeat_timer_(socket_.get_executor()),
+      handshake_timer_(socket_.get_executor()),
       close_timer_(socket_.get_executor()),
       frame_max_(broker.config().frame_max) {
   asio::error_code ec;
@@ -126,12 +127,7 @@ void Connection::start() {
   log_.debug("accepted conn={} peer={}", id_, peer_);
   asio::co_spawn(socket_.get_executor(), [self] { return self->reader(); }, asio::detached);
   asio::co_spawn(socket_.get_executor(), [self] { return self->writer(); }, asio::detached);
-  asio::co_spawn(socket_.get_executor(),
-                 [self] {
-                   return self->deadline(std::chrono::milliseconds(self->broker_.config().handshake_timeout_ms),
-                                         State::OpenWait);
-                 },
-                 asio::detached);
+  asio::co_spawn(socket_.get_executor(), [self] { return self->handshake_deadline(); }, asio::detached);
 }
 
 void Connection::flush() {
@@ -473,6 +469,7 @@ void Connection::on_open(const amqp::ConnectionOpen& m) {
                           fmt::format("access to vhost '{}' refused for user '{}'", m.virtual_host, user_), 10, 40);
   vhost_ = vh;
   state_ = State::Open;
+  handshake_timer_.cancel();
   amqp::append_method_frame(out_, 0, amqp::ConnectionOpenOk{});
   flush();
   log_.info("connection opened conn={} peer={} user={} vhost={} client=\"{}\"", id_, peer_, user_, m.virtual_host,
@@ -586,6 +583,7 @@ void Connection::stop() {
   socket_.close(ec);
   wake_.cancel();
   heartbeat_timer_.cancel();
+  handshake_timer_.cancel();
   close_timer_.cancel();
   log_.debug("closed conn={} peer={}", id_, peer_);
   broker_.remove_connection(id_);  // may drop the last reference held outside coroutines
@@ -646,12 +644,12 @@ asio::awaitable<void> Connection::heartbeat() {
   }
 }
 
-asio::awaitable<void> Connection::deadline(std::chrono::milliseconds after, State must_have_left) {
+asio::awaitable<void> Connection::handshake_deadline() {
   auto self = shared_from_this();
-  asio::steady_timer t(socket_.get_executor(), after);
   asio::error_code ec;
-  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  if (state_ != State::Closed && static_cast<int>(state_) <= static_cast<int>(must_have_left)) {
+  handshake_timer_.expires_after(std::chrono::milliseconds(broker_.config().handshake_timeout_ms));
+  co_await handshake_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec && state_ != State::Closed && state_ != State::Open && state_ != State::Closing) {
     log_.warn("handshake timeout conn={} peer={}", id_, peer_);
     stop();
   }

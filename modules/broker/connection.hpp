@@ -73,7 +73,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> reader();
   asio::awaitable<void> writer();
   asio::awaitable<void> heartbeat();
-  asio::awaitable<void> deadline(std::chrono::milliseconds after, State must_have_left);
+  asio::awaitable<void> handshake_deadline();
 
   // Returns bytes consumed from <in>; throws ConnectionError/ChannelError.
   void handle_frame(const amqp::FrameView& f);
@@ -106,6 +106,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool close_after_flush_ = false;
   bool delivery_waiting_ = false;
   asio::steady_timer heartbeat_timer_;
+  asio::steady_timer handshake_timer_;
   asio::steady_timer close_timer_;
   bool received_since_tick_ = true;
   bool sent_since_tick_ = false;
