@@ -18,12 +18,13 @@
 #include <nlohmann/json.hpp>
 
 #include "broker/auth.hpp"
-#include "broker/config.hpp"
 #include "core/config.hpp"
+#include "core/events.hpp"
 #include "core/log.hpp"
 #include "roles.hpp"
 
 using namespace mqnode;
+using app::Role;
 
 namespace {
 
@@ -57,6 +58,7 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
   sink->level = *level;
 
   asio::io_context io(1);
+  core::EventBus events;
   std::vector<std::unique_ptr<core::Module>> modules;
   try {
     auto roles = app::parse_roles(roles_arg);
@@ -69,16 +71,27 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
     info.data_dir = node.string("data_dir", "/var/lib/mqnode");
     node.finish();
     if (!data_dir_arg.empty()) info.data_dir = data_dir_arg;
-    for (const char* later : {"lb", "vrrp", "cluster", "management"})
+    for (const char* later : {"cluster", "management"})
       if (root.has(later))
         throw core::ConfigError(fmt::format("/{}: this build has no {} module yet; remove the key", later, later));
 
-    modules = app::make_modules(roles, core::ModuleContext{io, log, info});
+    core::ModuleContext ctx{io, log, info, events};
+    for (Role role : roles) modules.push_back(app::make_module(role, ctx));
     for (auto& m : modules) m->configure(root.object(m->name()));
-    // One config file serves every host: a slice for a role this host does not run is
+    // One config file serves every host: the slice of a role this host does not run is
     // still validated, so a typo shows up wherever the file is used.
-    if (std::none_of(modules.begin(), modules.end(), [](auto& m) { return m->name() == "broker"; }))
-      (void)broker::parse_broker_config(root.object("broker"));
+    for (Role role : app::kAllRoles) {
+      auto key = app::config_key(role);
+      bool running = std::any_of(modules.begin(), modules.end(), [&](auto& m) { return m->name() == key; });
+      if (running || !root.has(key)) continue;
+      std::unique_ptr<core::Module> check;
+      try {
+        check = app::make_module(role, ctx);
+      } catch (const core::ConfigError&) {
+        throw core::ConfigError(fmt::format("/{}: this build has no module for this section yet; remove the key", key));
+      }
+      check->configure(root.object(key));
+    }
     root.finish();
     log.info("starting mqnode {} node={} roles={} data_dir={}", MQNODE_VERSION, info.name, roles_arg, info.data_dir);
     for (auto& m : modules) m->start();

@@ -11,7 +11,7 @@ namespace mqnode::app {
 std::vector<Role> parse_roles(const std::string& list) {
   std::vector<Role> roles;
   std::size_t start = 0;
-  while (start <= list.size()) {
+  for (;;) {
     auto comma = list.find(',', start);
     auto item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     Role r;
@@ -31,22 +31,32 @@ std::vector<Role> parse_roles(const std::string& list) {
   return roles;
 }
 
-std::vector<std::unique_ptr<core::Module>> make_modules(const std::vector<Role>& roles, const core::ModuleContext& ctx) {
-  std::vector<std::unique_ptr<core::Module>> mods;
-  for (Role r : roles) {
-    switch (r) {
-      case Role::Disc:
-        mods.push_back(std::make_unique<broker::BrokerModule>(core::ModuleContext{ctx.io, ctx.log.child("broker"), ctx.node}));
-        break;
-      case Role::Ram:
-        throw core::ConfigError("--role ram: RAM cluster nodes need the cluster module, which this build does not have yet");
-      case Role::Lb:
-        throw core::ConfigError("--role lb: the load balancer module is not in this build yet");
-      case Role::Vip:
-        throw core::ConfigError("--role vip: the VRRP module is not in this build yet");
-    }
+std::string_view config_key(Role role) {
+  switch (role) {
+    case Role::Disc:
+    case Role::Ram:
+      return "broker";
+    case Role::Lb:
+      return "lb";
+    case Role::Vip:
+      return "vrrp";
   }
-  return mods;
+  return "";
+}
+
+std::unique_ptr<core::Module> make_module(Role role, const core::ModuleContext& ctx) {
+  core::ModuleContext child{ctx.io, ctx.log.child(config_key(role)), ctx.node, ctx.events};
+  switch (role) {
+    case Role::Disc:
+      return std::make_unique<broker::BrokerModule>(child);
+    case Role::Ram:
+      throw core::ConfigError("--role ram: the cluster module (RAM nodes need it) is not in this build yet");
+    case Role::Lb:
+      throw core::ConfigError("--role lb: the load balancer module is not in this build yet");
+    case Role::Vip:
+      throw core::ConfigError("--role vip: the VRRP module is not in this build yet");
+  }
+  return nullptr;
 }
 
 }  // namespace mqnode::app

@@ -8,6 +8,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include "broker/connection.hpp"
+#include "core/events.hpp"
 
 namespace mqnode::broker {
 
@@ -36,6 +37,11 @@ void BrokerModule::start() {
     asio::co_spawn(ctx_.io, accept_loop(*acc), asio::detached);
     acceptors_.push_back(std::move(acc));
   }
+  publish_health();
+}
+
+void BrokerModule::publish_health() {
+  ctx_.events.publish_health(name(), health());
 }
 
 asio::awaitable<void> BrokerModule::accept_loop(asio::ip::tcp::acceptor& acceptor) {
@@ -67,6 +73,7 @@ asio::awaitable<void> BrokerModule::accept_loop(asio::ip::tcp::acceptor& accepto
 
 asio::awaitable<void> BrokerModule::stop() {
   stopping_ = true;
+  publish_health();  // followers (lb, vrrp) drain before the listeners go
   for (auto& a : acceptors_) {
     asio::error_code ec;
     a->close(ec);

@@ -29,6 +29,7 @@ class BrokerModule final : public core::Module {
 
  private:
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
+  void publish_health();
 
   core::ModuleContext ctx_;
   BrokerConfig cfg_;

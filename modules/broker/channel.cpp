@@ -376,7 +376,7 @@ void Channel::on(const amqp::BasicConsume& m) {
     ok.consumer_tag = tag;
     send(ok);
   }
-  q->add_consumer(std::move(c));  // after consume-ok: deliveries must follow it
+  q->add_consumer(c.get());  // after consume-ok: deliveries must follow it
 }
 
 void Channel::cancel_consumer(const std::string& tag) {

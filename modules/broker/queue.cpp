@@ -35,14 +35,14 @@ std::size_t Queue::purge() {
   return n;
 }
 
-void Queue::add_consumer(ConsumerPtr c) {
-  consumers_.push_back(std::move(c));
+void Queue::add_consumer(Consumer* c) {
+  consumers_.push_back(c);
   had_consumer_ = true;
   dispatch();
 }
 
 bool Queue::remove_consumer(const Consumer* c) {
-  auto it = std::find_if(consumers_.begin(), consumers_.end(), [&](const ConsumerPtr& p) { return p.get() == c; });
+  auto it = std::find(consumers_.begin(), consumers_.end(), c);
   if (it == consumers_.end()) return false;
   consumers_.erase(it);
   if (next_consumer_ >= consumers_.size()) next_consumer_ = 0;
@@ -51,7 +51,7 @@ bool Queue::remove_consumer(const Consumer* c) {
 }
 
 bool Queue::has_exclusive_consumer() const {
-  return std::any_of(consumers_.begin(), consumers_.end(), [](const ConsumerPtr& c) { return c->exclusive; });
+  return std::any_of(consumers_.begin(), consumers_.end(), [](const Consumer* c) { return c->exclusive; });
 }
 
 void Queue::dispatch() {
@@ -63,7 +63,7 @@ void Queue::dispatch() {
     std::size_t n = consumers_.size();
     Consumer* chosen = nullptr;
     for (std::size_t i = 0; i < n; ++i) {
-      Consumer* c = consumers_[(next_consumer_ + i) % n].get();
+      Consumer* c = consumers_[(next_consumer_ + i) % n];
       if (c->target.can_deliver(*c)) {
         chosen = c;
         next_consumer_ = (next_consumer_ + i + 1) % n;
@@ -78,7 +78,7 @@ void Queue::dispatch() {
   dispatching_ = false;
 }
 
-std::vector<ConsumerPtr> Queue::mark_deleted() {
+std::vector<Consumer*> Queue::mark_deleted() {
   deleted_ = true;
   ready_.clear();
   return std::exchange(consumers_, {});

@@ -76,10 +76,12 @@ class Queue {
   std::optional<QueueEntry> get();
   std::size_t purge();
 
-  void add_consumer(ConsumerPtr c);
+  // The queue refers to its consumers without owning them (their channel does), so
+  // queue and consumer never keep each other alive.
+  void add_consumer(Consumer* c);
   // Removes <c>; returns true if it was there.
   bool remove_consumer(const Consumer* c);
-  const std::vector<ConsumerPtr>& consumers() const { return consumers_; }
+  const std::vector<Consumer*>& consumers() const { return consumers_; }
   bool has_exclusive_consumer() const;
 
   std::size_t message_count() const { return ready_.size(); }
@@ -88,13 +90,13 @@ class Queue {
   // Delivers ready messages while some consumer has credit. Cheap when nothing can move.
   void dispatch();
   // Marks the queue gone: later enqueues/requeues are dropped, consumers are detached.
-  std::vector<ConsumerPtr> mark_deleted();
+  std::vector<Consumer*> mark_deleted();
 
  private:
   QueueDefinition def_;
   std::function<void(Queue&)> on_unused_;
   std::deque<QueueEntry> ready_;
-  std::vector<ConsumerPtr> consumers_;
+  std::vector<Consumer*> consumers_;
   std::size_t next_consumer_ = 0;
   bool deleted_ = false;
   bool dispatching_ = false;

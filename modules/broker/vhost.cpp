@@ -54,7 +54,7 @@ void Vhost::apply(const QueueDeleted& c) {
   QueuePtr q = std::move(it->second);
   queues_.erase(it);
   remove_bindings_to(BindingTarget{q.get(), nullptr});
-  for (auto& consumer : q->mark_deleted()) consumer->target.cancelled_by_server(*consumer);
+  for (Consumer* consumer : q->mark_deleted()) consumer->target.cancelled_by_server(*consumer);
 }
 
 void Vhost::apply(const BindingChange& c) {

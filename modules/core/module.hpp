@@ -26,10 +26,13 @@ struct NodeInfo {
   std::string data_dir;  // where durable state lives
 };
 
+class EventBus;
+
 struct ModuleContext {
   asio::io_context& io;
   Logger log;
   NodeInfo node;
+  EventBus& events;
 };
 
 class Module {

@@ -38,7 +38,7 @@ TEST_CASE("queue delivery") {
     q->enqueue(msg("2"));
     CreditTarget t;
     auto c = std::make_shared<Consumer>(t, "c1", q);
-    q->add_consumer(c);
+    q->add_consumer(c.get());
     CHECK(t.got.empty());
     CHECK(q->message_count() == 2);
     t.credit = 5;
@@ -52,8 +52,9 @@ TEST_CASE("queue delivery") {
   SUBCASE("round-robin between consumers with credit") {
     CreditTarget a, b;
     a.credit = b.credit = 10;
-    q->add_consumer(std::make_shared<Consumer>(a, "a", q));
-    q->add_consumer(std::make_shared<Consumer>(b, "b", q));
+    auto ca = std::make_shared<Consumer>(a, "a", q), cb = std::make_shared<Consumer>(b, "b", q);
+    q->add_consumer(ca.get());
+    q->add_consumer(cb.get());
     for (int i = 0; i < 6; ++i) q->enqueue(msg(std::to_string(i)));
     CHECK(a.got.size() == 3);
     CHECK(b.got.size() == 3);
@@ -74,8 +75,8 @@ TEST_CASE("queue delivery") {
   SUBCASE("auto-delete fires when the last consumer goes, not before") {
     CreditTarget t;
     auto c1 = std::make_shared<Consumer>(t, "a", q), c2 = std::make_shared<Consumer>(t, "b", q);
-    q->add_consumer(c1);
-    q->add_consumer(c2);
+    q->add_consumer(c1.get());
+    q->add_consumer(c2.get());
     CHECK(q->remove_consumer(c1.get()));
     CHECK_FALSE(unused);
     CHECK_FALSE(q->remove_consumer(c1.get()));
@@ -84,7 +85,8 @@ TEST_CASE("queue delivery") {
   }
   SUBCASE("deleted queues drop messages and hand back their consumers") {
     CreditTarget t;
-    q->add_consumer(std::make_shared<Consumer>(t, "a", q));
+    auto c = std::make_shared<Consumer>(t, "a", q);
+    q->add_consumer(c.get());
     q->enqueue(msg("x"));
     auto detached = q->mark_deleted();
     CHECK(detached.size() == 1);
