@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include "broker/broker_module.hpp"
+#include "lb/lb_module.hpp"
+#include "vrrp/vrrp_module.hpp"
 
 namespace mqnode::app {
 
@@ -52,9 +54,9 @@ std::unique_ptr<core::Module> make_module(Role role, const core::ModuleContext& 
     case Role::Ram:
       throw core::ConfigError("--role ram: the cluster module (RAM nodes need it) is not in this build yet");
     case Role::Lb:
-      throw core::ConfigError("--role lb: the load balancer module is not in this build yet");
+      return std::make_unique<lb::LbModule>(child);
     case Role::Vip:
-      throw core::ConfigError("--role vip: the VRRP module is not in this build yet");
+      return std::make_unique<vrrp::VrrpModule>(child);
   }
   return nullptr;
 }

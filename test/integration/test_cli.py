@@ -59,15 +59,14 @@ def test_invalid_json_and_missing_file(tmp_path):
     assert p.returncode == 2 and "cannot open config file" in p.stderr
 
 
-def test_unknown_and_unbuilt_roles_are_refused(tmp_path):
+def test_unknown_and_unbuilt_roles_are_refused():
     p = run("--role", "disc,foo")
     assert p.returncode == 2
     assert "--role: expected a comma list of disc, ram, lb, vip; got \"foo\"" in p.stderr
     p = run("--role", "disc,ram")
     assert p.returncode == 2 and "disc and ram exclude each other" in p.stderr
-    for role in ("lb", "vip", "ram"):
-        p = run("--role", role)
-        assert p.returncode == 2 and "not in this build yet" in p.stderr, p.stderr
+    p = run("--role", "ram")
+    assert p.returncode == 2 and "not in this build yet" in p.stderr, p.stderr
 
 
 def test_version():

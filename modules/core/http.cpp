@@ -1,0 +1,529 @@
+#include "core/http.hpp"
+
+#include <http_parser.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fmt/format.h>
+
+namespace mqnode::core::http {
+
+using namespace std::chrono_literals;
+
+// ---- request / response helpers ------------------------------------------------------
+
+const std::string& Request::header(std::string_view name) const {
+  static const std::string kEmpty;
+  auto it = headers.find(std::string(name));
+  return it == headers.end() ? kEmpty : it->second;
+}
+
+std::map<std::string, std::string> Request::params() const {
+  auto out = parse_form(query);
+  if (method == "POST" && header("content-type").starts_with("application/x-www-form-urlencoded"))
+    for (auto& [k, v] : parse_form(body)) out[k] = v;
+  return out;
+}
+
+Response Response::text(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+Response Response::html(std::string body) {
+  Response r;
+  r.content_type = "text/html; charset=utf-8";
+  r.body = std::move(body);
+  return r;
+}
+
+Response Response::json(std::string body) {
+  Response r;
+  r.content_type = "application/json";
+  r.body = std::move(body);
+  return r;
+}
+
+Response Response::unauthorized(std::string_view realm) {
+  Response r = text(401, "401 Unauthorized\n");
+  r.headers.emplace_back("WWW-Authenticate", fmt::format("Basic realm=\"{}\"", realm));
+  return r;
+}
+
+Response Response::not_found() {
+  return text(404, "404 Not Found\n");
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 303: return "See Other";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+  }
+}
+
+std::string serialize(const Response& r, bool keep_alive, bool head_only) {
+  std::string out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n", r.status,
+                                reason_phrase(r.status), r.content_type, r.body.size());
+  out += "Cache-Control: no-cache\r\n";
+  for (const auto& [k, v] : r.headers) out += fmt::format("{}: {}\r\n", k, v);
+  out += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
+  if (!head_only) out += r.body;
+  return out;
+}
+
+namespace {
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
+std::string url_decode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parse_form(std::string_view s) {
+  std::map<std::string, std::string> out;
+  while (!s.empty()) {
+    auto amp = s.find('&');
+    auto item = s.substr(0, amp);
+    if (!item.empty()) {
+      auto eq = item.find('=');
+      if (eq == std::string_view::npos)
+        out[url_decode(item)] = "";
+      else
+        out[url_decode(item.substr(0, eq))] = url_decode(item.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    s.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view s) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  while (!s.empty() && s.back() == '=') s.remove_suffix(1);
+  if (s.size() % 4 == 1) return std::nullopt;
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : s) {
+    int v = val(c);
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
+bool check_basic_auth(const Request& req, std::string_view user, std::string_view password) {
+  const std::string& h = req.header("authorization");
+  if (h.size() < 6) return false;
+  std::string scheme = h.substr(0, 6);
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (scheme != "basic ") return false;
+  std::string_view b64(h);
+  b64.remove_prefix(6);
+  while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
+  auto decoded = base64_decode(b64);
+  if (!decoded) return false;
+  std::string expected = std::string(user) + ":" + std::string(password);
+  unsigned diff = decoded->size() != expected.size();
+  for (std::size_t i = 0; i < expected.size(); ++i)
+    diff |= static_cast<unsigned char>(i < decoded->size() ? (*decoded)[i] : 0) ^ static_cast<unsigned char>(expected[i]);
+  return diff == 0;
+}
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// ---- router --------------------------------------------------------------------------
+
+void Router::add(std::string method, std::string path, Handler h) {
+  routes_.push_back({std::move(method), std::move(path), false, std::move(h)});
+}
+
+void Router::add_prefix(std::string method, std::string prefix, Handler h) {
+  routes_.push_back({std::move(method), std::move(prefix), true, std::move(h)});
+}
+
+Response Router::dispatch(const Request& req) const {
+  const Route* best = nullptr;
+  bool path_known = false;
+  std::string_view method = req.method;
+  if (method == "HEAD") method = "GET";
+  for (const auto& r : routes_) {
+    bool match = r.prefix ? req.path.starts_with(r.path) : req.path == r.path;
+    if (!match) continue;
+    path_known = true;
+    if (r.method != method) continue;
+    if (!r.prefix) return r.handler(req);
+    if (!best || r.path.size() > best->path.size()) best = &r;
+  }
+  if (best) return best->handler(req);
+  if (path_known) return Response::text(405, "405 Method Not Allowed\n");
+  return Response::not_found();
+}
+
+// ---- parser --------------------------------------------------------------------------
+
+struct ParserCallbacks {
+  static RequestParser& self(http_parser* p) { return *static_cast<RequestParser*>(p->data); }
+
+  static int on_url(http_parser* p, const char* at, std::size_t n) {
+    auto& s = self(p);
+    s.header_bytes_ += n;
+    if (s.header_bytes_ > s.max_header_bytes_) return 1;
+    s.req_.target.append(at, n);
+    return 0;
+  }
+  static void commit_header(RequestParser& s) {
+    if (s.field_.empty()) return;
+    std::transform(s.field_.begin(), s.field_.end(), s.field_.begin(), [](unsigned char c) { return std::tolower(c); });
+    auto [it, inserted] = s.req_.headers.emplace(s.field_, s.value_);
+    if (!inserted) it->second += "," + s.value_;
+    s.field_.clear();
+    s.value_.clear();
+  }
+  static int on_header_field(http_parser* p, const char* at, std::size_t n) {
+    auto& s = self(p);
+    s.header_bytes_ += n;
+    if (s.header_bytes_ > s.max_header_bytes_) return 1;
+    if (s.in_value_) {
+      commit_header(s);
+      s.in_value_ = false;
+    }
+    s.field_.append(at, n);
+    return 0;
+  }
+  static int on_header_value(http_parser* p, const char* at, std::size_t n) {
+    auto& s = self(p);
+    s.header_bytes_ += n;
+    if (s.header_bytes_ > s.max_header_bytes_) return 1;
+    s.in_value_ = true;
+    s.value_.append(at, n);
+    return 0;
+  }
+  static int on_headers_complete(http_parser* p) {
+    auto& s = self(p);
+    commit_header(s);
+    s.in_value_ = false;
+    s.req_.method = http_method_str(static_cast<http_method>(p->method));
+    auto q = s.req_.target.find('?');
+    s.req_.path = s.req_.target.substr(0, q);
+    s.req_.query = q == std::string::npos ? "" : s.req_.target.substr(q + 1);
+    if (p->content_length != ULLONG_MAX && p->content_length > s.max_body_bytes_) {
+      s.error_ = "request body too large";
+      return -1;  // 1 and 2 mean "no body" to http_parser; anything else is an error
+    }
+    return 0;
+  }
+  static int on_body(http_parser* p, const char* at, std::size_t n) {
+    auto& s = self(p);
+    if (s.req_.body.size() + n > s.max_body_bytes_) {
+      s.error_ = "request body too large";
+      return 1;
+    }
+    s.req_.body.append(at, n);
+    return 0;
+  }
+  static int on_message_complete(http_parser* p) {
+    auto& s = self(p);
+    s.complete_ = true;
+    s.keep_alive_ = http_should_keep_alive(p) != 0;
+    // Pause so a pipelined request behind this one waits until this one is answered.
+    http_parser_pause(p, 1);
+    return 0;
+  }
+};
+
+namespace {
+const http_parser_settings& settings() {
+  static const http_parser_settings s = [] {
+    http_parser_settings x{};
+    x.on_url = &ParserCallbacks::on_url;
+    x.on_header_field = &ParserCallbacks::on_header_field;
+    x.on_header_value = &ParserCallbacks::on_header_value;
+    x.on_headers_complete = &ParserCallbacks::on_headers_complete;
+    x.on_body = &ParserCallbacks::on_body;
+    x.on_message_complete = &ParserCallbacks::on_message_complete;
+    return x;
+  }();
+  return s;
+}
+}  // namespace
+
+RequestParser::RequestParser(std::size_t max_header_bytes, std::size_t max_body_bytes)
+    : parser_(std::make_unique<http_parser>()), max_header_bytes_(max_header_bytes), max_body_bytes_(max_body_bytes) {
+  http_parser_init(parser_.get(), HTTP_REQUEST);
+  parser_->data = this;
+}
+
+RequestParser::~RequestParser() = default;
+
+void RequestParser::reset() {
+  req_ = Request{};
+  field_.clear();
+  value_.clear();
+  in_value_ = false;
+  complete_ = false;
+  header_bytes_ = 0;
+}
+
+RequestParser::Status RequestParser::feed(std::string_view data, std::size_t& consumed) {
+  consumed = 0;
+  if (!error_.empty() && HTTP_PARSER_ERRNO(parser_.get()) != HPE_OK) return Status::Error;
+  if (complete_) return Status::Complete;
+  // Resume after the previous request's pause.
+  if (HTTP_PARSER_ERRNO(parser_.get()) == HPE_PAUSED) http_parser_pause(parser_.get(), 0);
+  if (data.empty()) return Status::NeedMore;
+  consumed = http_parser_execute(parser_.get(), &settings(), data.data(), data.size());
+  auto err = HTTP_PARSER_ERRNO(parser_.get());
+  if (complete_) return Status::Complete;
+  if (err != HPE_OK && err != HPE_PAUSED) {
+    if (header_bytes_ > max_header_bytes_)
+      error_ = "request header too large";
+    else if (error_.empty())
+      error_ = http_errno_description(err);
+    return Status::Error;
+  }
+  return Status::NeedMore;
+}
+
+Request RequestParser::take() {
+  Request r = std::move(req_);
+  reset();
+  return r;
+}
+
+// ---- server --------------------------------------------------------------------------
+
+struct Server::Shared {
+  Shared(asio::io_context& io, Logger l, std::shared_ptr<const Router> r, ServerOptions o)
+      : log(std::move(l)), router(std::move(r)), opts(o), acceptor(io) {}
+  Logger log;
+  std::shared_ptr<const Router> router;
+  ServerOptions opts;
+  asio::ip::tcp::acceptor acceptor;
+  std::map<uint64_t, std::weak_ptr<Conn>> conns;
+  uint64_t next_id = 0;
+  bool stopped = false;
+};
+
+class Server::Conn : public std::enable_shared_from_this<Conn> {
+ public:
+  Conn(std::shared_ptr<Shared> st, asio::ip::tcp::socket sock, uint64_t id)
+      : st_(std::move(st)), sock_(std::move(sock)), timer_(sock_.get_executor()), id_(id) {}
+
+  void start() {
+    auto self = shared_from_this();
+    asio::co_spawn(sock_.get_executor(), [self] { return self->run(); }, asio::detached);
+    asio::co_spawn(sock_.get_executor(), [self] { return self->watchdog(); }, asio::detached);
+  }
+
+  void close() {
+    asio::error_code ec;
+    sock_.close(ec);
+    timer_.cancel();
+  }
+
+ private:
+  asio::awaitable<void> watchdog() {
+    asio::error_code ec;
+    while (sock_.is_open()) {
+      timer_.expires_at(deadline_);
+      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec != asio::error::operation_aborted && std::chrono::steady_clock::now() >= deadline_) {
+        close();
+        break;
+      }
+    }
+  }
+
+  void touch() { deadline_ = std::chrono::steady_clock::now() + st_->opts.idle_timeout; }
+
+  asio::awaitable<void> run() {
+    auto self = shared_from_this();
+    asio::error_code ec;
+    asio::ip::tcp::endpoint peer = sock_.remote_endpoint(ec);
+    RequestParser parser;
+    std::string buf;
+    std::size_t start = 0;
+    char chunk[4096];
+    touch();
+    for (;;) {
+      std::size_t used = 0;
+      auto status = parser.feed(std::string_view(buf).substr(start), used);
+      start += used;
+      if (status == RequestParser::Status::NeedMore) {
+        if (start == buf.size()) {
+          buf.clear();
+          start = 0;
+        }
+        std::size_t n = co_await sock_.async_read_some(asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
+        buf.append(chunk, n);
+        touch();
+        continue;
+      }
+      Response resp;
+      bool keep = false;
+      bool head = false;
+      if (status == RequestParser::Status::Error) {
+        int code = parser.error().find("too large") != std::string::npos ? (parser.error().find("header") != std::string::npos ? 431 : 413) : 400;
+        resp = Response::text(code, fmt::format("{} {}\n", code, reason_phrase(code)));
+        st_->log.debug("bad request peer={} error=\"{}\"", peer.address().to_string(), parser.error());
+      } else {
+        Request req = parser.take();
+        req.peer = peer;
+        keep = parser.keep_alive() && !st_->stopped;
+        head = req.method == "HEAD";
+        auto router = st_->router;  // a reload may swap it during the handler
+        try {
+          resp = router->dispatch(req);
+        } catch (const std::exception& e) {
+          st_->log.error("http handler failed path={} what=\"{}\"", req.path, e.what());
+          resp = Response::text(500, "500 Internal Server Error\n");
+          keep = false;
+        }
+      }
+      auto wire = serialize(resp, keep, head);
+      co_await asio::async_write(sock_, asio::buffer(wire), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || !keep) break;
+      touch();
+    }
+    if (sock_.is_open()) {
+      sock_.shutdown(asio::socket_base::shutdown_send, ec);
+    }
+    close();
+    st_->conns.erase(id_);
+  }
+
+  std::shared_ptr<Shared> st_;
+  asio::ip::tcp::socket sock_;
+  asio::steady_timer timer_;
+  uint64_t id_;
+  std::chrono::steady_clock::time_point deadline_;
+};
+
+Server::Server(asio::io_context& io, Logger log, std::shared_ptr<const Router> router, ServerOptions opts)
+    : st_(std::make_shared<Shared>(io, std::move(log), std::move(router), opts)) {}
+
+Server::~Server() {
+  stop();
+}
+
+void Server::listen(const asio::ip::tcp::endpoint& ep) {
+  auto& acc = st_->acceptor;
+  acc.open(ep.protocol());
+  acc.set_option(asio::socket_base::reuse_address(true));
+  acc.bind(ep);
+  acc.listen(asio::socket_base::max_listen_connections);
+  asio::co_spawn(acc.get_executor(), accept_loop(st_), asio::detached);
+}
+
+asio::ip::tcp::endpoint Server::local_endpoint() const {
+  asio::error_code ec;
+  return st_->acceptor.local_endpoint(ec);
+}
+
+void Server::set_router(std::shared_ptr<const Router> router) {
+  st_->router = std::move(router);
+}
+
+std::size_t Server::connections() const {
+  return st_->conns.size();
+}
+
+void Server::stop() {
+  if (st_->stopped) return;
+  st_->stopped = true;
+  asio::error_code ec;
+  st_->acceptor.close(ec);
+  auto conns = st_->conns;
+  for (auto& [id, w] : conns)
+    if (auto c = w.lock()) c->close();
+}
+
+asio::awaitable<void> Server::accept_loop(std::shared_ptr<Shared> st) {
+  asio::steady_timer backoff(st->acceptor.get_executor());
+  asio::error_code ec;
+  while (!st->stopped) {
+    asio::ip::tcp::socket sock(st->acceptor.get_executor());
+    co_await st->acceptor.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
+    if (st->stopped) break;
+    if (ec) {
+      st->log.warn("http accept failed error=\"{}\"", ec.message());
+      backoff.expires_after(100ms);
+      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    if (st->conns.size() >= st->opts.max_connections) continue;  // closed as it goes out of scope
+    auto id = ++st->next_id;
+    auto c = std::make_shared<Conn>(st, std::move(sock), id);
+    st->conns.emplace(id, c);
+    c->start();
+  }
+}
+
+}  // namespace mqnode::core::http

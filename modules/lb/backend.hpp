@@ -1,0 +1,58 @@
+// A backend: its servers, the balancers over its active and backup tiers, its counters.
+// Backup servers take sessions only while no active server is usable; then the first
+// usable backup in configuration order gets them (HAProxy without `option allbackups`).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lb/balancer/balancer.hpp"
+#include "lb/config.hpp"
+#include "lb/server.hpp"
+
+namespace mqnode::lb {
+
+class Backend {
+ public:
+  Backend(const BackendConfig& cfg, int iid, Clock::time_point now);
+
+  const std::string& name() const { return cfg_.name; }
+  const BackendConfig& config() const { return cfg_; }
+  int iid() const { return iid_; }
+  const std::vector<ServerPtr>& servers() const { return servers_; }
+  Server* find(std::string_view name) const;
+
+  // The server for a new session, or nullptr when none is usable.
+  Server* pick(const PickContext& ctx);
+  // Call after any server's state or weight changed.
+  void on_server_change();
+
+  // Active / backup servers counted as up (HAProxy's act / bck columns).
+  int active_up() const;
+  int backup_up() const;
+  // Sum of the weights of the servers that take traffic now (the BACKEND row's weight).
+  int total_weight() const;
+  // Has a server that can take a new session (usable(), or merely full).
+  bool up() const;
+  int64_t last_change_s(Clock::time_point now) const;
+  int64_t downtime_s(Clock::time_point now) const;
+  // Re-evaluates up() and records BACKEND transitions; returns true on change.
+  bool refresh_state(Clock::time_point now);
+
+  void dump(nlohmann::json& out, Clock::time_point now) const;
+
+  BackendStats stats;
+
+ private:
+  BackendConfig cfg_;
+  int iid_;
+  std::vector<ServerPtr> servers_;
+  std::unique_ptr<Balancer> active_;
+  std::vector<Server*> backups_;
+  bool was_up_ = true;
+  Clock::time_point last_change_, down_since_{};
+  Clock::duration downtime_{};
+};
+
+}  // namespace mqnode::lb

@@ -1,0 +1,287 @@
+#include "vrrp/instance.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace mqnode::vrrp {
+
+using namespace std::chrono;
+
+std::string_view state_name(State s) {
+  switch (s) {
+    case State::Init:
+      return "init";
+    case State::Backup:
+      return "backup";
+    case State::Master:
+      return "master";
+    case State::Fault:
+      return "fault";
+  }
+  return "?";
+}
+
+void InstanceStats::count_drop(Drop d) {
+  switch (d) {
+    case Drop::None:
+      break;
+#define MQ_VRRP_DROP_COUNT(n) \
+  case Drop::n:               \
+    ++n;                      \
+    break;
+      MQ_VRRP_DROPS(MQ_VRRP_DROP_COUNT)
+#undef MQ_VRRP_DROP_COUNT
+  }
+}
+
+void InstanceStats::dump(nlohmann::json& out) const {
+#define MQ_VRRP_DUMP(n) out[#n] = n;
+  MQ_VRRP_STATS(MQ_VRRP_DUMP)
+  auto& d = out["dropped"];
+#undef MQ_VRRP_DUMP
+#define MQ_VRRP_DUMP(n) d[#n] = n;
+  MQ_VRRP_DROPS(MQ_VRRP_DUMP)
+#undef MQ_VRRP_DUMP
+}
+
+Instance::Instance(InstanceConfig cfg, InstanceIo& io, Ip4 primary)
+    : cfg_(std::move(cfg)), io_(io), primary_(primary), master_interval_cs_(cfg_.interval_cs) {
+  for (const auto& t : cfg_.track) track_ok_.emplace(t.module, true);
+}
+
+bool Instance::faulted() const {
+  for (const auto& t : cfg_.track)
+    if (t.weight == 0 && !track_ok_.at(t.module)) return true;
+  return false;
+}
+
+uint8_t Instance::priority() const {
+  // The address owner keeps 255 whatever its tracks say (keepalived does the same).
+  if (cfg_.priority == 255) return 255;
+  int p = cfg_.priority;
+  for (const auto& t : cfg_.track)
+    if (t.weight != 0 && !track_ok_.at(t.module)) p += t.weight;
+  return static_cast<uint8_t>(std::clamp(p, 1, 254));
+}
+
+microseconds Instance::skew_time() const {
+  // RFC 3768 §6.1: (256 - Priority) / 256 seconds. RFC 5798 §6.1: scaled by the master's
+  // advert interval, ((256 - Priority) * Master_Adver_Interval) / 256 centiseconds.
+  const int64_t p = priority();
+  if (cfg_.version == 2) return microseconds((256 - p) * 1'000'000 / 256);
+  return microseconds((256 - p) * master_interval_cs_ * 10'000 / 256);
+}
+
+microseconds Instance::master_down_interval() const {
+  return microseconds(int64_t{3} * master_interval_cs_ * 10'000) + skew_time();
+}
+
+Expect Instance::expect() const {
+  Expect e;
+  e.version = cfg_.version;
+  e.vrid = cfg_.vrid;
+  e.auth_type = cfg_.auth_type;
+  e.auth = cfg_.auth;
+  e.interval_cs = cfg_.interval_cs;
+  for (const auto& v : cfg_.vips) e.addrs.push_back(v.addr);
+  e.own.push_back(primary_);
+  e.peers = cfg_.unicast_peers;
+  return e;
+}
+
+Advert Instance::make_advert(uint8_t prio) const {
+  Advert a;
+  a.version = cfg_.version;
+  a.vrid = cfg_.vrid;
+  a.priority = prio;
+  a.interval_cs = cfg_.interval_cs;
+  a.auth_type = cfg_.auth_type;
+  a.auth = cfg_.auth;
+  for (const auto& v : cfg_.vips) a.addrs.push_back(v.addr);
+  return a;
+}
+
+void Instance::send(uint8_t prio) {
+  ++stats_.adverts_sent;
+  if (prio == 0) ++stats_.priority0_sent;
+  io_.send_advert(make_advert(prio));
+}
+
+void Instance::transition(Time now, State to, std::string reason) {
+  State from = state_;
+  state_ = to;
+  last_.from = from;
+  last_.to = to;
+  last_.reason = reason;
+  last_.at = now;
+  io_.on_transition(from, to, reason);
+}
+
+void Instance::become_master(Time now, std::string reason) {
+  // RFC 5798 §6.4.1/§6.4.2: send an advert, broadcast gratuitous ARP, arm the advert timer.
+  send(priority());
+  io_.take_vips();
+  master_ip_ = primary_;
+  master_priority_ = priority();
+  arm(now + microseconds(int64_t{cfg_.interval_cs} * 10'000));
+  ++stats_.became_master;
+  transition(now, State::Master, std::move(reason));
+}
+
+void Instance::become_backup(Time now, std::string reason) {
+  const bool was_master = state_ == State::Master;
+  arm(now + master_down_interval());
+  ++stats_.became_backup;
+  if (was_master) io_.release_vips();
+  transition(now, State::Backup, std::move(reason));
+}
+
+void Instance::become_fault(Time now, std::string reason) {
+  if (state_ == State::Master) {
+    // Not in the RFC: a faulted master announces priority 0 so that the backup takes over
+    // after Skew_Time instead of Master_Down_Interval (RFC 5798 §6.4.2, priority 0 case).
+    send(0);
+    io_.release_vips();
+  }
+  arm(Time::max());
+  ++stats_.became_fault;
+  transition(now, State::Fault, std::move(reason));
+}
+
+void Instance::start(Time now) {
+  started_ = now;
+  master_interval_cs_ = cfg_.interval_cs;
+  if (faulted()) {
+    std::string why = "tracked module down at start";
+    for (const auto& [m, ok] : track_ok_)
+      if (!ok) why = fmt::format("tracked module '{}' down at start", m);
+    become_fault(now, why);
+  } else if (cfg_.priority == 255) {
+    become_master(now, "address owner (priority 255)");
+  } else {
+    become_backup(now, "startup");
+  }
+}
+
+void Instance::on_advert(Time now, const Advert& a, Ip4 src) {
+  ++stats_.adverts_received;
+  if (a.priority == 0) ++stats_.priority0_received;
+  switch (state_) {
+    case State::Init:
+    case State::Fault:
+      return;
+    case State::Backup: {
+      master_ip_ = src;
+      master_priority_ = a.priority;
+      if (a.priority == 0) {
+        // RFC 5798 §6.4.2: the master resigned; take over after Skew_Time only.
+        arm(now + skew_time());
+        return;
+      }
+      const bool in_preempt_delay = now < started_ + cfg_.preempt_delay;
+      if (!cfg_.preempt || in_preempt_delay || a.priority >= priority()) {
+        // v3 backups adopt the master's interval (RFC 5798 §6.4.2); v2 requires equality.
+        if (cfg_.version == 3) master_interval_cs_ = a.interval_cs;
+        arm(now + master_down_interval());
+      }
+      // else: preempting a lower-priority master; let the master-down timer run out.
+      return;
+    }
+    case State::Master: {
+      if (a.priority == 0) {
+        // RFC 5798 §6.4.3: another router resigned; assert mastership at once.
+        send(priority());
+        arm(now + microseconds(int64_t{cfg_.interval_cs} * 10'000));
+        return;
+      }
+      const uint8_t mine = priority();
+      if (a.priority > mine || (a.priority == mine && src > primary_)) {
+        if (cfg_.version == 3) master_interval_cs_ = a.interval_cs;
+        master_ip_ = src;
+        master_priority_ = a.priority;
+        become_backup(now, fmt::format("higher priority master {} priority={}", ip4_to_string(src), a.priority));
+      }
+      // else: a lower-priority router that will yield; discard (RFC 5798 §6.4.3).
+      return;
+    }
+  }
+}
+
+void Instance::on_timer(Time now) {
+  if (now < deadline_) return;
+  switch (state_) {
+    case State::Backup:
+      become_master(now, master_priority_ == 0 && master_ip_ != 0 ? "master resigned (priority 0)"
+                                                                   : "master down timer expired");
+      return;
+    case State::Master:
+      send(priority());
+      arm(now + microseconds(int64_t{cfg_.interval_cs} * 10'000));
+      return;
+    case State::Init:
+    case State::Fault:
+      arm(Time::max());
+      return;
+  }
+}
+
+void Instance::on_track(Time now, std::string_view module, bool ok, std::string_view detail) {
+  auto it = track_ok_.find(module);
+  if (it == track_ok_.end()) return;
+  track_detail_[std::string(module)] = std::string(detail);
+  if (it->second == ok) return;
+  const bool was_faulted = faulted();
+  const uint8_t old_prio = priority();
+  it->second = ok;
+  const std::string what =
+      fmt::format("tracked module '{}' {}{}{}", module, ok ? "up" : "down", detail.empty() ? "" : ": ", detail);
+  if (state_ == State::Init) return;  // start() reads the tracks
+  if (!was_faulted && faulted()) {
+    become_fault(now, what);
+  } else if (was_faulted && !faulted()) {
+    if (cfg_.priority == 255)
+      become_master(now, what);
+    else
+      become_backup(now, what);
+  } else if (priority() != old_prio && state_ == State::Master) {
+    // Tell the backups now rather than at the next interval.
+    send(priority());
+    arm(now + microseconds(int64_t{cfg_.interval_cs} * 10'000));
+  }
+}
+
+void Instance::shutdown(Time now) {
+  if (state_ == State::Master) {
+    send(0);  // RFC 5798 §6.4.3 Shutdown: the backup takes over after Skew_Time
+    io_.release_vips();
+  }
+  arm(Time::max());
+  if (state_ != State::Init) transition(now, State::Init, "shutdown");
+}
+
+void Instance::dump(nlohmann::json& out) const {
+  out["name"] = cfg_.name;
+  out["interface"] = cfg_.interface;
+  out["vrid"] = cfg_.vrid;
+  out["version"] = cfg_.version;
+  out["state"] = state_name(state_);
+  out["priority"] = cfg_.priority;
+  out["effective_priority"] = priority();
+  out["master"] = master_ip_ ? ip4_to_string(master_ip_) : "";
+  out["master_priority"] = master_priority_;
+  out["master_advert_int_cs"] = master_interval_cs_;
+  auto& lt = out["last_transition"];
+  lt["from"] = state_name(last_.from);
+  lt["to"] = state_name(last_.to);
+  lt["reason"] = last_.reason;
+  auto& tr = out["track"];
+  tr = nlohmann::json::object();
+  for (const auto& [m, ok] : track_ok_) {
+    auto d = track_detail_.find(m);
+    tr[m] = {{"up", ok}, {"detail", d == track_detail_.end() ? "" : d->second}};
+  }
+  stats_.dump(out["stats"]);
+}
+
+}  // namespace mqnode::vrrp

@@ -1,0 +1,145 @@
+// One VRRP virtual router (a VRID on an interface): the RFC 5798 §6 state machine plus
+// keepalived's Fault state for tracked health. Pure: time comes in as arguments and every
+// effect (send an advert, take or release the VIPs) goes out through InstanceIo, so unit tests
+// drive it on a fake clock and the module drives it from a steady_timer and a raw socket.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vrrp/packet.hpp"
+
+namespace mqnode::vrrp {
+
+using Time = std::chrono::steady_clock::time_point;
+
+// RFC 5798 §6.4 states; Fault is keepalived's (tracked health down: no adverts, no VIPs).
+enum class State { Init, Backup, Master, Fault };
+std::string_view state_name(State s);
+
+struct Vip {
+  Ip4 addr = 0;
+  uint8_t prefix = 32;
+};
+
+// What happens when a tracked module goes down: Fault (weight 0, the default) or the
+// priority changes by <weight>, as keepalived's `track_script ... weight`.
+struct Track {
+  std::string module;
+  int weight = 0;
+};
+
+struct InstanceConfig {
+  std::string name;
+  std::string interface;
+  uint8_t vrid = 0;
+  uint8_t version = 3;
+  uint8_t priority = 100;        // 255 = address owner (RFC 5798 §6.1)
+  uint16_t interval_cs = 100;    // advert interval in centiseconds
+  bool preempt = true;           // RFC 5798 §6.1 Preempt_Mode (keepalived: !nopreempt)
+  std::chrono::milliseconds preempt_delay{0};  // keepalived: no preemption this long after start
+  uint8_t auth_type = 0;         // v2: 0 none, 1 simple password
+  std::array<uint8_t, kAuthLen> auth{};
+  std::vector<Vip> vips;
+  std::string vip_label;         // optional IFA_LABEL, e.g. "eth0:vip"
+  Ip4 source = 0;                // 0 = the interface's first IPv4 address
+  std::vector<Ip4> unicast_peers;  // empty = multicast 224.0.0.18
+  std::vector<Track> track;
+  int garp_count = 3;
+  std::chrono::milliseconds garp_interval{100};
+};
+
+// Effects of the state machine. Called synchronously from Instance methods.
+class InstanceIo {
+ public:
+  virtual ~InstanceIo() = default;
+  virtual void send_advert(const Advert& a) = 0;
+  virtual void take_vips() = 0;     // add the addresses, then gratuitous ARP
+  virtual void release_vips() = 0;  // remove the addresses
+  virtual void on_transition(State from, State to, std::string_view reason) = 0;
+};
+
+// Counters declared once (STYLE §12); drops come from check_packet() reasons.
+#define MQ_VRRP_STATS(C)                                                                       \
+  C(adverts_sent) C(adverts_received) C(priority0_sent) C(priority0_received)                 \
+  C(became_master) C(became_backup) C(became_fault) C(send_errors) C(vip_errors)
+
+struct InstanceStats {
+#define MQ_VRRP_COUNTER(n) uint64_t n = 0;
+  MQ_VRRP_STATS(MQ_VRRP_COUNTER)
+  MQ_VRRP_DROPS(MQ_VRRP_COUNTER)
+#undef MQ_VRRP_COUNTER
+  void count_drop(Drop d);
+  void dump(nlohmann::json& out) const;
+};
+
+class Instance {
+ public:
+  // <primary> is the address adverts are sent from; it breaks priority ties (RFC 5798 §6.4.3).
+  Instance(InstanceConfig cfg, InstanceIo& io, Ip4 primary);
+
+  // Initialize → Master (owner) or Backup (RFC 5798 §6.4.1), or Fault if a track is down.
+  void start(Time now);
+  // A packet that passed check_packet(). RFC 5798 §6.4.2 (Backup), §6.4.3 (Master).
+  void on_advert(Time now, const Advert& a, Ip4 src);
+  // Fires the due timer (advert or master-down); call when now >= deadline().
+  void on_timer(Time now);
+  // The next time on_timer() must run; Time::max() when no timer is armed.
+  Time deadline() const { return deadline_; }
+  // Health of a tracked module changed (<ok> false = down). Unknown names are ignored.
+  // Acts at once: a fault-type track going down leaves Master with a priority-0 advert.
+  void on_track(Time now, std::string_view module, bool ok, std::string_view detail);
+  // Leaves Master with a priority-0 advert (RFC 5798 §6.4.3 Shutdown) and stops the timers.
+  void shutdown(Time now);
+
+  State state() const { return state_; }
+  uint8_t priority() const;  // effective: base + weights of failed tracks, 1..254
+  Ip4 master_ip() const { return master_ip_; }
+  uint16_t master_interval_cs() const { return master_interval_cs_; }
+  const InstanceConfig& config() const { return cfg_; }
+  InstanceStats& stats() { return stats_; }
+  const InstanceStats& stats() const { return stats_; }
+  Expect expect() const;  // what check_packet() should verify for this instance
+  void dump(nlohmann::json& out) const;
+
+  // RFC 5798 §6.1 derived timers, in the instance's current view.
+  std::chrono::microseconds skew_time() const;
+  std::chrono::microseconds master_down_interval() const;
+
+ private:
+  bool faulted() const;
+  Advert make_advert(uint8_t priority) const;
+  void send(uint8_t priority);
+  void become_master(Time now, std::string reason);
+  void become_backup(Time now, std::string reason);
+  void become_fault(Time now, std::string reason);
+  void transition(Time now, State to, std::string reason);
+  void arm(Time at) { deadline_ = at; }
+
+  InstanceConfig cfg_;
+  InstanceIo& io_;
+  Ip4 primary_;
+  State state_ = State::Init;
+  Time deadline_ = Time::max();
+  Time started_{};
+  uint16_t master_interval_cs_;
+  Ip4 master_ip_ = 0;
+  uint8_t master_priority_ = 0;
+  std::map<std::string, bool, std::less<>> track_ok_;  // module → up
+  std::map<std::string, std::string, std::less<>> track_detail_;
+  InstanceStats stats_;
+  struct {
+    State from = State::Init, to = State::Init;
+    std::string reason;
+    Time at{};
+  } last_;
+};
+
+}  // namespace mqnode::vrrp

@@ -1,0 +1,246 @@
+"""The lb role in front of TCP echo backends: balance spreads, health checks marking
+servers down/up, maxconn, half-close and large transfers, shutdown-sessions, runtime API."""
+
+import os
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lbutil import EchoServer, LbProcess, banner, free_port, lb_role_missing, read_line, wait_for  # noqa: E402
+
+pytestmark = pytest.mark.skipif(lb_role_missing() is not None, reason=str(lb_role_missing()))
+
+INTER = 200
+
+
+@pytest.fixture
+def echoes():
+    made = []
+
+    def make(*names):
+        out = [EchoServer(n).start() for n in names]
+        made.extend(out)
+        return out
+
+    yield make
+    for e in made:
+        e.stop()
+
+
+@pytest.fixture
+def lb_factory():
+    made = []
+
+    def make(servers, balance="roundrobin", frontend=None, backend=None, **kw):
+        fe_port = free_port()
+        fe = {"name": "fe", "bind": "127.0.0.1:%d" % fe_port, "backend": "be"}
+        fe.update(frontend or {})
+        be = {"name": "be", "balance": balance,
+              "check": {"type": "tcp", "inter_ms": INTER, "rise": 2, "fall": 3},
+              "servers": servers}
+        be.update(backend or {})
+        p = LbProcess({"frontends": [fe], "backends": [be]}, **kw)
+        p.fe_port = fe_port
+        made.append(p)
+        return p.start()
+
+    yield make
+    problems = []
+    for p in made:
+        problems += p.stop()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def srv(e, weight=1, **kw):
+    d = {"name": e.name, "address": "127.0.0.1:%d" % e.port, "weight": weight}
+    d.update(kw)
+    return d
+
+
+def all_up(lb, names):
+    rows = {r["svname"]: r for r in lb.csv_rows()}
+    return all(rows[n]["status"] == "UP" for n in names)
+
+
+def test_roundrobin_weights_spread(echoes, lb_factory):
+    a, b, c = echoes("a", "b", "c")
+    lb = lb_factory([srv(a, 1), srv(b, 2), srv(c, 3)])
+    wait_for(lambda: all_up(lb, "abc"), 15, what="servers UP")
+    seen = [banner(lb.fe_port) for _ in range(60)]
+    assert {n: seen.count(n) for n in "abc"} == {"a": 10, "b": 20, "c": 30}
+    rows = {r["svname"]: r for r in lb.csv_rows()}
+    assert rows["c"]["stot"] == "30"
+    assert rows["FRONTEND"]["stot"] == "60"
+    assert rows["BACKEND"]["weight"] == "6"
+
+
+def test_static_rr_rotates_in_order(echoes, lb_factory):
+    a, b, c = echoes("a", "b", "c")
+    lb = lb_factory([srv(a), srv(b), srv(c)], balance="static-rr")
+    wait_for(lambda: all_up(lb, "abc"), 15, what="servers UP")
+    seen = "".join(banner(lb.fe_port) for _ in range(9))
+    assert seen in ("abcabcabc", "bcabcabca", "cabcabcab")
+    assert lb.row("be", "BACKEND")["algo"] == "static-rr"
+
+
+def test_leastconn_prefers_the_idle_server(echoes, lb_factory):
+    a, b = echoes("a", "b")
+    lb = lb_factory([srv(a), srv(b)], balance="leastconn")
+    wait_for(lambda: all_up(lb, "ab"), 15, what="servers UP")
+    held = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=5)
+    try:
+        first = read_line(held)
+        other = "b" if first == "a" else "a"
+        for _ in range(3):
+            assert banner(lb.fe_port) == other
+            # The next pick must see this session gone, or it is a tie.
+            wait_for(lambda: lb.row("fe", "FRONTEND")["scur"] == "1", 10, what="session end")
+    finally:
+        held.close()
+
+
+def test_killed_server_goes_down_then_up_after_rise(echoes, lb_factory):
+    a, b = echoes("a", "b")
+    lb = lb_factory([srv(a), srv(b)])
+    wait_for(lambda: all_up(lb, "ab"), 15, what="servers UP")
+    port = a.port
+    t0 = time.monotonic()
+    a.stop()
+    wait_for(lambda: lb.row("be", "a")["status"] == "DOWN", 15, what="a DOWN")
+    took = time.monotonic() - t0
+    # fall=3 checks every 200 ms: about 0.6 s; the bound is generous, not a timing test.
+    assert took < 10
+    row = lb.row("be", "a")
+    assert row["check_status"] == "L4CON"
+    assert int(row["chkdown"]) >= 1
+    assert [banner(lb.fe_port) for _ in range(6)] == ["b"] * 6
+    assert lb.row("be", "BACKEND")["act"] == "1"
+    revived = EchoServer("a", port).start()
+    try:
+        wait_for(lambda: lb.row("be", "a")["status"] == "UP", 15, what="a UP again")
+        assert set(banner(lb.fe_port) for _ in range(4)) == {"a", "b"}
+    finally:
+        revived.stop()
+
+
+def test_all_servers_down_closes_clients_and_counts(echoes, lb_factory):
+    (a,) = echoes("a")
+    lb = lb_factory([srv(a)])
+    a.stop()
+    wait_for(lambda: lb.row("be", "BACKEND")["status"] == "DOWN", 15, what="backend DOWN")
+    assert banner(lb.fe_port) == ""  # closed without a server
+    m = lb.get("/metrics")[1]
+    assert 'mqnode_lb_backend_up{proxy="be"} 0' in m
+
+
+def test_maxconn_refuse_counts_denied(echoes, lb_factory):
+    (a,) = echoes("a")
+    lb = lb_factory([srv(a)], frontend={"maxconn": 2, "maxconn_mode": "refuse"})
+    held = [socket.create_connection(("127.0.0.1", lb.fe_port), timeout=5) for _ in range(2)]
+    try:
+        assert [read_line(s) for s in held] == ["a", "a"]
+        assert banner(lb.fe_port) == ""
+        row = lb.row("fe", "FRONTEND")
+        assert row["dreq"] == "1"
+        assert row["slim"] == "2"
+        assert row["scur"] == "2"
+    finally:
+        for s in held:
+            s.close()
+    wait_for(lambda: lb.row("fe", "FRONTEND")["scur"] == "0", 10, what="sessions closed")
+    assert banner(lb.fe_port) == "a"
+
+
+def test_maxconn_queue_waits_for_a_slot(echoes, lb_factory):
+    (a,) = echoes("a")
+    lb = lb_factory([srv(a)], frontend={"maxconn": 1})
+    first = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=5)
+    assert read_line(first) == "a"
+    second = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10)
+    second.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        second.recv(1)  # queued: not proxied while the first session lives
+    first.close()
+    second.settimeout(10)
+    assert read_line(second) == "a"
+    second.close()
+    assert lb.row("fe", "FRONTEND")["smax"] == "1"
+
+
+def test_half_close_and_large_transfer(echoes, lb_factory):
+    (a,) = echoes("a")
+    lb = lb_factory([srv(a)])
+    payload = os.urandom(8 * 1024 * 1024)
+    s = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=20)
+    assert read_line(s) == "a"
+    received = bytearray()
+
+    def reader():
+        while True:
+            d = s.recv(262144)
+            if not d:
+                break
+            received.extend(d)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)  # half-close: the echo must still come back in full
+    t.join(60)
+    assert not t.is_alive()
+    s.close()
+    assert bytes(received) == payload
+    wait_for(lambda: lb.row("fe", "FRONTEND")["scur"] == "0", 10, what="session end")
+    row = lb.row("fe", "FRONTEND")
+    assert int(row["bin"]) == len(payload)
+    assert int(row["bout"]) == len(payload) + 2
+
+
+def test_shutdown_sessions_when_marked_down(echoes, lb_factory):
+    a, b = echoes("a", "b")
+    lb = lb_factory([srv(a), srv(b)], balance="static-rr", backend={"on_marked_down": "shutdown-sessions"})
+    wait_for(lambda: all_up(lb, "ab"), 15, what="servers UP")
+    conns = [socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10) for _ in range(2)]
+    names = [read_line(c) for c in conns]
+    on_a = conns[names.index("a")]
+    on_b = conns[names.index("b")]
+    a.stop_listening()  # checks fail; the established session would live on
+    wait_for(lambda: lb.row("be", "a")["status"] == "DOWN", 15, what="a DOWN")
+    on_a.settimeout(10)
+    assert on_a.recv(10) == b""  # the lb closed it
+    on_b.sendall(b"still here\n")
+    on_b.settimeout(10)
+    assert read_line(on_b) == "still here"
+    for c in conns:
+        c.close()
+
+
+def test_runtime_api_disable_drain_weight(echoes, lb_factory):
+    a, b = echoes("a", "b")
+    lb = lb_factory([srv(a), srv(b)])
+    wait_for(lambda: all_up(lb, "ab"), 15, what="servers UP")
+    assert lb.runtime("disable server be/a") == ""
+    assert lb.row("be", "a")["status"] == "MAINT"
+    assert [banner(lb.fe_port) for _ in range(4)] == ["b"] * 4
+    lb.runtime("enable server be/a")
+    wait_for(lambda: lb.row("be", "a")["status"] == "UP", 10, what="a UP after enable")
+    lb.runtime("set server be/b state drain")
+    assert lb.row("be", "b")["status"] == "DRAIN"
+    assert [banner(lb.fe_port) for _ in range(3)] == ["a"] * 3
+    lb.runtime("set server be/b state ready")
+    assert lb.runtime("set weight be/a 3") == ""
+    assert lb.runtime("get weight be/a") == "3 (initial 1)\n"
+    seen = [banner(lb.fe_port) for _ in range(8)]
+    assert (seen.count("a"), seen.count("b")) == (6, 2)
+    assert lb.runtime("set weight be/nope 1") == "No such server.\n"
+    assert lb.runtime("disable server zz/a") == "No such backend.\n"
+    assert lb.runtime("show stat").startswith("# pxname,svname,")
+    # Runtime control needs the credentials too.
+    status, _ = lb.get("/haproxy/runtime", auth=False, data=b"disable server be/a")
+    assert status == 401
+    assert lb.row("be", "a")["status"] == "UP"

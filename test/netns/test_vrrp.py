@@ -1,0 +1,222 @@
+"""The `vip` role (VRRP) on a private LAN of network namespaces: election, failover,
+priority-0 on shutdown, preempt/nopreempt, hostile packets, gratuitous ARP and
+interoperability with Debian's keepalived in both directions and both versions.
+
+Timeouts are generous bounds only (the failover speed is measured in bench/failover.py).
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+import vrrp_net as V
+
+
+@pytest.fixture
+def lan():
+    if os.geteuid() != 0:
+        pytest.skip("VRRP namespace tests need root (ip netns, raw sockets)")
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2 'ip' command not installed")
+    V.remove_stale()
+    n = V.Lan(hosts=3)
+    try:
+        n.create()
+    except subprocess.CalledProcessError as e:
+        n.destroy()
+        pytest.skip("cannot create network namespaces here: %s" % (e.stderr or e))
+    try:
+        yield n
+    finally:
+        problems = []
+        for p in n.procs:
+            out = p.output()
+            if any(m in out for m in V.brokers.SANITIZER_MARKERS):
+                problems.append("%s: sanitizer report" % p.name)
+            if p.proc.poll() is not None and not p.stopped_by_us:
+                problems.append("%s exited unexpectedly (%s)" % (p.name, p.proc.returncode))
+        n.destroy()
+        if problems:
+            logs = "\n".join("== %s\n%s" % (p.name, p.output()[-4000:]) for p in n.procs)
+            pytest.fail("; ".join(problems) + "\n" + logs, pytrace=False)
+        shutil.rmtree(n.workdir, ignore_errors=True)
+
+
+def only_holder(lan, host, timeout=15):
+    vip = lan.vip()
+    V.wait_for(lambda: lan.holders(vip) == [host], timeout,
+               what="VIP %s held by h%d only (holders now %s)" % (vip, host, lan.holders(vip)))
+
+
+def stays(lan, host, seconds):
+    """The VIP stays on <host> alone for <seconds> (checked throughout)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        assert lan.holders(lan.vip()) == [host]
+        time.sleep(0.1)
+
+
+def test_election_failover_on_kill_and_leftover_vip(lan):
+    m1 = lan.mqnode(1, [lan.instance(150)])
+    m2 = lan.mqnode(2, [lan.instance(100)])
+    only_holder(lan, 1)
+    stays(lan, 1, 1.0)
+    # SIGKILL: no priority-0 advert, the VIP stays on h1's interface; take h1's link down
+    # as a dead host would, so only the master-down timer can move it.
+    m1.kill()
+    lan.exec(1, ["ip", "link", "set", "eth0", "down"])
+    V.wait_for(lambda: lan.has(2, lan.vip()), 10, what="VIP on h2 after the master was killed")
+    assert lan.has(1, lan.vip())  # what SIGKILL left behind
+    lan.exec(1, ["ip", "link", "set", "eth0", "up"])
+    # The returning node (now a backup: priority 50) finds its old VIP on the interface and
+    # removes it at start: a backup never holds it, so the VIP is on h2 alone.
+    m1b = lan.mqnode(1, [lan.instance(50)])
+    only_holder(lan, 2)
+    stays(lan, 2, 1.0)
+    assert m2.stop() == 0
+    only_holder(lan, 1)  # priority 0 from h2 → h1 takes over
+    assert m1b.stop() == 0
+    assert lan.holders(lan.vip()) == []
+
+
+def test_priority0_advert_on_shutdown(lan):
+    # v2, 1 s adverts: the backup's master-down interval is 3.6 s; after a priority-0
+    # advert it is the skew time only (0.6 s).
+    sn = lan.sniffer(3)
+    m1 = lan.mqnode(1, [lan.instance(150, version=2, advert_int=1)])
+    m2 = lan.mqnode(2, [lan.instance(100, version=2, advert_int=1)])
+    only_holder(lan, 1, timeout=20)
+    assert m1.stop() == 0
+    V.wait_for(lambda: lan.has(2, lan.vip()), 10, what="VIP on h2 after h1's shutdown")
+    pk = lan.sniffed(sn)
+    from_h1 = [p for p in pk if p["src"] == lan.ip(1)]
+    assert from_h1 and from_h1[-1]["priority"] == 0, from_h1[-3:]
+    assert all(p["ttl"] == 255 and p["version"] == 2 and p["vrid"] == 51 for p in pk)
+    assert not lan.has(1, lan.vip())
+    assert m2.stop() == 0
+
+
+@pytest.mark.parametrize("preempt", [False, True])
+def test_preempt_and_nopreempt(lan, preempt):
+    m2 = lan.mqnode(2, [lan.instance(100)])
+    only_holder(lan, 2)
+    m1 = lan.mqnode(1, [lan.instance(150, preempt=preempt)])
+    if preempt:
+        only_holder(lan, 1)
+    else:
+        stays(lan, 2, 2.0)  # > 5 master-down intervals at 0.1 s adverts
+    assert m1.stop() == 0
+    assert m2.stop() == 0
+
+
+def test_bad_packets_are_ignored(lan):
+    m1 = lan.mqnode(1, [lan.instance(100, version=2, advert_int=1, auth_pass="1111")])
+    only_holder(lan, 1, timeout=20)
+    src, vip = lan.ip(3), lan.vip()
+
+    def burst(**kw):
+        return [V.vrrp_packet(src, vip, 51, 254, auth_pass=kw.pop("auth_pass", "1111"), **kw)] * 5
+
+    for bad in (dict(auth_pass="2222"), dict(ttl=64), dict(corrupt_checksum=True), dict(advert_int=2),
+                dict(auth_pass=None), dict(version=3)):
+        lan.inject(3, burst(**bad))
+        stays(lan, 1, 0.3)
+    # The same packet done right makes the master step down: the test can fail.
+    lan.inject(3, burst())
+    V.wait_for(lambda: not lan.has(1, vip), 5, what="h1 to yield to a valid priority-254 advert")
+    # Nobody advertises any more: h1 takes the VIP back after the master-down interval.
+    only_holder(lan, 1, timeout=10)
+    assert m1.stop() == 0
+
+
+def test_unicast_peers(lan):
+    i1 = lan.instance(150, unicast_peers=[lan.ip(2)])
+    i2 = lan.instance(100, unicast_peers=[lan.ip(1)])
+    m1 = lan.mqnode(1, [i1])
+    m2 = lan.mqnode(2, [i2])
+    only_holder(lan, 1)
+    stays(lan, 1, 1.0)
+    assert m1.stop() == 0
+    only_holder(lan, 2)
+    assert m2.stop() == 0
+
+
+def test_gratuitous_arp_in_capture(lan):
+    if not os.access(V.TCPDUMP, os.X_OK):
+        pytest.skip("tcpdump not installed (build.sh test installs it)")
+    cap = lan.start(3, [V.TCPDUMP, "-n", "-l", "-e", "-i", "eth0", "arp"], "tcpdump")
+    V.wait_for(lambda: "listening on" in cap.output(), 10, what="tcpdump to start")
+    m1 = lan.mqnode(1, [lan.instance(150, garp={"count": 3, "interval_ms": 50})])
+    only_holder(lan, 1)
+    mac = lan.exec(1, ["cat", "/sys/class/net/eth0/address"]).stdout.strip()
+    # Sender = target = VIP, from h1's MAC to broadcast (tcpdump prints the broadcast target
+    # hardware address in parentheses).
+    vip = re.escape(lan.vip())
+    want = re.compile(r"^.*%s > ff:ff:ff:ff:ff:ff, .*Request who-has %s (\(ff:ff:ff:ff:ff:ff\) )?tell %s,"
+                      % (re.escape(mac), vip, vip), re.M)
+    V.wait_for(lambda: len(want.findall(cap.output())) >= 3, 5,
+               what="3 gratuitous ARPs in the capture:\n" + cap.output())
+    assert m1.stop() == 0
+    cap.kill()
+
+
+def test_tracking_in_process(lan):
+    # h1 tracks "lb", which this process does not run: fail safe, Fault, never the VIP,
+    # although its priority is the highest.
+    m1 = lan.mqnode(1, [lan.instance(200, track=["lb"])])
+    # h3 runs the broker too and tracks it: the broker's health is Ok, so it is master.
+    m3 = lan.mqnode(3, [lan.instance(150, track=["broker"])], roles="disc,vip")
+    m2 = lan.mqnode(2, [lan.instance(100)])
+    only_holder(lan, 3)
+    stays(lan, 3, 1.0)
+    # Stopping h3: its modules stop in reverse order, vrrp first (priority 0) → h2, never h1.
+    assert m3.stop() == 0
+    only_holder(lan, 2)
+    stays(lan, 2, 0.5)
+    assert m2.stop() == 0
+    assert m1.stop() == 0
+
+
+def test_missing_capabilities_is_a_clear_error(lan):
+    if not os.access("/usr/sbin/capsh", os.X_OK) and not os.access("/sbin/capsh", os.X_OK):
+        pytest.skip("capsh (libcap2-bin) not installed")
+    capsh = "/usr/sbin/capsh" if os.access("/usr/sbin/capsh", os.X_OK) else "/sbin/capsh"
+    argv = lan.mqnode_argv([lan.instance(150)], "nocaps")
+    r = lan.exec(1, [capsh, "--drop=cap_net_raw,cap_net_admin", "--", "-c", " ".join(argv)],
+                 check=False, timeout=30)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "needs CAP_NET_RAW CAP_NET_ADMIN" in r.stderr
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_keepalived_interop(lan, version):
+    """keepalived and mqnode as peers: each direction of failover, both VRRP versions."""
+    if not os.access(V.KEEPALIVED, os.X_OK):
+        pytest.skip("keepalived not installed (build.sh test installs it)")
+    auth = "1111" if version == 2 else None
+    kw = dict(version=version, advert_int=1)
+    if auth:
+        kw["auth_pass"] = auth
+    # 1. mqnode master (150), keepalived backup (100): keepalived accepts our adverts.
+    m1 = lan.mqnode(1, [lan.instance(150, **kw)])
+    only_holder(lan, 1, timeout=20)
+    k2 = lan.keepalived(2, 100, version=version, auth_pass=auth)
+    V.wait_for(lambda: "Entering BACKUP STATE" in k2.output(), 10, what="keepalived in BACKUP")
+    stays(lan, 1, 4.5)  # longer than keepalived's master-down interval
+    # 2. mqnode stops (priority 0) → keepalived takes over.
+    assert m1.stop() == 0
+    only_holder(lan, 2, timeout=10)
+    # 3. mqnode returns with a lower priority: it must accept keepalived's adverts and stay
+    # backup (a dual master would show the VIP on both hosts).
+    m1b = lan.mqnode(1, [lan.instance(50, **kw)])
+    stays(lan, 2, 4.5)
+    # 4. keepalived stops (it sends priority 0 too) → mqnode takes over.
+    k2.stop()
+    only_holder(lan, 1, timeout=10)
+    assert "dropped advert" not in m1b.output(), m1b.output()
+    assert m1b.stop() == 0
