@@ -6,7 +6,7 @@ RUN ./build.sh build
 
 FROM debian:bookworm-slim
 RUN apt-get update -qq \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libfmt9 libssl3 libsqlite3-0 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libfmt9 libssl3 libsqlite3-0 libmnl0 libhttp-parser2.9 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/app/mqnode /usr/local/bin/mqnode
 COPY conf/mqnode.json /etc/mqnode/mqnode.json.example
