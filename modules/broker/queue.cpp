@@ -4,13 +4,28 @@
 
 namespace mqnode::broker {
 
-Queue::Queue(QueueDefinition def, std::function<void(Queue&)> on_unused)
-    : def_(std::move(def)), on_unused_(std::move(on_unused)) {}
+Queue::Queue(QueueDefinition def, std::string vhost, store::Store* store, std::function<void(Queue&)> on_unused)
+    : def_(std::move(def)), vhost_(std::move(vhost)), store_(store), on_unused_(std::move(on_unused)) {}
 
-void Queue::enqueue(MessagePtr msg) {
-  if (deleted_) return;
-  ready_.push_back({std::move(msg), false});
+bool Queue::enqueue(MessagePtr msg) {
+  if (deleted_) return false;
+  uint64_t store_id = 0;
+  if (store_ && def_.durable && msg->persistent) {
+    const Message& m = *msg;
+    store_id = store_->put_message(vhost_, def_.name,
+                                   store::MessageContent{msg, m.exchange, m.routing_key, m.properties, m.body});
+  }
+  ready_.push_back({std::move(msg), false, store_id});
   if (!consumers_.empty()) dispatch();
+  return store_id != 0;
+}
+
+void Queue::restore(MessagePtr msg, uint64_t store_id) {
+  ready_.push_back({std::move(msg), true, store_id});
+}
+
+void Queue::forget(const QueueEntry& e) {
+  if (e.store_id && store_ && !deleted_) store_->delete_message(e.store_id);
 }
 
 void Queue::requeue(std::vector<QueueEntry> entries) {
@@ -31,6 +46,7 @@ std::optional<QueueEntry> Queue::get() {
 
 std::size_t Queue::purge() {
   std::size_t n = ready_.size();
+  for (const auto& e : ready_) forget(e);
   ready_.clear();
   return n;
 }

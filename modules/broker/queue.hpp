@@ -14,6 +14,7 @@
 #include "amqp/field_table.hpp"
 #include "broker/message.hpp"
 #include "broker/queue_args.hpp"
+#include "store/store.hpp"
 
 namespace mqnode::broker {
 
@@ -23,6 +24,7 @@ struct Consumer;
 struct QueueEntry {
   MessagePtr msg;
   bool redelivered = false;
+  uint64_t store_id = 0;  // its row in the store; 0 = kept in memory only
 };
 
 // Implemented by Channel: whether a consumer may take one more message now, and the
@@ -61,15 +63,24 @@ struct QueueDefinition {
 
 class Queue {
  public:
-  // <on_unused>: called when an auto-delete queue loses its last consumer.
-  Queue(QueueDefinition def, std::function<void(Queue&)> on_unused);
+  // <on_unused>: called when an auto-delete queue loses its last consumer. <store>: where
+  // persistent messages of a durable queue are written (nullptr: memory only).
+  Queue(QueueDefinition def, std::string vhost, store::Store* store, std::function<void(Queue&)> on_unused);
 
   const QueueDefinition& definition() const { return def_; }
   const std::string& name() const { return def_.name; }
   bool deleted() const { return deleted_; }
 
-  // Appends and delivers at once when a consumer has credit.
-  void enqueue(MessagePtr msg);
+  // Appends and delivers at once when a consumer has credit. Returns true when the
+  // message was also queued for writing to the store (persistent, durable queue): its
+  // publisher confirm must then wait for the store's commit.
+  bool enqueue(MessagePtr msg);
+  // Puts back a message recovered from the store at start (flagged redelivered: it may
+  // have been delivered before the restart).
+  void restore(MessagePtr msg, uint64_t store_id);
+  // The message left the queue for good (acked, dropped, or delivered without ack):
+  // removes its stored copy.
+  void forget(const QueueEntry& e);
   // Puts messages back at the head in the given order, flagged redelivered (RabbitMQ puts
   // requeued messages back in their original order ahead of newer ones).
   void requeue(std::vector<QueueEntry> entries);
@@ -94,6 +105,8 @@ class Queue {
 
  private:
   QueueDefinition def_;
+  std::string vhost_;
+  store::Store* store_;
   std::function<void(Queue&)> on_unused_;
   std::deque<QueueEntry> ready_;
   std::vector<Consumer*> consumers_;

@@ -38,15 +38,19 @@ using MetadataChange = std::variant<ExchangeDeclared, ExchangeDeleted, QueueDecl
 
 class Vhost {
  public:
-  explicit Vhost(std::string name);
+  // <store>: where durable definitions and persistent messages go (nullptr: memory only).
+  Vhost(std::string name, store::Store* store);
   Vhost(const Vhost&) = delete;
   Vhost& operator=(const Vhost&) = delete;
 
   const std::string& name() const { return name_; }
 
-  // Applies a validated change. Deleting a queue or exchange removes its bindings, cancels
-  // its consumers and cascades to auto-delete exchanges that lose their last binding.
+  // Applies a validated change and writes the durable part of it to the store. Deleting a
+  // queue or exchange removes its bindings, cancels its consumers and cascades to
+  // auto-delete exchanges that lose their last binding.
   void commit(const MetadataChange& change);
+  // Rebuilds durable definitions and messages read from the store at start.
+  void restore(const store::Snapshot& snap);
 
   Exchange* find_exchange(std::string_view name) const;
   QueuePtr find_queue(std::string_view name) const;
@@ -67,12 +71,15 @@ class Vhost {
   void apply(const QueueDeclared& c);
   void apply(const QueueDeleted& c);
   void apply(const BindingChange& c);
+  void persist(const MetadataChange& change);
   void remove_bindings_to(const BindingTarget& dest);
   void delete_if_unused_auto_delete(Exchange* ex);
   void route_into(const Exchange& ex, const Message& msg, std::vector<Queue*>& out,
                   std::vector<const Exchange*>& visited) const;
 
   std::string name_;
+  store::Store* store_;
+  bool restoring_ = false;
   std::map<std::string, ExchangePtr, std::less<>> exchanges_;
   std::map<std::string, QueuePtr, std::less<>> queues_;
 };

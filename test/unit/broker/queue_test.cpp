@@ -31,7 +31,7 @@ TEST_CASE("queue delivery") {
   QueueDefinition d;
   d.name = "q";
   d.auto_delete = true;
-  auto q = std::make_shared<Queue>(d, [&](Queue&) { unused = true; });
+  auto q = std::make_shared<Queue>(d, "/", nullptr, [&](Queue&) { unused = true; });
 
   SUBCASE("messages wait until a consumer has credit, then go in order") {
     q->enqueue(msg("1"));
