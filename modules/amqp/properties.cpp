@@ -79,7 +79,11 @@ PropertySummary validate_properties(std::span<const uint8_t> raw) {
   if (flags & kPriority) sum.priority = r.u8();
   if (flags & kCorrelationId) shortstr();
   if (flags & kReplyTo) shortstr();
-  if (flags & kExpiration) shortstr();
+  if (flags & kExpiration) {
+    auto b = r.bytes(r.u8());
+    sum.has_expiration = true;
+    sum.expiration = std::string_view(reinterpret_cast<const char*>(b.data()), b.size());
+  }
   if (flags & kMessageId) shortstr();
   if (flags & kTimestamp) r.bytes(8);
   if (flags & kType) shortstr();

@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "amqp/field_table.hpp"
@@ -41,6 +42,8 @@ BasicProperties decode_properties(std::span<const uint8_t> raw);
 struct PropertySummary {
   uint8_t delivery_mode = 0;  // 2 = persistent
   uint8_t priority = 0;
+  bool has_expiration = false;
+  std::string_view expiration;  // points into the raw bytes
 };
 // Throws exactly when decode_properties(<raw>) would, but builds nothing and never
 // allocates: the check to run on every publish when the properties are only stored.

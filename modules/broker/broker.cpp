@@ -21,6 +21,10 @@ Broker::Broker(asio::io_context& io, BrokerConfig cfg, core::Logger log, store::
   for (const auto& v : cfg_.vhosts) vhosts_.emplace(v, std::make_unique<Vhost>(v, store_));
 }
 
+void Broker::tick(int64_t now_ms) {
+  for (auto& [name, vh] : vhosts_) vh->tick(now_ms);
+}
+
 void Broker::restore(const store::Snapshot& snap) {
   for (auto& [name, vh] : vhosts_) vh->restore(snap);
   std::set<std::string> orphans;

@@ -52,6 +52,8 @@ class Broker {
   store::Store* store() { return store_; }
   // Rebuilds the vhosts' durable definitions and messages from the store (at start).
   void restore(const store::Snapshot& snap);
+  // Periodic housekeeping on every vhost (TTL, x-expires).
+  void tick(int64_t now_ms);
 
   uint64_t next_connection_id() { return ++last_connection_id_; }
   void add_connection(std::shared_ptr<Connection> c);

@@ -47,7 +47,20 @@ void BrokerModule::start() {
     asio::co_spawn(ctx_.io, accept_loop(*acc), asio::detached);
     acceptors_.push_back(std::move(acc));
   }
+  asio::co_spawn(ctx_.io, housekeeping(), asio::detached);
   publish_health();
+}
+
+asio::awaitable<void> BrokerModule::housekeeping() {
+  // Message TTLs and x-expires (RabbitMQ's own expiry is not more precise than this).
+  asio::steady_timer t(ctx_.io);
+  asio::error_code ec;
+  while (!stopping_) {
+    t.expires_after(100ms);
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_) break;
+    broker_->tick(Queue::now_ms());
+  }
 }
 
 void BrokerModule::publish_health() {

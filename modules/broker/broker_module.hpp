@@ -30,6 +30,7 @@ class BrokerModule final : public core::Module {
  private:
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
   void publish_health();
+  asio::awaitable<void> housekeeping();
 
   core::ModuleContext ctx_;
   BrokerConfig cfg_;

@@ -1,6 +1,7 @@
 #include "broker/channel.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 #include <fmt/format.h>
 
@@ -287,6 +288,7 @@ void Channel::on(const amqp::QueueDeclare& m) {
     }
   }
   last_queue_ = q->name();
+  q->touch();  // any declare, passive too, counts as use for x-expires (as RabbitMQ)
   if (!m.nowait) {
     amqp::QueueDeclareOk ok;
     ok.queue = q->name();
@@ -530,10 +532,12 @@ void Channel::settle(uint64_t tag, bool multiple, Settle how) {
       auto it = std::find_if(requeue.begin(), requeue.end(), [&](const auto& p) { return p.first == u.queue; });
       if (it == requeue.end()) it = requeue.insert(requeue.end(), {u.queue, {}});
       it->second.push_back(std::move(u.entry));
-    } else {
-      if (how == Settle::Ack) ++conn_.broker().stats().messages_acked;
+    } else if (how == Settle::Ack) {
+      ++conn_.broker().stats().messages_acked;
       u.queue->forget(u.entry);
       u.entry.msg.reset();
+    } else {  // rejected without requeue: to the dead-letter exchange, if any
+      u.queue->dead_letter(std::move(u.entry), DeathReason::Rejected);
     }
   };
   if (multiple) {
@@ -645,6 +649,18 @@ void Channel::handle_header(const amqp::ContentHeader& h) {
   p.msg->routing_key = p.method.routing_key;
   p.msg->properties.assign(h.raw_properties.begin(), h.raw_properties.end());
   p.msg->persistent = summary.delivery_mode == 2;
+  if (summary.has_expiration) {
+    // Per-message TTL: a non-negative integer of milliseconds, as RabbitMQ requires.
+    int64_t ttl = 0;
+    auto& e = summary.expiration;
+    auto [end, ec] = std::from_chars(e.data(), e.data() + e.size(), ttl);
+    if (e.empty() || ec != std::errc() || end != e.data() + e.size() || ttl < 0) {
+      publish_.reset();
+      throw ChannelError(ChannelReplyCode::PreconditionFailed, fmt::format("invalid expiration '{}'", e),
+                         amqp::BasicPublish::kClassId, amqp::BasicPublish::kMethodId);
+    }
+    p.msg->ttl_ms = ttl;
+  }
   p.msg->body.reserve(h.body_size);
   if (h.body_size == 0) publish_complete();
 }
@@ -691,14 +707,16 @@ void Channel::publish_complete() {
     tx_ops_.emplace_back(TxPublish{std::move(shared), p.method.mandatory});
     return;
   }
-  bool durable = route_and_enqueue(shared, p.method.mandatory);
+  auto routed = route_and_enqueue(shared, p.method.mandatory);
   if (confirm_) {
-    confirms_.emplace_back(++publish_seq_, durable ? Confirm::Pending : Confirm::Ack);
-    durable_unregistered_ |= durable;
+    // A queue that refused the message (x-overflow reject-publish) makes it a nack.
+    auto state = routed.refused ? Confirm::Nack : routed.durable ? Confirm::Pending : Confirm::Ack;
+    confirms_.emplace_back(++publish_seq_, state);
+    durable_unregistered_ |= state == Confirm::Pending;
   }
 }
 
-bool Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory) {
+Channel::Routed Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory) {
   auto& stats = conn_.broker().stats();
   if (msg->exchange.empty() && msg->routing_key.starts_with(kReplyPrefix)) {
     Channel* target = conn_.broker().find_reply_channel(std::string_view(msg->routing_key).substr(kReplyPrefix.size()));
@@ -709,19 +727,23 @@ bool Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory) {
       ++stats.messages_unroutable;
       if (mandatory) basic_return(*msg, 312, "NO_ROUTE");
     }
-    return false;
+    return {};
   }
   Exchange* ex = conn_.vhost().find_exchange(msg->exchange);
   if (ex) conn_.vhost().route(*ex, *msg, route_scratch_);
   if (!ex || route_scratch_.empty()) {
     ++stats.messages_unroutable;
     if (mandatory) basic_return(*msg, 312, "NO_ROUTE");
-    return false;
+    return {};
   }
   ++stats.messages_routed;
-  bool durable = false;
-  for (Queue* q : route_scratch_) durable |= q->enqueue(msg);
-  return durable;
+  Routed out;
+  for (Queue* q : route_scratch_) {
+    auto r = q->enqueue(msg);
+    out.durable |= r.durable;
+    out.refused |= !r.accepted;
+  }
+  return out;
 }
 
 void Channel::basic_return(const Message& msg, uint16_t code, const char* text) {
@@ -799,7 +821,7 @@ void Channel::on(const amqp::TxCommit&) {
   bool durable = false;
   for (auto& op : ops) {
     if (auto* p = std::get_if<TxPublish>(&op)) {
-      durable |= route_and_enqueue(p->msg, p->mandatory);
+      durable |= route_and_enqueue(p->msg, p->mandatory).durable;
     } else {
       auto& a = std::get<TxAck>(op);
       settle(a.tag, a.multiple, a.how);

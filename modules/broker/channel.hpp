@@ -125,8 +125,11 @@ class Channel final : public DeliveryTarget {
                       const std::string& key, const amqp::FieldTable& args);
 
   void publish_complete();
-  // Returns true when some queue wrote the message to the store (its confirm must wait).
-  bool route_and_enqueue(const MessagePtr& msg, bool mandatory);
+  struct Routed {
+    bool durable = false;  // some queue wrote it to the store: the confirm waits
+    bool refused = false;  // some queue refused it (overflow): the confirm is a nack
+  };
+  Routed route_and_enqueue(const MessagePtr& msg, bool mandatory);
   void basic_return(const Message& msg, uint16_t code, const char* text);
   // The store committed (or failed) everything up to publish sequence number <upto>.
   void durable_committed(uint64_t upto, bool ok);

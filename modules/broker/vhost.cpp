@@ -1,6 +1,7 @@
 #include "broker/vhost.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 #include "amqp/codec.hpp"
 #include "broker/queue_args.hpp"
@@ -128,7 +129,7 @@ void Vhost::apply(const ExchangeDeleted& c) {
 }
 
 void Vhost::apply(const QueueDeclared& c) {
-  auto q = std::make_shared<Queue>(c.def, name_, store_, [this](Queue& q) { commit(QueueDeleted{q.name()}); });
+  auto q = std::make_shared<Queue>(c.def, name_, store_, this);
   queues_.emplace(c.def.name, std::move(q));
 }
 
@@ -174,6 +175,104 @@ void Vhost::remove_bindings_to(const BindingTarget& dest) {
 void Vhost::delete_if_unused_auto_delete(Exchange* ex) {
   // RabbitMQ deletes an auto-delete exchange when its last binding (as source) goes.
   if (ex->definition().auto_delete && ex->bindings().empty()) commit(ExchangeDeleted{ex->name()});
+}
+
+void Vhost::queue_unused(Queue& q) {
+  commit(QueueDeleted{q.name()});
+}
+
+void Vhost::tick(int64_t now) {
+  std::vector<std::string> expired;
+  for (auto& [name, q] : queues_) {
+    q->expire(now);
+    if (q->unused_since(now)) expired.push_back(name);
+  }
+  for (const auto& name : expired) commit(QueueDeleted{name});
+}
+
+void Vhost::dead_letter(Queue& q, QueueEntry e, DeathReason why) {
+  q.forget(e);  // the original copy leaves the store either way
+  if (!q.definition().args.dead_letter_exchange) return;
+  dead_letters_.push_back({q.name(), q.definition().args, std::move(e), why});
+  if (dead_lettering_) return;
+  dead_lettering_ = true;
+  while (!dead_letters_.empty()) {
+    DeadLetter d = std::move(dead_letters_.front());
+    dead_letters_.pop_front();
+    republish(d);
+  }
+  dead_lettering_ = false;
+}
+
+// RabbitMQ's dead-lettering: the message goes to the queue's dead-letter exchange with an
+// x-death entry (count, reason, queue, time, exchange, routing-keys) at the head of the
+// list, its expiration removed (kept as original-expiration), and is dropped where it
+// would cycle back to a queue it died in without any client rejecting it.
+void Vhost::republish(const DeadLetter& d) {
+  const Exchange* dlx = find_exchange(*d.args.dead_letter_exchange);
+  if (!dlx) return;
+  const Message& orig = *d.entry.msg;
+  amqp::BasicProperties props = orig.decode_properties();
+  amqp::FieldTable headers = props.headers.value_or(amqp::FieldTable{});
+  const char* reason = death_reason_name(d.why);
+
+  amqp::FieldArray deaths;
+  if (const auto* xd = headers.find("x-death"); xd && xd->as_array()) deaths = *xd->as_array();
+  auto same = std::find_if(deaths.begin(), deaths.end(), [&](const amqp::FieldValue& v) {
+    const auto* t = v.as_table();
+    if (!t) return false;
+    const auto* q = t->find("queue");
+    const auto* r = t->find("reason");
+    return q && r && q->as_string() && r->as_string() && *q->as_string() == d.queue && *r->as_string() == reason;
+  });
+  amqp::FieldTable death;
+  if (same != deaths.end()) {
+    death = *same->as_table();
+    deaths.erase(same);
+    auto count = death.find("count") ? death.find("count")->as_int().value_or(0) : 0;
+    death.set("count", int64_t{count + 1});
+  } else {
+    death.set("count", int64_t{1});
+    death.set("reason", reason);
+    death.set("queue", d.queue);
+    death.set("exchange", orig.exchange);
+    death.set("routing-keys", amqp::FieldArray{amqp::FieldValue(orig.routing_key)});
+    if (props.expiration) death.set("original-expiration", *props.expiration);
+  }
+  auto secs = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+  death.set("time", amqp::Timestamp{static_cast<uint64_t>(secs.count())});
+  deaths.insert(deaths.begin(), amqp::FieldValue(std::move(death)));
+  if (!headers.find("x-first-death-reason")) {
+    headers.set("x-first-death-exchange", orig.exchange);
+    headers.set("x-first-death-queue", d.queue);
+    headers.set("x-first-death-reason", reason);
+  }
+  bool any_rejected = false;
+  std::vector<std::string> died_in;
+  for (const auto& v : deaths) {
+    const auto* t = v.as_table();
+    if (!t) continue;
+    if (const auto* r = t->find("reason"); r && r->as_string()) any_rejected |= *r->as_string() == "rejected";
+    if (const auto* q = t->find("queue"); q && q->as_string()) died_in.push_back(*q->as_string());
+  }
+  headers.set("x-death", std::move(deaths));
+  props.headers = std::move(headers);
+  props.expiration.reset();
+
+  auto msg = std::make_shared<Message>();
+  msg->exchange = dlx->name();
+  msg->routing_key = d.args.dead_letter_routing_key.value_or(orig.routing_key);
+  amqp::encode_properties(props, msg->properties);
+  msg->body = orig.body;
+  msg->persistent = orig.persistent;
+
+  std::vector<Queue*> targets;
+  route(*dlx, *msg, targets);
+  for (Queue* t : targets) {
+    bool cycle = std::find(died_in.begin(), died_in.end(), t->name()) != died_in.end();
+    if (cycle && !any_rejected) continue;
+    t->enqueue(msg);
+  }
 }
 
 bool Vhost::exchange_in_use(const Exchange& ex) const {

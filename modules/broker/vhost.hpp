@@ -3,6 +3,7 @@
 // store (durable definitions) and the cluster (replicated metadata) hook in later.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,7 +37,7 @@ struct BindingChange {
 };
 using MetadataChange = std::variant<ExchangeDeclared, ExchangeDeleted, QueueDeclared, QueueDeleted, BindingChange>;
 
-class Vhost {
+class Vhost final : public QueueOwner {
  public:
   // <store>: where durable definitions and persistent messages go (nullptr: memory only).
   Vhost(std::string name, store::Store* store);
@@ -51,6 +52,12 @@ class Vhost {
   void commit(const MetadataChange& change);
   // Rebuilds durable definitions and messages read from the store at start.
   void restore(const store::Snapshot& snap);
+  // Housekeeping (about every 100 ms): message TTLs and x-expires.
+  void tick(int64_t now_ms);
+
+  // QueueOwner
+  void queue_unused(Queue& q) override;
+  void dead_letter(Queue& q, QueueEntry e, DeathReason why) override;
 
   Exchange* find_exchange(std::string_view name) const;
   QueuePtr find_queue(std::string_view name) const;
@@ -71,6 +78,13 @@ class Vhost {
   void apply(const QueueDeclared& c);
   void apply(const QueueDeleted& c);
   void apply(const BindingChange& c);
+  struct DeadLetter {
+    std::string queue;
+    QueueArgs args;
+    QueueEntry entry;
+    DeathReason why;
+  };
+  void republish(const DeadLetter& d);
   void persist(const MetadataChange& change);
   void remove_bindings_to(const BindingTarget& dest);
   void delete_if_unused_auto_delete(Exchange* ex);
@@ -80,6 +94,9 @@ class Vhost {
   std::string name_;
   store::Store* store_;
   bool restoring_ = false;
+  // Dead-lettering re-enters queues; work is queued and drained by the outermost call.
+  std::deque<DeadLetter> dead_letters_;
+  bool dead_lettering_ = false;
   std::map<std::string, ExchangePtr, std::less<>> exchanges_;
   std::map<std::string, QueuePtr, std::less<>> queues_;
 };
