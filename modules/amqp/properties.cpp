@@ -67,18 +67,23 @@ BasicProperties decode_properties(std::span<const uint8_t> raw) {
   return p;
 }
 
-void validate_properties(std::span<const uint8_t> raw) {
+PropertySummary validate_properties(std::span<const uint8_t> raw) {
+  PropertySummary sum;
   Reader r(raw);
   const uint16_t flags = read_flags(r);
   const auto shortstr = [&r] { r.bytes(r.u8()); };
   if (flags & kContentType) shortstr();
   if (flags & kContentEncoding) shortstr();
   if (flags & kHeaders) r.skip_table();
-  if (flags & kDeliveryMode) r.bytes(1);
-  if (flags & kPriority) r.bytes(1);
+  if (flags & kDeliveryMode) sum.delivery_mode = r.u8();
+  if (flags & kPriority) sum.priority = r.u8();
   if (flags & kCorrelationId) shortstr();
   if (flags & kReplyTo) shortstr();
-  if (flags & kExpiration) shortstr();
+  if (flags & kExpiration) {
+    auto b = r.bytes(r.u8());
+    sum.has_expiration = true;
+    sum.expiration = std::string_view(reinterpret_cast<const char*>(b.data()), b.size());
+  }
   if (flags & kMessageId) shortstr();
   if (flags & kTimestamp) r.bytes(8);
   if (flags & kType) shortstr();
@@ -86,6 +91,7 @@ void validate_properties(std::span<const uint8_t> raw) {
   if (flags & kAppId) shortstr();
   if (flags & kClusterId) shortstr();
   expect_end(r);
+  return sum;
 }
 
 void encode_properties(const BasicProperties& p, std::vector<uint8_t>& out) {

@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "amqp/field_table.hpp"
@@ -36,9 +37,17 @@ struct BasicProperties {
 // Throws DecodeError when truncated, when flags have bits beyond those 14 set (bit 1, or
 // any bit but the continuation bit in a continuation word), or on trailing bytes.
 BasicProperties decode_properties(std::span<const uint8_t> raw);
+
+// The few properties the broker acts on for every message.
+struct PropertySummary {
+  uint8_t delivery_mode = 0;  // 2 = persistent
+  uint8_t priority = 0;
+  bool has_expiration = false;
+  std::string_view expiration;  // points into the raw bytes
+};
 // Throws exactly when decode_properties(<raw>) would, but builds nothing and never
 // allocates: the check to run on every publish when the properties are only stored.
-void validate_properties(std::span<const uint8_t> raw);
+PropertySummary validate_properties(std::span<const uint8_t> raw);
 // Appends flags + list (one flag word). Throws EncodeError on a shortstr over 255 bytes,
 // leaving <out> unchanged.
 void encode_properties(const BasicProperties& p, std::vector<uint8_t>& out);

@@ -1,6 +1,7 @@
 #include "broker/broker.hpp"
 
 #include <array>
+#include <set>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -15,9 +16,24 @@ void BrokerStats::dump(nlohmann::json& out) const {
 #undef MQ_DUMP
 }
 
-Broker::Broker(asio::io_context& io, BrokerConfig cfg, core::Logger log)
-    : io_(io), cfg_(std::move(cfg)), access_(cfg_), log_(std::move(log)) {
-  for (const auto& v : cfg_.vhosts) vhosts_.emplace(v, std::make_unique<Vhost>(v));
+Broker::Broker(asio::io_context& io, BrokerConfig cfg, core::Logger log, store::Store* store)
+    : io_(io), cfg_(std::move(cfg)), access_(cfg_), log_(std::move(log)), store_(store) {
+  for (const auto& v : cfg_.vhosts) vhosts_.emplace(v, std::make_unique<Vhost>(v, store_));
+}
+
+void Broker::tick(int64_t now_ms) {
+  for (auto& [name, vh] : vhosts_) vh->tick(now_ms);
+}
+
+void Broker::restore(const store::Snapshot& snap) {
+  for (auto& [name, vh] : vhosts_) vh->restore(snap);
+  std::set<std::string> orphans;
+  for (const auto& q : snap.queues)
+    if (!vhosts_.count(q.vhost)) orphans.insert(q.vhost);
+  for (const auto& v : orphans)
+    log_.warn("store has queues of vhost \"{}\" which is not in /broker/vhosts; they stay on disk, unused", v);
+  log_.info("restored from {}: {} exchanges, {} queues, {} bindings, {} messages", store_->path(),
+            snap.exchanges.size(), snap.queues.size(), snap.bindings.size(), snap.messages.size());
 }
 
 Broker::~Broker() = default;

@@ -37,7 +37,8 @@ struct BrokerStats {
 
 class Broker {
  public:
-  Broker(asio::io_context& io, BrokerConfig cfg, core::Logger log);
+  // <store>: durable state (nullptr: everything in memory, e.g. unit tests).
+  Broker(asio::io_context& io, BrokerConfig cfg, core::Logger log, store::Store* store);
   ~Broker();
 
   asio::io_context& io() { return io_; }
@@ -48,6 +49,11 @@ class Broker {
   const BrokerStats& stats() const { return stats_; }
 
   Vhost* find_vhost(std::string_view name);
+  store::Store* store() { return store_; }
+  // Rebuilds the vhosts' durable definitions and messages from the store (at start).
+  void restore(const store::Snapshot& snap);
+  // Periodic housekeeping on every vhost (TTL, x-expires).
+  void tick(int64_t now_ms);
 
   uint64_t next_connection_id() { return ++last_connection_id_; }
   void add_connection(std::shared_ptr<Connection> c);
@@ -70,6 +76,7 @@ class Broker {
   BrokerConfig cfg_;
   AccessControl access_;
   core::Logger log_;
+  store::Store* store_;
   BrokerStats stats_;
   std::map<std::string, std::unique_ptr<Vhost>, std::less<>> vhosts_;
   std::map<uint64_t, std::shared_ptr<Connection>> connections_;

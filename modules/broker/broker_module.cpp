@@ -1,5 +1,7 @@
 #include "broker/broker_module.hpp"
 
+#include <filesystem>
+
 #include <asio/co_spawn.hpp>
 #include <asio/ip/v6_only.hpp>
 #include <asio/detached.hpp>
@@ -20,7 +22,15 @@ void BrokerModule::configure(core::ConfigNode slice) {
 }
 
 void BrokerModule::start() {
-  broker_ = std::make_unique<Broker>(ctx_.io, cfg_, ctx_.log);
+  std::error_code fs_ec;
+  std::filesystem::create_directories(ctx_.node.data_dir, fs_ec);
+  if (fs_ec)
+    throw std::runtime_error(fmt::format("cannot create the data dir {} (/node/data_dir or --data-dir): {}",
+                                         ctx_.node.data_dir, fs_ec.message()));
+  store_ = std::make_unique<store::Store>(ctx_.io, (std::filesystem::path(ctx_.node.data_dir) / "mqnode.db").string(),
+                                          ctx_.log.child("store"));
+  broker_ = std::make_unique<Broker>(ctx_.io, cfg_, ctx_.log, store_.get());
+  broker_->restore(store_->load());
   for (const auto& l : cfg_.listeners) {
     auto ep = l.resolve();
     auto acc = std::make_unique<asio::ip::tcp::acceptor>(ctx_.io);
@@ -37,7 +47,20 @@ void BrokerModule::start() {
     asio::co_spawn(ctx_.io, accept_loop(*acc), asio::detached);
     acceptors_.push_back(std::move(acc));
   }
+  asio::co_spawn(ctx_.io, housekeeping(), asio::detached);
   publish_health();
+}
+
+asio::awaitable<void> BrokerModule::housekeeping() {
+  // Message TTLs and x-expires (RabbitMQ's own expiry is not more precise than this).
+  asio::steady_timer t(ctx_.io);
+  asio::error_code ec;
+  while (!stopping_) {
+    t.expires_after(100ms);
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_) break;
+    broker_->tick(Queue::now_ms());
+  }
 }
 
 void BrokerModule::publish_health() {
@@ -91,6 +114,13 @@ asio::awaitable<void> BrokerModule::stop() {
   }
   auto stragglers = broker_->connections();  // stop() erases from the live map
   for (auto& [id, c] : stragglers) c->stop();
+  // Everything queued for the store is committed before the process exits.
+  auto flushed = std::make_shared<bool>(false);
+  store_->after_commit([flushed](bool) { *flushed = true; });
+  for (int i = 0; i < 500 && !*flushed; ++i) {
+    t.expires_after(10ms);
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
 }
 
 core::Health BrokerModule::health() const {
@@ -107,6 +137,7 @@ std::vector<asio::ip::tcp::endpoint> BrokerModule::local_endpoints() const {
 
 void BrokerModule::dump(nlohmann::json& out) const {
   if (broker_) broker_->dump(out);
+  if (store_) store_->stats().dump(out["store"]);
 }
 
 }  // namespace mqnode::broker

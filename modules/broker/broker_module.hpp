@@ -30,9 +30,11 @@ class BrokerModule final : public core::Module {
  private:
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
   void publish_health();
+  asio::awaitable<void> housekeeping();
 
   core::ModuleContext ctx_;
   BrokerConfig cfg_;
+  std::unique_ptr<store::Store> store_;  // declared before broker_: outlives it
   std::unique_ptr<Broker> broker_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   bool stopping_ = false;

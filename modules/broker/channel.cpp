@@ -1,6 +1,7 @@
 #include "broker/channel.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 #include <fmt/format.h>
 
@@ -38,13 +39,22 @@ const char* yes_no(bool b) { return b ? "true" : "false"; }
 }
 }  // namespace
 
-Channel::Channel(Connection& conn, uint16_t id) : conn_(conn), id_(id) {
+Channel::Channel(Connection& conn, uint16_t id)
+    : conn_(conn), id_(id), alive_(std::make_shared<Channel*>(this)) {
   ++conn_.broker().stats().channels;
 }
 
 Channel::~Channel() {
+  *alive_ = nullptr;
   release();
   --conn_.broker().stats().channels;
+}
+
+void Channel::after_store_commit(std::function<void(Channel&, bool)> fn) {
+  conn_.broker().store()->after_commit([alive = std::weak_ptr<Channel*>(alive_), fn = std::move(fn)](bool ok) {
+    auto token = alive.lock();
+    if (token && *token && !(*token)->closing()) fn(**token, ok);
+  });
 }
 
 template <class M>
@@ -278,6 +288,7 @@ void Channel::on(const amqp::QueueDeclare& m) {
     }
   }
   last_queue_ = q->name();
+  q->touch();  // any declare, passive too, counts as use for x-expires (as RabbitMQ)
   if (!m.nowait) {
     amqp::QueueDeclareOk ok;
     ok.queue = q->name();
@@ -444,7 +455,9 @@ void Channel::deliver(Consumer& c, QueueEntry entry) {
   auto& stats = conn_.broker().stats();
   ++stats.messages_delivered;
   if (entry.redelivered) ++stats.messages_redelivered;
-  if (!c.no_ack) {
+  if (c.no_ack) {
+    c.queue->forget(entry);
+  } else {
     ++c.unacked;
     ++unacked_by_consumers_;
     unacked_.push_back({tag, c.queue, c.shared_from_this(), std::move(entry), false});
@@ -488,7 +501,10 @@ void Channel::on(const amqp::BasicGet& m) {
                        conn_.frame_max());
   conn_.flush();
   ++conn_.broker().stats().messages_delivered;
-  if (!m.no_ack) unacked_.push_back({tag, q, nullptr, std::move(*entry), false});
+  if (m.no_ack)
+    q->forget(*entry);
+  else
+    unacked_.push_back({tag, q, nullptr, std::move(*entry), false});
 }
 
 void Channel::check_tag(uint64_t tag, bool multiple) const {
@@ -516,9 +532,12 @@ void Channel::settle(uint64_t tag, bool multiple, Settle how) {
       auto it = std::find_if(requeue.begin(), requeue.end(), [&](const auto& p) { return p.first == u.queue; });
       if (it == requeue.end()) it = requeue.insert(requeue.end(), {u.queue, {}});
       it->second.push_back(std::move(u.entry));
-    } else {
-      if (how == Settle::Ack) ++conn_.broker().stats().messages_acked;
+    } else if (how == Settle::Ack) {
+      ++conn_.broker().stats().messages_acked;
+      u.queue->forget(u.entry);
       u.entry.msg.reset();
+    } else {  // rejected without requeue: to the dead-letter exchange, if any
+      u.queue->dead_letter(std::move(u.entry), DeathReason::Rejected);
     }
   };
   if (multiple) {
@@ -616,8 +635,9 @@ void Channel::handle_header(const amqp::ContentHeader& h) {
                        amqp::BasicPublish::kClassId, amqp::BasicPublish::kMethodId);
   }
   // Reject undecodable properties now, before anything routes on them.
+  amqp::PropertySummary summary;
   try {
-    amqp::validate_properties(h.raw_properties);
+    summary = amqp::validate_properties(h.raw_properties);
   } catch (const amqp::DecodeError& e) {
     throw ConnectionError(ConnectionReplyCode::FrameError, fmt::format("malformed content header: {}", e.what()));
   }
@@ -628,6 +648,19 @@ void Channel::handle_header(const amqp::ContentHeader& h) {
   p.msg->exchange = p.method.exchange;
   p.msg->routing_key = p.method.routing_key;
   p.msg->properties.assign(h.raw_properties.begin(), h.raw_properties.end());
+  p.msg->persistent = summary.delivery_mode == 2;
+  if (summary.has_expiration) {
+    // Per-message TTL: a non-negative integer of milliseconds, as RabbitMQ requires.
+    int64_t ttl = 0;
+    auto& e = summary.expiration;
+    auto [end, ec] = std::from_chars(e.data(), e.data() + e.size(), ttl);
+    if (e.empty() || ec != std::errc() || end != e.data() + e.size() || ttl < 0) {
+      publish_.reset();
+      throw ChannelError(ChannelReplyCode::PreconditionFailed, fmt::format("invalid expiration '{}'", e),
+                         amqp::BasicPublish::kClassId, amqp::BasicPublish::kMethodId);
+    }
+    p.msg->ttl_ms = ttl;
+  }
   p.msg->body.reserve(h.body_size);
   if (h.body_size == 0) publish_complete();
 }
@@ -674,11 +707,16 @@ void Channel::publish_complete() {
     tx_ops_.emplace_back(TxPublish{std::move(shared), p.method.mandatory});
     return;
   }
-  route_and_enqueue(shared, p.method.mandatory);
-  if (confirm_) confirm_published();
+  auto routed = route_and_enqueue(shared, p.method.mandatory);
+  if (confirm_) {
+    // A queue that refused the message (x-overflow reject-publish) makes it a nack.
+    auto state = routed.refused ? Confirm::Nack : routed.durable ? Confirm::Pending : Confirm::Ack;
+    confirms_.emplace_back(++publish_seq_, state);
+    durable_unregistered_ |= state == Confirm::Pending;
+  }
 }
 
-void Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory) {
+Channel::Routed Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory) {
   auto& stats = conn_.broker().stats();
   if (msg->exchange.empty() && msg->routing_key.starts_with(kReplyPrefix)) {
     Channel* target = conn_.broker().find_reply_channel(std::string_view(msg->routing_key).substr(kReplyPrefix.size()));
@@ -689,17 +727,23 @@ void Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory) {
       ++stats.messages_unroutable;
       if (mandatory) basic_return(*msg, 312, "NO_ROUTE");
     }
-    return;
+    return {};
   }
   Exchange* ex = conn_.vhost().find_exchange(msg->exchange);
   if (ex) conn_.vhost().route(*ex, *msg, route_scratch_);
   if (!ex || route_scratch_.empty()) {
     ++stats.messages_unroutable;
     if (mandatory) basic_return(*msg, 312, "NO_ROUTE");
-    return;
+    return {};
   }
   ++stats.messages_routed;
-  for (Queue* q : route_scratch_) q->enqueue(msg);
+  Routed out;
+  for (Queue* q : route_scratch_) {
+    auto r = q->enqueue(msg);
+    out.durable |= r.durable;
+    out.refused |= !r.accepted;
+  }
+  return out;
 }
 
 void Channel::basic_return(const Message& msg, uint16_t code, const char* text) {
@@ -715,19 +759,45 @@ void Channel::basic_return(const Message& msg, uint16_t code, const char* text) 
   ++conn_.broker().stats().messages_returned;
 }
 
-void Channel::confirm_published() {
-  // Every message is settled as soon as it is routed (in-memory queues), so confirms are
-  // contiguous; flush_confirms() acks them with one basic.ack multiple per read batch.
-  ++publish_seq_;
+void Channel::flush_confirms() {
+  if (!confirm_) return;
+  if (durable_unregistered_) {
+    // One store callback per batch of frames covers every durable publish in it.
+    durable_unregistered_ = false;
+    durable_registered_upto_ = publish_seq_;
+    after_store_commit([upto = publish_seq_](Channel& ch, bool ok) { ch.durable_committed(upto, ok); });
+  }
+  emit_confirms();
 }
 
-void Channel::flush_confirms() {
-  if (!confirm_ || publish_seq_ == confirm_sent_upto_) return;
-  amqp::BasicAck ack;
-  ack.delivery_tag = publish_seq_;
-  ack.multiple = publish_seq_ - confirm_sent_upto_ > 1;
-  confirm_sent_upto_ = publish_seq_;
-  send(ack);
+void Channel::durable_committed(uint64_t upto, bool ok) {
+  for (auto& [seq, state] : confirms_) {
+    if (seq > upto) break;
+    if (state == Confirm::Pending) state = ok ? Confirm::Ack : Confirm::Nack;
+  }
+  emit_confirms();
+}
+
+void Channel::emit_confirms() {
+  while (!confirms_.empty() && confirms_.front().second != Confirm::Pending) {
+    if (confirms_.front().second == Confirm::Nack) {
+      amqp::BasicNack nack;
+      nack.delivery_tag = confirms_.front().first;
+      confirms_.pop_front();
+      send(nack);
+      continue;
+    }
+    // A run of acks goes out as one basic.ack with multiple=true.
+    uint64_t first = confirms_.front().first, last = first;
+    while (!confirms_.empty() && confirms_.front().second == Confirm::Ack) {
+      last = confirms_.front().first;
+      confirms_.pop_front();
+    }
+    amqp::BasicAck ack;
+    ack.delivery_tag = last;
+    ack.multiple = last > first;
+    send(ack);
+  }
 }
 
 // ---- confirm and tx ------------------------------------------------------------------
@@ -748,15 +818,27 @@ void Channel::on(const amqp::TxCommit&) {
   if (!tx_) precondition("channel is not transactional");
   auto ops = std::move(tx_ops_);
   tx_ops_.clear();
+  bool durable = false;
   for (auto& op : ops) {
-    if (auto* p = std::get_if<TxPublish>(&op))
-      route_and_enqueue(p->msg, p->mandatory);
-    else {
+    if (auto* p = std::get_if<TxPublish>(&op)) {
+      durable |= route_and_enqueue(p->msg, p->mandatory).durable;
+    } else {
       auto& a = std::get<TxAck>(op);
       settle(a.tag, a.multiple, a.how);
     }
   }
-  send(amqp::TxCommitOk{});
+  // commit-ok promises the transaction's persistent messages are on disk.
+  if (durable)
+    after_store_commit([](Channel& ch, bool ok) {
+      if (ok)
+        ch.send(amqp::TxCommitOk{});
+      else
+        ch.conn_.fail_channel(ch.id_, ChannelError(ChannelReplyCode::PreconditionFailed,
+                                                   "store write failed; transaction not committed (see the broker log)",
+                                                   amqp::TxCommit::kClassId, amqp::TxCommit::kMethodId));
+    });
+  else
+    send(amqp::TxCommitOk{});
 }
 
 void Channel::on(const amqp::TxRollback&) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -124,9 +125,18 @@ class Channel final : public DeliveryTarget {
                       const std::string& key, const amqp::FieldTable& args);
 
   void publish_complete();
-  void route_and_enqueue(const MessagePtr& msg, bool mandatory);
+  struct Routed {
+    bool durable = false;  // some queue wrote it to the store: the confirm waits
+    bool refused = false;  // some queue refused it (overflow): the confirm is a nack
+  };
+  Routed route_and_enqueue(const MessagePtr& msg, bool mandatory);
   void basic_return(const Message& msg, uint16_t code, const char* text);
-  void confirm_published();
+  // The store committed (or failed) everything up to publish sequence number <upto>.
+  void durable_committed(uint64_t upto, bool ok);
+  // Sends the acks/nacks that are settled, oldest first, stopping at the first pending.
+  void emit_confirms();
+  // Runs <fn> on this channel after the store's next commit, unless the channel is gone.
+  void after_store_commit(std::function<void(Channel&, bool ok)> fn);
 
   void write_delivery(std::string_view consumer_tag, uint64_t tag, bool redelivered, const Message& msg);
   // Validates <tag>/<multiple> against outstanding deliveries (406 if unknown).
@@ -155,7 +165,13 @@ class Channel final : public DeliveryTarget {
 
   bool confirm_ = false;
   uint64_t publish_seq_ = 0;
-  uint64_t confirm_sent_upto_ = 0;
+  enum class Confirm : uint8_t { Pending, Ack, Nack };
+  std::deque<std::pair<uint64_t, Confirm>> confirms_;  // oldest first
+  uint64_t durable_registered_upto_ = 0;  // covered by an after_store_commit callback
+  bool durable_unregistered_ = false;     // a pending confirm not yet covered
+
+  // Store completions hold a weak_ptr to this; it dies with the channel.
+  std::shared_ptr<Channel*> alive_;
 
   bool tx_ = false;
   std::vector<std::variant<TxPublish, TxAck>> tx_ops_;

@@ -64,6 +64,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // True while the socket is not keeping up; deliveries pause and resume on drain.
   bool output_congested();
 
+  // Closes <channel> with a channel exception raised outside frame handling (e.g. a
+  // store failure reported later).
+  void fail_channel(uint16_t channel, const amqp::ChannelError& e) { close_channel_after_error(channel, e); }
+
   // Exclusive queues die with their connection.
   void own_exclusive_queue(const std::string& name) { exclusive_queues_.push_back(name); }
 

@@ -17,6 +17,8 @@ struct Message {
   std::string routing_key;
   std::vector<uint8_t> properties;  // property flags + property list (spec §4.2.6.1)
   std::vector<uint8_t> body;
+  bool persistent = false;  // delivery_mode 2, read once at publish
+  int64_t ttl_ms = -1;      // the "expiration" property in ms; -1 = none
 
   amqp::BasicProperties decode_properties() const { return amqp::decode_properties(properties); }
 };

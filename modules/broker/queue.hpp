@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,6 +13,7 @@
 #include "amqp/field_table.hpp"
 #include "broker/message.hpp"
 #include "broker/queue_args.hpp"
+#include "store/store.hpp"
 
 namespace mqnode::broker {
 
@@ -23,6 +23,28 @@ struct Consumer;
 struct QueueEntry {
   MessagePtr msg;
   bool redelivered = false;
+  uint64_t store_id = 0;     // its row in the store; 0 = kept in memory only
+  int64_t expires_at = 0;    // steady-clock ms when its TTL runs out; 0 = never
+};
+
+// Why a message leaves a queue without being consumed (the x-death "reason").
+enum class DeathReason { Rejected, Expired, MaxLen };
+const char* death_reason_name(DeathReason r);
+
+// What a queue asks of the vhost that holds it.
+class QueueOwner {
+ public:
+  virtual ~QueueOwner() = default;
+  // An auto-delete queue lost its last consumer.
+  virtual void queue_unused(Queue& q) = 0;
+  // <e> leaves <q> for <why>: republish it through the queue's dead-letter exchange, or
+  // drop it. Called after <q> has updated its own state, so it may re-enter <q>.
+  virtual void dead_letter(Queue& q, QueueEntry e, DeathReason why) = 0;
+};
+
+struct EnqueueResult {
+  bool accepted = true;  // false: refused by x-overflow reject-publish(-dlx)
+  bool durable = false;  // queued for writing to the store: the confirm waits for it
 };
 
 // Implemented by Channel: whether a consumer may take one more message now, and the
@@ -61,15 +83,23 @@ struct QueueDefinition {
 
 class Queue {
  public:
-  // <on_unused>: called when an auto-delete queue loses its last consumer.
-  Queue(QueueDefinition def, std::function<void(Queue&)> on_unused);
+  // <owner>: auto-delete and dead-lettering (nullptr: neither). <store>: where persistent
+  // messages of a durable queue are written (nullptr: memory only).
+  Queue(QueueDefinition def, std::string vhost, store::Store* store, QueueOwner* owner);
 
   const QueueDefinition& definition() const { return def_; }
   const std::string& name() const { return def_.name; }
   bool deleted() const { return deleted_; }
 
-  // Appends and delivers at once when a consumer has credit.
-  void enqueue(MessagePtr msg);
+  // Appends and delivers at once when a consumer has credit, applying the queue's TTL and
+  // length limits (x-message-ttl, x-max-length(-bytes), x-overflow).
+  EnqueueResult enqueue(MessagePtr msg);
+  // Puts back a message recovered from the store at start (flagged redelivered: it may
+  // have been delivered before the restart).
+  void restore(MessagePtr msg, uint64_t store_id);
+  // The message left the queue for good (acked, dropped, or delivered without ack):
+  // removes its stored copy.
+  void forget(const QueueEntry& e);
   // Puts messages back at the head in the given order, flagged redelivered (RabbitMQ puts
   // requeued messages back in their original order ahead of newer ones).
   void requeue(std::vector<QueueEntry> entries);
@@ -85,17 +115,38 @@ class Queue {
   bool has_exclusive_consumer() const;
 
   std::size_t message_count() const { return ready_.size(); }
+  uint64_t message_bytes() const { return ready_bytes_; }
+
+  // Dead-letters ready messages at the head whose TTL ran out by <now_ms>, and reports
+  // whether the queue itself expired (x-expires: unused that long).
+  void expire(int64_t now_ms);
+  bool unused_since(int64_t now_ms) const;
+  // A client used the queue (declare, get, consume): restarts its x-expires clock.
+  void touch() { last_used_ = now_ms(); }
+  static int64_t now_ms();
   std::size_t consumer_count() const { return consumers_.size(); }
 
   // Delivers ready messages while some consumer has credit. Cheap when nothing can move.
   void dispatch();
+  // Sends <e> (taken off this queue) to the dead-letter path.
+  void dead_letter(QueueEntry e, DeathReason why);
   // Marks the queue gone: later enqueues/requeues are dropped, consumers are detached.
   std::vector<Consumer*> mark_deleted();
 
  private:
+  void push_back(QueueEntry e);
+  QueueEntry pop_front();
+  bool over_limit(uint64_t extra_messages, uint64_t extra_bytes) const;
+  // Drops expired entries at the head; true if the head is now live (or none).
+  void drop_expired_head(int64_t now);
+
   QueueDefinition def_;
-  std::function<void(Queue&)> on_unused_;
+  std::string vhost_;
+  store::Store* store_;
+  QueueOwner* owner_;
   std::deque<QueueEntry> ready_;
+  uint64_t ready_bytes_ = 0;
+  int64_t last_used_ = now_ms();
   std::vector<Consumer*> consumers_;
   std::size_t next_consumer_ = 0;
   bool deleted_ = false;

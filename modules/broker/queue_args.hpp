@@ -1,6 +1,7 @@
 // The one place where queue.declare arguments ("x-...") are read and checked. Values of
 // the wrong type or range are refused with the text RabbitMQ uses; features that this
-// build does not implement yet are refused rather than silently ignored.
+// build does not implement yet (priorities, single active consumer, other queue types)
+// are refused rather than silently ignored.
 #pragma once
 
 #include <cstdint>
@@ -11,9 +12,18 @@
 
 namespace mqnode::broker {
 
+enum class Overflow { DropHead, RejectPublish, RejectPublishDlx };
+
 struct QueueArgs {
-  std::string queue_type = "classic";  // x-queue-type
+  std::string queue_type = "classic";     // x-queue-type
   std::optional<std::string> queue_mode;  // x-queue-mode ("default" | "lazy"), a storage hint
+  std::optional<int64_t> message_ttl_ms;  // x-message-ttl
+  std::optional<int64_t> expires_ms;      // x-expires: delete when unused this long
+  std::optional<int64_t> max_length;      // x-max-length (ready messages)
+  std::optional<int64_t> max_length_bytes;  // x-max-length-bytes (ready message bodies)
+  Overflow overflow = Overflow::DropHead;   // x-overflow
+  std::optional<std::string> dead_letter_exchange;     // x-dead-letter-exchange
+  std::optional<std::string> dead_letter_routing_key;  // x-dead-letter-routing-key
 };
 
 // Throws amqp::ChannelError 406 PRECONDITION_FAILED naming the argument.

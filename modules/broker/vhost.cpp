@@ -1,10 +1,28 @@
 #include "broker/vhost.hpp"
 
 #include <algorithm>
+#include <chrono>
+
+#include "amqp/codec.hpp"
+#include "broker/queue_args.hpp"
 
 namespace mqnode::broker {
 
-Vhost::Vhost(std::string name) : name_(std::move(name)) {
+namespace {
+store::Bytes encode_table(const amqp::FieldTable& t) {
+  store::Bytes out;
+  amqp::Writer w(out);
+  w.table(t);
+  return out;
+}
+
+amqp::FieldTable decode_table(const store::Bytes& b) {
+  amqp::Reader r(b);
+  return r.table();
+}
+}  // namespace
+
+Vhost::Vhost(std::string name, store::Store* store) : name_(std::move(name)), store_(store) {
   // RabbitMQ's predeclared exchanges (AMQP 0-9-1 §3.1.3.1 plus amq.rabbitmq.trace).
   const struct {
     const char* name;
@@ -18,7 +36,74 @@ Vhost::Vhost(std::string name) : name_(std::move(name)) {
 }
 
 void Vhost::commit(const MetadataChange& change) {
+  if (store_ && !restoring_) persist(change);  // before apply: a deletion must see what it deletes
   std::visit([this](const auto& c) { apply(c); }, change);
+}
+
+void Vhost::persist(const MetadataChange& change) {
+  if (const auto* e = std::get_if<ExchangeDeclared>(&change)) {
+    const auto& d = e->def;
+    if (d.durable) store_->put_exchange({name_, d.name, d.type, d.auto_delete, d.internal, encode_table(d.arguments)});
+  } else if (const auto* de = std::get_if<ExchangeDeleted>(&change)) {
+    if (const Exchange* ex = find_exchange(de->name); ex && ex->definition().durable) store_->delete_exchange(name_, de->name);
+  } else if (const auto* q = std::get_if<QueueDeclared>(&change)) {
+    // Exclusive queues die with their connection, so never outlive a restart.
+    const auto& d = q->def;
+    if (d.durable && !d.exclusive_owner) store_->put_queue({name_, d.name, d.auto_delete, encode_table(d.arguments)});
+  } else if (const auto* dq = std::get_if<QueueDeleted>(&change)) {
+    if (auto queue = find_queue(dq->name); queue && queue->definition().durable) store_->delete_queue(name_, dq->name);
+  } else if (const auto* b = std::get_if<BindingChange>(&change)) {
+    // As RabbitMQ: a binding is durable when both its ends are.
+    const Exchange* src = find_exchange(b->source);
+    bool dest_durable = false;
+    if (b->to_exchange) {
+      const Exchange* dest = find_exchange(b->destination);
+      dest_durable = dest && dest->definition().durable;
+    } else {
+      auto dest = find_queue(b->destination);
+      dest_durable = dest && dest->definition().durable && !dest->definition().exclusive_owner;
+    }
+    if (src && src->definition().durable && dest_durable && !b->source.empty()) {
+      store::BindingRecord r{name_, b->source, b->to_exchange, b->destination, b->key, encode_table(b->arguments)};
+      if (b->add)
+        store_->put_binding(std::move(r));
+      else
+        store_->delete_binding(std::move(r));
+    }
+  }
+}
+
+void Vhost::restore(const store::Snapshot& snap) {
+  restoring_ = true;
+  for (const auto& e : snap.exchanges)
+    if (e.vhost == name_ && !find_exchange(e.name))
+      commit(ExchangeDeclared{{e.name, e.type, true, e.auto_delete, e.internal, decode_table(e.arguments)}});
+  for (const auto& q : snap.queues) {
+    if (q.vhost != name_ || find_queue(q.name)) continue;
+    QueueDefinition def;
+    def.name = q.name;
+    def.durable = true;
+    def.auto_delete = q.auto_delete;
+    def.arguments = decode_table(q.arguments);
+    def.args = parse_queue_args(def.arguments, def.name, name_);
+    commit(QueueDeclared{std::move(def)});
+  }
+  for (const auto& b : snap.bindings)
+    if (b.vhost == name_)
+      commit(BindingChange{true, b.source, b.to_exchange, b.destination, b.key, decode_table(b.arguments)});
+  for (const auto& m : snap.messages) {
+    if (m.vhost != name_) continue;
+    auto q = find_queue(m.queue);
+    if (!q) continue;
+    auto msg = std::make_shared<Message>();
+    msg->exchange = m.exchange;
+    msg->routing_key = m.routing_key;
+    msg->properties = m.properties;
+    msg->body = m.body;
+    msg->persistent = true;
+    q->restore(std::move(msg), m.id);
+  }
+  restoring_ = false;
 }
 
 Exchange* Vhost::find_exchange(std::string_view name) const {
@@ -44,7 +129,7 @@ void Vhost::apply(const ExchangeDeleted& c) {
 }
 
 void Vhost::apply(const QueueDeclared& c) {
-  auto q = std::make_shared<Queue>(c.def, [this](Queue& q) { commit(QueueDeleted{q.name()}); });
+  auto q = std::make_shared<Queue>(c.def, name_, store_, this);
   queues_.emplace(c.def.name, std::move(q));
 }
 
@@ -90,6 +175,104 @@ void Vhost::remove_bindings_to(const BindingTarget& dest) {
 void Vhost::delete_if_unused_auto_delete(Exchange* ex) {
   // RabbitMQ deletes an auto-delete exchange when its last binding (as source) goes.
   if (ex->definition().auto_delete && ex->bindings().empty()) commit(ExchangeDeleted{ex->name()});
+}
+
+void Vhost::queue_unused(Queue& q) {
+  commit(QueueDeleted{q.name()});
+}
+
+void Vhost::tick(int64_t now) {
+  std::vector<std::string> expired;
+  for (auto& [name, q] : queues_) {
+    q->expire(now);
+    if (q->unused_since(now)) expired.push_back(name);
+  }
+  for (const auto& name : expired) commit(QueueDeleted{name});
+}
+
+void Vhost::dead_letter(Queue& q, QueueEntry e, DeathReason why) {
+  q.forget(e);  // the original copy leaves the store either way
+  if (!q.definition().args.dead_letter_exchange) return;
+  dead_letters_.push_back({q.name(), q.definition().args, std::move(e), why});
+  if (dead_lettering_) return;
+  dead_lettering_ = true;
+  while (!dead_letters_.empty()) {
+    DeadLetter d = std::move(dead_letters_.front());
+    dead_letters_.pop_front();
+    republish(d);
+  }
+  dead_lettering_ = false;
+}
+
+// RabbitMQ's dead-lettering: the message goes to the queue's dead-letter exchange with an
+// x-death entry (count, reason, queue, time, exchange, routing-keys) at the head of the
+// list, its expiration removed (kept as original-expiration), and is dropped where it
+// would cycle back to a queue it died in without any client rejecting it.
+void Vhost::republish(const DeadLetter& d) {
+  const Exchange* dlx = find_exchange(*d.args.dead_letter_exchange);
+  if (!dlx) return;
+  const Message& orig = *d.entry.msg;
+  amqp::BasicProperties props = orig.decode_properties();
+  amqp::FieldTable headers = props.headers.value_or(amqp::FieldTable{});
+  const char* reason = death_reason_name(d.why);
+
+  amqp::FieldArray deaths;
+  if (const auto* xd = headers.find("x-death"); xd && xd->as_array()) deaths = *xd->as_array();
+  auto same = std::find_if(deaths.begin(), deaths.end(), [&](const amqp::FieldValue& v) {
+    const auto* t = v.as_table();
+    if (!t) return false;
+    const auto* q = t->find("queue");
+    const auto* r = t->find("reason");
+    return q && r && q->as_string() && r->as_string() && *q->as_string() == d.queue && *r->as_string() == reason;
+  });
+  amqp::FieldTable death;
+  if (same != deaths.end()) {
+    death = *same->as_table();
+    deaths.erase(same);
+    auto count = death.find("count") ? death.find("count")->as_int().value_or(0) : 0;
+    death.set("count", int64_t{count + 1});
+  } else {
+    death.set("count", int64_t{1});
+    death.set("reason", reason);
+    death.set("queue", d.queue);
+    death.set("exchange", orig.exchange);
+    death.set("routing-keys", amqp::FieldArray{amqp::FieldValue(orig.routing_key)});
+    if (props.expiration) death.set("original-expiration", *props.expiration);
+  }
+  auto secs = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+  death.set("time", amqp::Timestamp{static_cast<uint64_t>(secs.count())});
+  deaths.insert(deaths.begin(), amqp::FieldValue(std::move(death)));
+  if (!headers.find("x-first-death-reason")) {
+    headers.set("x-first-death-exchange", orig.exchange);
+    headers.set("x-first-death-queue", d.queue);
+    headers.set("x-first-death-reason", reason);
+  }
+  bool any_rejected = false;
+  std::vector<std::string> died_in;
+  for (const auto& v : deaths) {
+    const auto* t = v.as_table();
+    if (!t) continue;
+    if (const auto* r = t->find("reason"); r && r->as_string()) any_rejected |= *r->as_string() == "rejected";
+    if (const auto* q = t->find("queue"); q && q->as_string()) died_in.push_back(*q->as_string());
+  }
+  headers.set("x-death", std::move(deaths));
+  props.headers = std::move(headers);
+  props.expiration.reset();
+
+  auto msg = std::make_shared<Message>();
+  msg->exchange = dlx->name();
+  msg->routing_key = d.args.dead_letter_routing_key.value_or(orig.routing_key);
+  amqp::encode_properties(props, msg->properties);
+  msg->body = orig.body;
+  msg->persistent = orig.persistent;
+
+  std::vector<Queue*> targets;
+  route(*dlx, *msg, targets);
+  for (Queue* t : targets) {
+    bool cycle = std::find(died_in.begin(), died_in.end(), t->name()) != died_in.end();
+    if (cycle && !any_rejected) continue;
+    t->enqueue(msg);
+  }
 }
 
 bool Vhost::exchange_in_use(const Exchange& ex) const {

@@ -3,6 +3,7 @@
 // store (durable definitions) and the cluster (replicated metadata) hook in later.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,17 +37,27 @@ struct BindingChange {
 };
 using MetadataChange = std::variant<ExchangeDeclared, ExchangeDeleted, QueueDeclared, QueueDeleted, BindingChange>;
 
-class Vhost {
+class Vhost final : public QueueOwner {
  public:
-  explicit Vhost(std::string name);
+  // <store>: where durable definitions and persistent messages go (nullptr: memory only).
+  Vhost(std::string name, store::Store* store);
   Vhost(const Vhost&) = delete;
   Vhost& operator=(const Vhost&) = delete;
 
   const std::string& name() const { return name_; }
 
-  // Applies a validated change. Deleting a queue or exchange removes its bindings, cancels
-  // its consumers and cascades to auto-delete exchanges that lose their last binding.
+  // Applies a validated change and writes the durable part of it to the store. Deleting a
+  // queue or exchange removes its bindings, cancels its consumers and cascades to
+  // auto-delete exchanges that lose their last binding.
   void commit(const MetadataChange& change);
+  // Rebuilds durable definitions and messages read from the store at start.
+  void restore(const store::Snapshot& snap);
+  // Housekeeping (about every 100 ms): message TTLs and x-expires.
+  void tick(int64_t now_ms);
+
+  // QueueOwner
+  void queue_unused(Queue& q) override;
+  void dead_letter(Queue& q, QueueEntry e, DeathReason why) override;
 
   Exchange* find_exchange(std::string_view name) const;
   QueuePtr find_queue(std::string_view name) const;
@@ -67,12 +78,25 @@ class Vhost {
   void apply(const QueueDeclared& c);
   void apply(const QueueDeleted& c);
   void apply(const BindingChange& c);
+  struct DeadLetter {
+    std::string queue;
+    QueueArgs args;
+    QueueEntry entry;
+    DeathReason why;
+  };
+  void republish(const DeadLetter& d);
+  void persist(const MetadataChange& change);
   void remove_bindings_to(const BindingTarget& dest);
   void delete_if_unused_auto_delete(Exchange* ex);
   void route_into(const Exchange& ex, const Message& msg, std::vector<Queue*>& out,
                   std::vector<const Exchange*>& visited) const;
 
   std::string name_;
+  store::Store* store_;
+  bool restoring_ = false;
+  // Dead-lettering re-enters queues; work is queued and drained by the outermost call.
+  std::deque<DeadLetter> dead_letters_;
+  bool dead_lettering_ = false;
   std::map<std::string, ExchangePtr, std::less<>> exchanges_;
   std::map<std::string, QueuePtr, std::less<>> queues_;
 };

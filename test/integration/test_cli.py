@@ -104,7 +104,7 @@ def test_hash_password_works_in_the_config(tmp_path):
         assert proc.wait(timeout=20) == 0
 
 
-def test_defaults_without_config_listen_on_5672():
+def test_defaults_without_config_listen_on_5672(tmp_path):
     # The embedded defaults: port 5672, guest/guest. Skip when another broker holds 5672.
     s = socket.socket()
     try:
@@ -113,7 +113,7 @@ def test_defaults_without_config_listen_on_5672():
         pytest.skip("port 5672 is in use on this machine; the default listener cannot be tested")
     finally:
         s.close()
-    proc = subprocess.Popen([BIN, "--data-dir", "/tmp"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([BIN, "--data-dir", str(tmp_path)], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 15
         while not port_open("127.0.0.1", 5672) and time.time() < deadline:

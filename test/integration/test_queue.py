@@ -80,15 +80,15 @@ def test_redeclare_with_different_arguments(amqp, uname):
 
 
 def test_queue_arguments_not_implemented_yet_are_refused(amqp, uname):
-    # mqnode refuses TTL/length/dead-letter arguments until they are enforced, rather than
-    # accepting a limit it does not apply.
+    # mqnode refuses priorities and single active consumer until they are built, rather
+    # than accepting behaviour it does not apply.
     if TARGET == "rabbitmq":
-        pytest.skip("RabbitMQ implements x-max-length; mqnode refuses it until the queue-features issue")
+        pytest.skip("RabbitMQ implements x-max-priority; mqnode refuses it until it is built")
     ch = amqp.channel()
     q = uname()
     text = expect_channel_close(
-        lambda: ch.queue_declare(q, auto_delete=True, arguments={"x-max-length": 10}), 406)
-    assert text == ("PRECONDITION_FAILED - arg 'x-max-length' for queue '%s' in vhost '/' is not "
+        lambda: ch.queue_declare(q, auto_delete=True, arguments={"x-max-priority": 10}), 406)
+    assert text == ("PRECONDITION_FAILED - arg 'x-max-priority' for queue '%s' in vhost '/' is not "
                     "supported by this mqnode version yet" % q)
     ch = amqp.channel()
     text = expect_channel_close(

@@ -19,19 +19,109 @@ struct CreditTarget final : DeliveryTarget {
   void cancelled_by_server(Consumer& c) override { cancelled.push_back(c.tag); }
 };
 
-MessagePtr msg(std::string key) {
+MessagePtr msg(std::string key, std::size_t body = 0, int64_t ttl = -1) {
   auto m = std::make_shared<Message>();
   m->routing_key = std::move(key);
+  m->body.resize(body);
+  m->ttl_ms = ttl;
   return m;
+}
+
+// The vhost reduced to a record of what the queue hands it.
+struct RecordingOwner final : QueueOwner {
+  bool unused = false;
+  std::vector<std::pair<std::string, DeathReason>> dead;  // (routing key, reason)
+  void queue_unused(Queue&) override { unused = true; }
+  void dead_letter(Queue&, QueueEntry e, DeathReason why) override { dead.emplace_back(e.msg->routing_key, why); }
+};
+
+std::shared_ptr<Queue> make_queue(RecordingOwner& owner, QueueArgs args) {
+  QueueDefinition d;
+  d.name = "q";
+  d.args = std::move(args);
+  return std::make_shared<Queue>(d, "/", nullptr, &owner);
 }
 }  // namespace
 
+TEST_CASE("length limits and TTL") {
+  RecordingOwner owner;
+  SUBCASE("x-max-length with drop-head dead-letters the oldest") {
+    QueueArgs a;
+    a.max_length = 2;
+    auto q = make_queue(owner, a);
+    for (const char* k : {"1", "2", "3"}) CHECK(q->enqueue(msg(k)).accepted);
+    CHECK(q->message_count() == 2);
+    REQUIRE(owner.dead.size() == 1);
+    CHECK(owner.dead[0] == std::pair<std::string, DeathReason>{"1", DeathReason::MaxLen});
+    CHECK(q->get()->msg->routing_key == "2");
+  }
+  SUBCASE("x-max-length-bytes counts ready bodies") {
+    QueueArgs a;
+    a.max_length_bytes = 10;
+    auto q = make_queue(owner, a);
+    q->enqueue(msg("a", 6));
+    q->enqueue(msg("b", 6));
+    CHECK(q->message_count() == 1);
+    CHECK(q->message_bytes() == 6);
+    CHECK(q->get()->msg->routing_key == "b");
+    CHECK(q->message_bytes() == 0);
+  }
+  SUBCASE("reject-publish refuses the newest; reject-publish-dlx also dead-letters it") {
+    QueueArgs a;
+    a.max_length = 1;
+    a.overflow = Overflow::RejectPublish;
+    auto q = make_queue(owner, a);
+    CHECK(q->enqueue(msg("1")).accepted);
+    CHECK_FALSE(q->enqueue(msg("2")).accepted);
+    CHECK(owner.dead.empty());
+    a.overflow = Overflow::RejectPublishDlx;
+    auto q2 = make_queue(owner, a);
+    q2->enqueue(msg("1"));
+    CHECK_FALSE(q2->enqueue(msg("2")).accepted);
+    REQUIRE(owner.dead.size() == 1);
+    CHECK(owner.dead[0].first == "2");
+    CHECK(q2->message_count() == 1);
+  }
+  SUBCASE("TTL: the shorter of queue and message TTL; expired heads are dead-lettered") {
+    QueueArgs a;
+    a.message_ttl_ms = 60000;
+    auto q = make_queue(owner, a);
+    q->enqueue(msg("short", 0, 1000));
+    q->enqueue(msg("long"));
+    int64_t now = Queue::now_ms();
+    q->expire(now + 2000);
+    REQUIRE(owner.dead.size() == 1);
+    CHECK(owner.dead[0] == std::pair<std::string, DeathReason>{"short", DeathReason::Expired});
+    q->expire(now + 59000);
+    CHECK(q->message_count() == 1);
+    q->expire(now + 61000);
+    CHECK(q->message_count() == 0);
+  }
+  SUBCASE("TTL 0: delivered if a consumer can take it now, else expired") {
+    QueueArgs a;
+    a.message_ttl_ms = 0;
+    auto q = make_queue(owner, a);
+    q->enqueue(msg("nobody"));
+    CHECK(q->message_count() == 0);
+    CHECK(owner.dead.size() == 1);
+  }
+  SUBCASE("x-expires counts idle time without consumers") {
+    QueueArgs a;
+    a.expires_ms = 1000;
+    auto q = make_queue(owner, a);
+    int64_t now = Queue::now_ms();
+    CHECK_FALSE(q->unused_since(now));
+    CHECK(q->unused_since(now + 1500));
+  }
+}
+
 TEST_CASE("queue delivery") {
-  bool unused = false;
+  RecordingOwner owner;
+  bool& unused = owner.unused;
   QueueDefinition d;
   d.name = "q";
   d.auto_delete = true;
-  auto q = std::make_shared<Queue>(d, [&](Queue&) { unused = true; });
+  auto q = std::make_shared<Queue>(d, "/", nullptr, &owner);
 
   SUBCASE("messages wait until a consumer has credit, then go in order") {
     q->enqueue(msg("1"));

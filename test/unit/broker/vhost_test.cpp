@@ -26,7 +26,7 @@ std::vector<std::string> names(const std::vector<Queue*>& qs) {
 }  // namespace
 
 TEST_CASE("vhost routing") {
-  Vhost vh("/");
+  Vhost vh("/", nullptr);
   for (const char* e : {"", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match"})
     CHECK(vh.find_exchange(e) != nullptr);
   for (const char* q : {"q1", "q2", "q3"}) vh.commit(QueueDeclared{qdef(q)});

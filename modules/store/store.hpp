@@ -1,0 +1,150 @@
+// Durable state in one SQLite file (WAL, synchronous=FULL) in the node's data dir: durable
+// exchanges, queues and bindings, and persistent messages on durable queues. The loop
+// queues writes; a thread of the store's own commits whatever has accumulated in one
+// transaction (group commit) and posts completions back to the loop, so the loop never
+// waits on the disk and one fsync covers many publishes.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "core/log.hpp"
+
+struct sqlite3;
+
+namespace mqnode::store {
+
+using Bytes = std::vector<uint8_t>;
+
+struct ExchangeRecord {
+  std::string vhost, name, type;
+  bool auto_delete = false, internal = false;
+  Bytes arguments;  // AMQP field table, encoded
+};
+struct QueueRecord {
+  std::string vhost, name;
+  bool auto_delete = false;
+  Bytes arguments;
+};
+struct BindingRecord {
+  std::string vhost, source;
+  bool to_exchange = false;
+  std::string destination, key;
+  Bytes arguments;
+};
+struct MessageRecord {
+  uint64_t id = 0;
+  std::string vhost, queue, exchange, routing_key;
+  Bytes properties, body;
+};
+
+// Everything on disk, read once at start (messages in publish order).
+struct Snapshot {
+  std::vector<ExchangeRecord> exchanges;
+  std::vector<QueueRecord> queues;
+  std::vector<BindingRecord> bindings;
+  std::vector<MessageRecord> messages;
+};
+
+// A message's content, kept alive by <owner> until the store thread has written it.
+struct MessageContent {
+  std::shared_ptr<const void> owner;
+  std::string_view exchange, routing_key;
+  std::span<const uint8_t> properties, body;
+};
+
+#define MQ_STORE_STATS(C, G) \
+  C(commits) C(commit_failures) C(messages_written) C(messages_deleted) C(metadata_writes) G(pending_ops)
+
+struct StoreStats {
+#define MQ_COUNTER(n) uint64_t n = 0;
+  MQ_STORE_STATS(MQ_COUNTER, MQ_COUNTER)
+#undef MQ_COUNTER
+  void dump(nlohmann::json& out) const;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) <path>; throws std::runtime_error naming the file and
+  // what to do when it cannot be opened, is not a database or is not writable.
+  Store(asio::io_context& io, const std::string& path, core::Logger log);
+  ~Store();  // commits what is queued, then stops the thread
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Reads everything; call once, before serving (it runs on the caller's thread).
+  Snapshot load();
+
+  void put_exchange(ExchangeRecord r);
+  void delete_exchange(std::string vhost, std::string name);
+  void put_queue(QueueRecord r);
+  // Also deletes the queue's messages and bindings.
+  void delete_queue(std::string vhost, std::string name);
+  void put_binding(BindingRecord r);
+  void delete_binding(BindingRecord r);
+  // Returns the id under which the message is stored (assigned at once, in order).
+  uint64_t put_message(std::string_view vhost, std::string_view queue, MessageContent content);
+  void delete_message(uint64_t id);
+
+  // <done>(ok) runs on the loop once every write queued before this call is committed to
+  // disk (ok=true) or failed (ok=false: disk full, I/O error).
+  void after_commit(std::function<void(bool ok)> done);
+
+  const StoreStats& stats() const { return stats_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  struct PutMessage {
+    uint64_t id;
+    std::string vhost, queue;
+    MessageContent content;
+  };
+  struct DeleteMessage {
+    uint64_t id;
+  };
+  struct DeleteExchange {
+    std::string vhost, name;
+  };
+  struct DeleteQueue {
+    std::string vhost, name;
+  };
+  struct DeleteBinding {
+    BindingRecord r;
+  };
+  struct Completion {
+    std::function<void(bool)> done;
+  };
+  using Op = std::variant<PutMessage, DeleteMessage, ExchangeRecord, DeleteExchange, QueueRecord, DeleteQueue,
+                          BindingRecord, DeleteBinding, Completion>;
+
+  void enqueue(Op op);
+  void run();  // the store thread
+  bool commit(std::vector<Op>& ops, std::string& error);
+  void exec(const char* sql);
+
+  asio::io_context& io_;
+  std::string path_;
+  core::Logger log_;
+  sqlite3* db_ = nullptr;
+  uint64_t next_message_id_ = 1;
+  StoreStats stats_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Op> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace mqnode::store

@@ -1,0 +1,176 @@
+"""Queue arguments: x-max-length(-bytes) with x-overflow, x-message-ttl and per-message
+expiration, x-expires, dead-lettering with RabbitMQ's x-death header."""
+
+import time
+
+import pika
+import pytest
+
+from brokers import target
+from helpers import expect_channel_close, wait_until
+
+TARGET = target()
+
+
+def dl_pair(ch, uname, **args):
+    """A queue whose dead letters go through the default exchange to a second queue."""
+    q, dlq = uname(), uname()
+    ch.queue_declare(dlq, auto_delete=False)
+    arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq}
+    arguments.update(args)
+    ch.queue_declare(q, arguments=arguments)
+    return q, dlq
+
+
+def bodies(ch, q):
+    out = []
+    while True:
+        m, _, body = ch.basic_get(q, auto_ack=True)
+        if m is None:
+            return out
+        out.append(body)
+
+
+@pytest.fixture
+def cleanup(amqp):
+    names = []
+    yield names
+    ch = amqp.channel()
+    for n in names:
+        ch.queue_delete(n)
+
+
+def test_max_length_drop_head(amqp, uname, cleanup):
+    ch = amqp.channel()
+    q = uname()
+    cleanup.append(q)
+    ch.queue_declare(q, arguments={"x-max-length": 3})
+    for i in range(5):
+        ch.basic_publish("", q, b"%d" % i)
+    # RabbitMQ's counts trail its channel a little: wait rather than race
+    wait_until(lambda: ch.queue_declare(q, passive=True).method.message_count == 3, timeout=10)
+    assert bodies(ch, q) == [b"2", b"3", b"4"]
+
+
+def test_max_length_bytes(amqp, uname, cleanup):
+    ch = amqp.channel()
+    q = uname()
+    cleanup.append(q)
+    ch.queue_declare(q, arguments={"x-max-length-bytes": 10})
+    for b in (b"aaaa", b"bbbb", b"cccc"):
+        ch.basic_publish("", q, b)
+    assert bodies(ch, q) == [b"bbbb", b"cccc"]
+
+
+def test_reject_publish_nacks_the_publisher(amqp, uname, cleanup):
+    ch = amqp.channel()
+    q = uname()
+    cleanup.append(q)
+    ch.queue_declare(q, arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+    ch.confirm_delivery()
+    ch.basic_publish("", q, b"1")
+    ch.basic_publish("", q, b"2")
+    with pytest.raises(pika.exceptions.NackError):
+        ch.basic_publish("", q, b"3")
+    assert bodies(ch, q) == [b"1", b"2"]
+
+
+def check_death(props, reason, q, exchange, routing_key, count=1):
+    deaths = props.headers["x-death"]
+    d = deaths[0]
+    assert d["reason"] == reason
+    assert d["queue"] == q
+    assert d["exchange"] == exchange
+    assert d["routing-keys"] == [routing_key]
+    assert d["count"] == count
+    assert "time" in d
+    assert props.headers["x-first-death-reason"] == reason
+    assert props.headers["x-first-death-queue"] == q
+    assert props.headers["x-first-death-exchange"] == exchange
+
+
+def test_dead_letter_on_reject_and_nack(amqp, uname, cleanup):
+    ch = amqp.channel()
+    q, dlq = dl_pair(ch, uname)
+    cleanup += [q, dlq]
+    ch.basic_publish("", q, b"bad", pika.BasicProperties(headers={"keep": "me"}))
+    ch.basic_publish("", q, b"worse")
+    m1, _, _ = ch.basic_get(q)
+    ch.basic_reject(m1.delivery_tag, requeue=False)
+    m2, _, _ = ch.basic_get(q)
+    ch.basic_nack(m2.delivery_tag, requeue=False)
+    wait_until(lambda: ch.queue_declare(dlq, passive=True).method.message_count == 2, timeout=10)
+    m, props, body = ch.basic_get(dlq, auto_ack=True)
+    assert body == b"bad"
+    assert m.routing_key == dlq and m.exchange == ""
+    assert props.headers["keep"] == "me"
+    check_death(props, "rejected", q, "", q)
+
+
+def test_dead_letter_on_ttl_expiry(amqp, uname, cleanup):
+    ch = amqp.channel()
+    q, dlq = dl_pair(ch, uname, **{"x-message-ttl": 100})
+    cleanup += [q, dlq]
+    ch.basic_publish("", q, b"stale")
+    wait_until(lambda: ch.queue_declare(dlq, passive=True).method.message_count == 1, timeout=10)
+    assert ch.queue_declare(q, passive=True).method.message_count == 0
+    m, props, body = ch.basic_get(dlq, auto_ack=True)
+    assert body == b"stale"
+    check_death(props, "expired", q, "", q)
+
+
+def test_per_message_expiration(amqp, uname, cleanup):
+    ch = amqp.channel()
+    q, dlq = dl_pair(ch, uname)
+    cleanup += [q, dlq]
+    ch.basic_publish("", q, b"short", pika.BasicProperties(expiration="100"))
+    ch.basic_publish("", q, b"forever")
+    # expiry happens at the head: the short one goes first
+    wait_until(lambda: ch.queue_declare(dlq, passive=True).method.message_count == 1, timeout=10)
+    m, props, body = ch.basic_get(dlq, auto_ack=True)
+    assert body == b"short"
+    assert props.expiration is None
+    assert props.headers["x-death"][0]["original-expiration"] == "100"
+    assert bodies(ch, q) == [b"forever"]
+
+
+def test_max_length_dead_letters_with_reason_maxlen(amqp, uname, cleanup):
+    ch = amqp.channel()
+    q, dlq = dl_pair(ch, uname, **{"x-max-length": 1})
+    cleanup += [q, dlq]
+    ch.basic_publish("", q, b"first")
+    ch.basic_publish("", q, b"second")
+    wait_until(lambda: ch.queue_declare(dlq, passive=True).method.message_count == 1, timeout=10)
+    m, props, body = ch.basic_get(dlq, auto_ack=True)
+    assert body == b"first"
+    check_death(props, "maxlen", q, "", q)
+
+
+def test_x_expires_deletes_an_unused_queue(amqp, uname):
+    ch = amqp.channel()
+    q = uname()
+    ch.queue_declare(q, arguments={"x-expires": 300})
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        # a passive declare counts as use and restarts the clock: probe less often than 300 ms
+        time.sleep(1.0)
+        probe = amqp.channel()
+        try:
+            probe.queue_declare(q, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as e:
+            assert e.reply_code == 404
+            return
+    pytest.fail("queue with x-expires=300 still exists after 15 s")
+
+
+@pytest.mark.parametrize("arg,value,why", [
+    ("x-max-length", -1, "{value_negative,-1}"),
+    ("x-message-ttl", "10", '"expected integer, got longstr"'),
+    ("x-max-length", "10", '"expected integer, got longstr"'),
+    ("x-expires", 0, "{value_zero,0}"),
+])
+def test_invalid_arguments(amqp, uname, arg, value, why):
+    ch = amqp.channel()
+    q = uname()
+    text = expect_channel_close(lambda: ch.queue_declare(q, arguments={arg: value}), 406)
+    assert text == "PRECONDITION_FAILED - invalid arg '%s' for queue '%s' in vhost '/': %s" % (arg, q, why)

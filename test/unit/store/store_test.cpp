@@ -1,0 +1,110 @@
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+
+#include "store/store.hpp"
+
+using namespace mqnode;
+
+namespace {
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/mqnode-store-test-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+core::Logger quiet_log() {
+  auto sink = std::make_shared<core::LogSink>();
+  sink->level = core::LogLevel::Error;
+  return core::Logger(sink, "test");
+}
+
+// Runs the loop until <flag> is set by a store completion.
+void run_until(asio::io_context& io, const bool& flag) {
+  auto work = asio::make_work_guard(io);  // completions arrive from the store thread
+  for (int i = 0; i < 2000 && !flag; ++i) io.run_for(std::chrono::milliseconds(5));
+  REQUIRE(flag);
+}
+
+store::MessageContent content(const std::shared_ptr<std::vector<uint8_t>>& body) {
+  static const std::vector<uint8_t> props = {0x10, 0x00, 0x02};  // delivery_mode = 2
+  return {body, "ex", "rk", props, *body};
+}
+}  // namespace
+
+TEST_CASE("the store keeps definitions and messages across reopen, in order") {
+  TempDir dir;
+  auto file = (dir.path / "mqnode.db").string();
+  asio::io_context io;
+  uint64_t first = 0, second = 0;
+  {
+    store::Store s(io, file, quiet_log());
+    auto snap = s.load();
+    CHECK(snap.queues.empty());
+    s.put_exchange({"/", "x", "topic", false, true, {1, 2}});
+    s.put_queue({"/", "q", false, {}});
+    s.put_queue({"/", "gone", true, {}});
+    s.put_binding({"/", "x", false, "q", "a.#", {}});
+    auto body = std::make_shared<std::vector<uint8_t>>(std::vector<uint8_t>{'h', 'i'});
+    first = s.put_message("/", "q", content(body));
+    second = s.put_message("/", "q", content(std::make_shared<std::vector<uint8_t>>()));
+    uint64_t third = s.put_message("/", "q", content(body));
+    CHECK(first < second);
+    CHECK(second < third);
+    s.delete_message(third);
+    s.put_message("/", "gone", content(body));
+    s.delete_queue("/", "gone");  // takes its messages with it
+    bool ok = false, done = false;
+    s.after_commit([&](bool result) {
+      ok = result;
+      done = true;
+    });
+    run_until(io, done);
+    CHECK(ok);
+    CHECK(s.stats().commits >= 1);
+  }
+  store::Store s(io, file, quiet_log());
+  auto snap = s.load();
+  REQUIRE(snap.exchanges.size() == 1);
+  CHECK(snap.exchanges[0].type == "topic");
+  CHECK(snap.exchanges[0].internal);
+  CHECK(snap.exchanges[0].arguments == std::vector<uint8_t>{1, 2});
+  REQUIRE(snap.queues.size() == 1);
+  CHECK(snap.queues[0].name == "q");
+  REQUIRE(snap.bindings.size() == 1);
+  CHECK(snap.bindings[0].key == "a.#");
+  REQUIRE(snap.messages.size() == 2);
+  CHECK(snap.messages[0].id == first);
+  CHECK(snap.messages[0].body == std::vector<uint8_t>{'h', 'i'});
+  CHECK(snap.messages[0].routing_key == "rk");
+  CHECK(snap.messages[1].id == second);
+  CHECK(snap.messages[1].body.empty());
+  // New ids continue after the highest one on disk.
+  CHECK(s.put_message("/", "q", content(std::make_shared<std::vector<uint8_t>>())) > second);
+}
+
+TEST_CASE("an unusable store file is refused with a message that says what to do") {
+  TempDir dir;
+  asio::io_context io;
+  auto junk = dir.path / "mqnode.db";
+  std::ofstream(junk) << std::string(4096, 'x');
+  try {
+    store::Store s(io, junk.string(), quiet_log());
+    FAIL("a corrupt file was accepted");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find("move it away") != std::string::npos);
+  }
+  try {
+    store::Store s(io, (dir.path / "no" / "such" / "dir.db").string(), quiet_log());
+    FAIL("an impossible path was accepted");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find("cannot open the store") != std::string::npos);
+  }
+}
