@@ -3,7 +3,6 @@
 #include <filesystem>
 
 #include <asio/co_spawn.hpp>
-#include <asio/ip/v6_only.hpp>
 #include <asio/detached.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
@@ -32,17 +31,7 @@ void BrokerModule::start() {
   broker_ = std::make_unique<Broker>(ctx_.io, cfg_, ctx_.log, store_.get());
   broker_->restore(store_->load());
   for (const auto& l : cfg_.listeners) {
-    auto ep = l.resolve();
-    auto acc = std::make_unique<asio::ip::tcp::acceptor>(ctx_.io);
-    acc->open(ep.protocol());
-    acc->set_option(asio::socket_base::reuse_address(true));
-    if (ep.address().is_v6()) acc->set_option(asio::ip::v6_only(false));
-    try {
-      acc->bind(ep);
-    } catch (const std::system_error& e) {
-      throw std::runtime_error(fmt::format("cannot listen on {} (/broker/listeners): {}", l.to_string(), e.code().message()));
-    }
-    acc->listen(asio::socket_base::max_listen_connections);
+    auto acc = core::listen(ctx_.io, l, "/broker/listeners");
     ctx_.log.info("listening for AMQP on {}:{}", acc->local_endpoint().address().to_string(), acc->local_endpoint().port());
     asio::co_spawn(ctx_.io, accept_loop(*acc), asio::detached);
     acceptors_.push_back(std::move(acc));

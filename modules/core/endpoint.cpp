@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include <asio/ip/v6_only.hpp>
 #include <fmt/format.h>
 
 namespace mqnode::core {
@@ -22,6 +23,21 @@ std::optional<Endpoint> parse_endpoint(std::string_view s) {
 
 asio::ip::tcp::endpoint Endpoint::resolve() const {
   return {asio::ip::make_address(host), port};
+}
+
+std::unique_ptr<asio::ip::tcp::acceptor> listen(asio::io_context& io, const Endpoint& ep, std::string_view where) {
+  auto addr = ep.resolve();
+  auto acc = std::make_unique<asio::ip::tcp::acceptor>(io);
+  try {
+    acc->open(addr.protocol());
+    acc->set_option(asio::socket_base::reuse_address(true));
+    if (addr.address().is_v6()) acc->set_option(asio::ip::v6_only(false));
+    acc->bind(addr);
+    acc->listen(asio::socket_base::max_listen_connections);
+  } catch (const std::system_error& e) {
+    throw std::runtime_error(fmt::format("cannot listen on {} ({}): {}", ep.to_string(), where, e.code().message()));
+  }
+  return acc;
 }
 
 std::string Endpoint::to_string() const {

@@ -2,7 +2,6 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/ip/v6_only.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
@@ -20,18 +19,7 @@ void Frontend::start(asio::io_context& io, const core::Logger& log) {
   log_ = &log;
   slot_ = std::make_unique<asio::steady_timer>(io);
   for (const auto& b : cfg_.binds) {
-    auto ep = b.resolve();
-    auto acc = std::make_unique<asio::ip::tcp::acceptor>(io);
-    acc->open(ep.protocol());
-    acc->set_option(asio::socket_base::reuse_address(true));
-    if (ep.address().is_v6()) acc->set_option(asio::ip::v6_only(false));
-    try {
-      acc->bind(ep);
-    } catch (const std::system_error& e) {
-      throw std::runtime_error(fmt::format("cannot listen on {} (/lb/frontends, \"{}\"): {}", b.to_string(), cfg_.name,
-                                           e.code().message()));
-    }
-    acc->listen(asio::socket_base::max_listen_connections);
+    auto acc = core::listen(io, b, fmt::format("/lb/frontends, \"{}\"", cfg_.name));
     log.info("frontend {} listening on {}:{} backend={}", cfg_.name, acc->local_endpoint().address().to_string(),
              acc->local_endpoint().port(), backend_.name());
     asio::co_spawn(io, accept_loop(*acc), asio::detached);
