@@ -21,6 +21,25 @@ Broker::Broker(asio::io_context& io, BrokerConfig cfg, core::Logger log, store::
   for (const auto& v : cfg_.vhosts) vhosts_.emplace(v, std::make_unique<Vhost>(v, store_));
 }
 
+bool Broker::update_alarms(const ResourceReading& r) {
+  AlarmState next = evaluate_alarms(cfg_.resources, r);
+  if (next == alarm_) return false;
+  if (next.memory != alarm_.memory)
+    log_.warn("memory resource limit alarm {} rss={} limit={}{}", next.memory ? "set" : "cleared", r.rss,
+              memory_limit(cfg_.resources, r.total_memory),
+              next.memory ? ": publishers are blocked until it clears (raise /broker/vm_memory_high_watermark "
+                            "or drain queues)"
+                          : "");
+  if (next.disk != alarm_.disk)
+    log_.warn("disk resource limit alarm {} free={} limit={}{}", next.disk ? "set" : "cleared", r.disk_free,
+              cfg_.resources.disk_free_limit,
+              next.disk ? ": publishers are blocked until it clears (free space under the data dir)" : "");
+  alarm_ = next;
+  auto conns = connections_;  // a notification may close a connection
+  for (auto& [id, c] : conns) c->alarm_changed();
+  return true;
+}
+
 void Broker::tick(int64_t now_ms) {
   for (auto& [name, vh] : vhosts_) vh->tick(now_ms);
 }

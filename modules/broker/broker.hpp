@@ -13,6 +13,7 @@
 
 #include "broker/auth.hpp"
 #include "broker/config.hpp"
+#include "broker/resource_alarm.hpp"
 #include "broker/vhost.hpp"
 #include "core/log.hpp"
 
@@ -54,6 +55,10 @@ class Broker {
   void restore(const store::Snapshot& snap);
   // Periodic housekeeping on every vhost (TTL, x-expires).
   void tick(int64_t now_ms);
+  // Applies a new resource reading: raises or clears the memory/disk alarm and tells every
+  // connection. Returns true when the alarm state changed.
+  bool update_alarms(const ResourceReading& r);
+  const AlarmState& alarm() const { return alarm_; }
 
   uint64_t next_connection_id() { return ++last_connection_id_; }
   void add_connection(std::shared_ptr<Connection> c);
@@ -82,6 +87,7 @@ class Broker {
   std::map<uint64_t, std::shared_ptr<Connection>> connections_;
   std::unordered_map<std::string, Channel*> reply_channels_;
   uint64_t last_connection_id_ = 0;
+  AlarmState alarm_;
 };
 
 }  // namespace mqnode::broker

@@ -41,10 +41,12 @@ void BrokerModule::start() {
 }
 
 asio::awaitable<void> BrokerModule::housekeeping() {
-  // Message TTLs and x-expires (RabbitMQ's own expiry is not more precise than this).
+  // Message TTLs and x-expires every 100 ms (RabbitMQ's own expiry is not more precise);
+  // memory and disk alarms every second, as RabbitMQ's memory monitor.
   asio::steady_timer t(ctx_.io);
   asio::error_code ec;
-  while (!stopping_) {
+  for (unsigned n = 0; !stopping_; ++n) {
+    if (n % 10 == 0 && broker_->update_alarms(read_resources(ctx_.node.data_dir))) publish_health();
     t.expires_after(100ms);
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
@@ -115,6 +117,7 @@ asio::awaitable<void> BrokerModule::stop() {
 core::Health BrokerModule::health() const {
   if (stopping_) return {core::Health::State::Down, "stopping"};
   if (!broker_) return {core::Health::State::Down, "not started"};
+  if (broker_->alarm().any()) return {core::Health::State::Degraded, "resource alarm: " + broker_->alarm().reason()};
   return {core::Health::State::Ok, ""};
 }
 

@@ -702,6 +702,7 @@ void Channel::publish_complete() {
     }
   }
   ++conn_.broker().stats().messages_published;
+  conn_.note_publish();
   MessagePtr shared = std::move(p.msg);
   if (tx_) {
     tx_ops_.emplace_back(TxPublish{std::move(shared), p.method.mandatory});

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "broker/resource_alarm.hpp"
 #include "core/endpoint.hpp"
 
 namespace mqnode::broker {
@@ -35,6 +36,7 @@ struct BrokerConfig {
   uint64_t max_message_size = 128ull << 20;
   uint32_t handshake_timeout_ms = 10000;
   uint32_t max_connections = 0;  // 0 = unlimited
+  ResourceLimits resources;      // memory high watermark, disk free limit
 };
 
 // Throws core::ConfigError naming the JSON path of the first bad value.

@@ -108,6 +108,7 @@ Connection::Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id
       heartbeat_timer_(socket_.get_executor()),
       handshake_timer_(socket_.get_executor()),
       close_timer_(socket_.get_executor()),
+      unblock_timer_(socket_.get_executor()),
       frame_max_(broker.config().frame_max) {
   asio::error_code ec;
   auto ep = socket_.remote_endpoint(ec);
@@ -157,6 +158,11 @@ asio::awaitable<void> Connection::reader() {
                   in_.begin());
         in_end_ -= in_start_;
         in_start_ = 0;
+      }
+      // A publisher blocked by a resource alarm is not read from until the alarm clears.
+      while (blocked_ && state_ == State::Open) {
+        unblock_timer_.expires_at(asio::steady_timer::time_point::max());
+        co_await unblock_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
       // Room for at least a quarter buffer, and for a whole frame once its header is in.
       if (in_.size() - in_end_ < in_.size() / 4) in_.resize(in_.size() * 2);
@@ -584,6 +590,7 @@ void Connection::stop() {
   wake_.cancel();
   heartbeat_timer_.cancel();
   handshake_timer_.cancel();
+  unblock_timer_.cancel();
   close_timer_.cancel();
   log_.debug("closed conn={} peer={}", id_, peer_);
   broker_.remove_connection(id_);  // may drop the last reference held outside coroutines
@@ -616,6 +623,29 @@ asio::awaitable<void> Connection::writer() {
   stop();
 }
 
+void Connection::note_publish() {
+  publisher_ = true;
+  if (!blocked_ && broker_.alarm().any()) alarm_changed();
+}
+
+void Connection::alarm_changed() {
+  if (state_ != State::Open || !publisher_) return;
+  bool block = broker_.alarm().any();
+  if (block == blocked_) return;
+  blocked_ = block;
+  if (caps_.connection_blocked) {
+    if (block) {
+      amqp::ConnectionBlocked b;
+      b.reason = broker_.alarm().reason();
+      amqp::append_method_frame(out_, 0, b);
+    } else {
+      amqp::append_method_frame(out_, 0, amqp::ConnectionUnblocked{});
+    }
+    flush();
+  }
+  if (!block) unblock_timer_.cancel();
+}
+
 void Connection::resume_deliveries() {
   for (auto& [n, ch] : channels_) ch->resume_deliveries();
 }
@@ -633,7 +663,9 @@ asio::awaitable<void> Connection::heartbeat() {
       flush();
     }
     sent_since_tick_ = false;
-    missed_heartbeats_ = received_since_tick_ ? 0 : missed_heartbeats_ + 1;
+    // A connection we stopped reading cannot be judged by what we receive (RabbitMQ
+    // pauses its heartbeat monitor while a connection is blocked too).
+    missed_heartbeats_ = received_since_tick_ || blocked_ ? 0 : missed_heartbeats_ + 1;
     received_since_tick_ = false;
     // RabbitMQ gives up after two silent intervals.
     if (missed_heartbeats_ >= 2) {

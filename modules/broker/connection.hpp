@@ -68,6 +68,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // store failure reported later).
   void fail_channel(uint16_t channel, const amqp::ChannelError& e) { close_channel_after_error(channel, e); }
 
+  // A message was published on this connection: it is a publisher from now on, and is
+  // blocked at once if a resource alarm is up.
+  void note_publish();
+  // The broker's resource alarm changed: block or unblock this connection if it publishes.
+  void alarm_changed();
+
   // Exclusive queues die with their connection.
   void own_exclusive_queue(const std::string& name) { exclusive_queues_.push_back(name); }
 
@@ -115,6 +121,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool received_since_tick_ = true;
   bool sent_since_tick_ = false;
   int missed_heartbeats_ = 0;
+
+  // Resource alarms (RabbitMQ's connection.blocked): a blocked publisher is not read from.
+  bool publisher_ = false;
+  bool blocked_ = false;
+  asio::steady_timer unblock_timer_;
 
   ClientCapabilities caps_;
   std::string user_;

@@ -1,6 +1,7 @@
 #include "vrrp/config.hpp"
 
 #include <cmath>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -27,7 +28,51 @@ bool parse_vip(const std::string& s, Vip& out) {
   return true;
 }
 
-InstanceConfig parse_instance(core::ConfigNode n) {
+// A command: a keepalived-style string ("/usr/bin/curl -s 'http://x/'") or an argv array.
+std::vector<std::string> parse_command(core::ConfigNode& n, std::string_view key) {
+  const auto& v = n.raw(key);
+  auto path = n.path_of(key);
+  if (v.is_string()) {
+    std::string err;
+    auto argv = split_command(v.get<std::string>(), err);
+    if (!argv) throw core::ConfigError(fmt::format("{}: expected a command line, got {} ({})", path, core::describe(v), err));
+    return *argv;
+  }
+  if (v.is_array() && !v.empty()) {
+    std::vector<std::string> argv;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_string() || (i == 0 && v[i].get<std::string>().empty()))
+        throw core::ConfigError(fmt::format("{}/{}: expected a {}string, got {}", path, i, i == 0 ? "non-empty " : "",
+                                            core::describe(v[i])));
+      argv.push_back(v[i].get<std::string>());
+    }
+    return argv;
+  }
+  throw core::ConfigError(
+      fmt::format("{}: expected a command line string or a non-empty array of strings (argv), got {}", path, core::describe(v)));
+}
+
+std::chrono::milliseconds seconds_to_ms(double s) {
+  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(s * 1000)));
+}
+
+ScriptConfig parse_script(std::string name, core::ConfigNode n) {
+  ScriptConfig c;
+  c.name = std::move(name);
+  if (!n.has("script")) n.fail("script", "a command line string or an argv array (required)");
+  c.argv = parse_command(n, "script");
+  c.interval = seconds_to_ms(n.number("interval", 1, 0.01, 86400));
+  c.timeout = n.has("timeout") ? seconds_to_ms(n.number("timeout", 1, 0.01, 86400)) : c.interval;
+  c.fall = static_cast<int>(n.integer("fall", 1, 1, 1000));
+  c.rise = static_cast<int>(n.integer("rise", 1, 1, 1000));
+  c.weight = static_cast<int>(n.integer("weight", 0, -253, 253));
+  c.reverse = n.boolean("reverse", false);
+  c.init_fail = n.boolean("init_fail", false);
+  n.finish();
+  return c;
+}
+
+InstanceConfig parse_instance(core::ConfigNode n, const VrrpConfig& cfg) {
   InstanceConfig c;
   c.name = n.required_string("name");
   c.interface = n.required_string("interface");
@@ -99,21 +144,62 @@ InstanceConfig parse_instance(core::ConfigNode n) {
       auto p = fmt::format("{}/{}", n.path_of("track"), i);
       Track t;
       if (tr[i].is_string()) {
-        t.module = tr[i].get<std::string>();
+        t.name = tr[i].get<std::string>();
       } else if (tr[i].is_object()) {
         core::ConfigNode o(tr[i], p);
-        t.module = o.required_string("module");
+        t.name = o.required_string("module");
         t.weight = static_cast<int>(o.integer("weight", 0, -254, 254));
         o.finish();
       } else {
         throw core::ConfigError(fmt::format("{}: expected a module name or an object, got {}", p, core::describe(tr[i])));
       }
-      if (t.module.empty()) throw core::ConfigError(fmt::format("{}: expected a module name, got an empty string", p));
+      if (t.name.empty()) throw core::ConfigError(fmt::format("{}: expected a module name, got an empty string", p));
       for (const auto& o : c.track)
-        if (o.module == t.module) throw core::ConfigError(fmt::format("{}: module '{}' tracked twice", p, t.module));
+        if (o.name == t.name) throw core::ConfigError(fmt::format("{}: module '{}' tracked twice", p, t.name));
       c.track.push_back(t);
     }
   }
+
+  // track_script: ["chk_haproxy", {"name": "chk_x", "weight": -20, "reverse": false}], names
+  // from /vrrp/track_scripts; weight and reverse default to the script's.
+  const auto& ts = n.raw("track_script");
+  if (!ts.is_null() && !ts.is_array()) n.fail("track_script", "an array of track script names or {\"name\", \"weight\"} objects");
+  for (std::size_t i = 0; ts.is_array() && i < ts.size(); ++i) {
+    auto p = fmt::format("{}/{}", n.path_of("track_script"), i);
+    Track t;
+    t.kind = Track::Kind::Script;
+    std::optional<core::ConfigNode> o;
+    if (ts[i].is_string()) {
+      t.name = ts[i].get<std::string>();
+    } else if (ts[i].is_object()) {
+      o.emplace(ts[i], p);
+      t.name = o->required_string("name");
+    } else {
+      throw core::ConfigError(fmt::format("{}: expected a track script name or an object, got {}", p, core::describe(ts[i])));
+    }
+    const auto* sc = cfg.script(t.name);
+    if (!sc)
+      throw core::ConfigError(fmt::format("{}{}: no track script named \"{}\" in /vrrp/track_scripts", p,
+                                          o ? "/name" : "", t.name));
+    t.weight = sc->weight;
+    t.reverse = sc->reverse;
+    if (o) {
+      t.weight = static_cast<int>(o->integer("weight", sc->weight, -253, 253));
+      t.reverse = o->boolean("reverse", sc->reverse);
+      o->finish();
+    }
+    for (const auto& x : c.track)
+      if (x.kind == Track::Kind::Script && x.name == t.name)
+        throw core::ConfigError(fmt::format("{}: track script '{}' listed twice", p, t.name));
+    c.track.push_back(t);
+  }
+
+  // keepalived's notify hooks.
+  for (auto [key, field] : {std::pair{"notify_master", &InstanceConfig::notify_master},
+                            std::pair{"notify_backup", &InstanceConfig::notify_backup},
+                            std::pair{"notify_fault", &InstanceConfig::notify_fault},
+                            std::pair{"notify_stop", &InstanceConfig::notify_stop}, std::pair{"notify", &InstanceConfig::notify}})
+    if (n.has(key)) c.*field = parse_command(n, key);
 
   auto garp = n.object("garp");
   c.garp_count = static_cast<int>(garp.integer("count", 3, 0, 100));
@@ -127,12 +213,22 @@ InstanceConfig parse_instance(core::ConfigNode n) {
 
 VrrpConfig parse_vrrp_config(core::ConfigNode slice) {
   VrrpConfig cfg;
+  const auto& scripts = slice.raw("track_scripts");
+  if (!scripts.is_null() && !scripts.is_object())
+    slice.fail("track_scripts", "an object of named scripts ({\"chk_haproxy\": {\"script\": ..., \"interval\": 5}})");
+  if (scripts.is_object())
+    for (const auto& [name, v] : scripts.items()) {
+      auto p = fmt::format("{}/{}", slice.path_of("track_scripts"), name);
+      if (!v.is_object()) throw core::ConfigError(fmt::format("{}: expected an object, got {}", p, core::describe(v)));
+      if (name.empty()) throw core::ConfigError(fmt::format("{}: expected a non-empty script name", p));
+      cfg.track_scripts.push_back(parse_script(name, core::ConfigNode(v, p)));
+    }
   auto insts = slice.objects("instances");
   std::set<std::string> names;
   std::set<std::pair<std::string, int>> vrids;
   for (auto& n : insts) {
     auto path = n.path();
-    auto c = parse_instance(std::move(n));
+    auto c = parse_instance(std::move(n), cfg);
     if (!names.insert(c.name).second)
       throw core::ConfigError(fmt::format("{}/name: duplicate instance name \"{}\"", path, c.name));
     if (!vrids.insert({c.interface, c.vrid}).second)

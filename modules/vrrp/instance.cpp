@@ -47,12 +47,12 @@ void InstanceStats::dump(nlohmann::json& out) const {
 
 Instance::Instance(InstanceConfig cfg, InstanceIo& io, Ip4 primary)
     : cfg_(std::move(cfg)), io_(io), primary_(primary), master_interval_cs_(cfg_.interval_cs) {
-  for (const auto& t : cfg_.track) track_ok_.emplace(t.module, true);
+  tracks_.resize(cfg_.track.size());
 }
 
 bool Instance::faulted() const {
-  for (const auto& t : cfg_.track)
-    if (t.weight == 0 && !track_ok_.at(t.module)) return true;
+  for (std::size_t i = 0; i < cfg_.track.size(); ++i)
+    if (cfg_.track[i].faults(tracks_[i].ok)) return true;
   return false;
 }
 
@@ -60,8 +60,7 @@ uint8_t Instance::priority() const {
   // The address owner keeps 255 whatever its tracks say (keepalived does the same).
   if (cfg_.priority == 255) return 255;
   int p = cfg_.priority;
-  for (const auto& t : cfg_.track)
-    if (t.weight != 0 && !track_ok_.at(t.module)) p += t.weight;
+  for (std::size_t i = 0; i < cfg_.track.size(); ++i) p += cfg_.track[i].contribution(tracks_[i].ok);
   return static_cast<uint8_t>(std::clamp(p, 1, 254));
 }
 
@@ -154,8 +153,10 @@ void Instance::start(Time now) {
   master_interval_cs_ = cfg_.interval_cs;
   if (faulted()) {
     std::string why = "tracked module down at start";
-    for (const auto& [m, ok] : track_ok_)
-      if (!ok) why = fmt::format("tracked module '{}' down at start", m);
+    for (std::size_t i = 0; i < cfg_.track.size(); ++i)
+      if (cfg_.track[i].faults(tracks_[i].ok))
+        why = fmt::format("{} '{}' {} at start", cfg_.track[i].kind == Track::Kind::Script ? "track_script" : "tracked module",
+                          cfg_.track[i].name, tracks_[i].ok ? "up (reverse)" : "down");
     become_fault(now, why);
   } else if (cfg_.priority == 255) {
     become_master(now, "address owner (priority 255)");
@@ -227,15 +228,27 @@ void Instance::on_timer(Time now) {
 }
 
 void Instance::on_track(Time now, std::string_view module, bool ok, std::string_view detail) {
-  auto it = track_ok_.find(module);
-  if (it == track_ok_.end()) return;
-  track_detail_[std::string(module)] = std::string(detail);
-  if (it->second == ok) return;
+  update_track(now, Track::Kind::Module, module, ok, detail);
+}
+
+void Instance::on_script(Time now, std::string_view script, bool ok, std::string_view detail) {
+  update_track(now, Track::Kind::Script, script, ok, detail);
+}
+
+void Instance::update_track(Time now, Track::Kind kind, std::string_view name, bool ok, std::string_view detail) {
+  std::size_t i = 0;
+  while (i < cfg_.track.size() && !(cfg_.track[i].kind == kind && cfg_.track[i].name == name)) ++i;
+  if (i == cfg_.track.size()) return;
+  auto& st = tracks_[i];
+  st.detail = std::string(detail);
+  if (st.ok == ok) return;
   const bool was_faulted = faulted();
   const uint8_t old_prio = priority();
-  it->second = ok;
+  st.ok = ok;
   const std::string what =
-      fmt::format("tracked module '{}' {}{}{}", module, ok ? "up" : "down", detail.empty() ? "" : ": ", detail);
+      kind == Track::Kind::Module
+          ? fmt::format("tracked module '{}' {}{}{}", name, ok ? "up" : "down", detail.empty() ? "" : ": ", detail)
+          : fmt::format("track_script '{}' {}{}{}", name, ok ? "succeeded" : "failed", detail.empty() ? "" : ": ", detail);
   if (state_ == State::Init) return;  // start() reads the tracks
   if (!was_faulted && faulted()) {
     become_fault(now, what);
@@ -277,9 +290,12 @@ void Instance::dump(nlohmann::json& out) const {
   lt["reason"] = last_.reason;
   auto& tr = out["track"];
   tr = nlohmann::json::object();
-  for (const auto& [m, ok] : track_ok_) {
-    auto d = track_detail_.find(m);
-    tr[m] = {{"up", ok}, {"detail", d == track_detail_.end() ? "" : d->second}};
+  auto& ts = out["track_script"];
+  ts = nlohmann::json::object();
+  for (std::size_t i = 0; i < cfg_.track.size(); ++i) {
+    const auto& t = cfg_.track[i];
+    (t.kind == Track::Kind::Module ? tr : ts)[t.name] = {
+        {"up", tracks_[i].ok}, {"detail", tracks_[i].detail}, {"weight", t.weight}, {"reverse", t.reverse}};
   }
   stats_.dump(out["stats"]);
 }

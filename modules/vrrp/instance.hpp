@@ -7,7 +7,6 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,11 +28,21 @@ struct Vip {
   uint8_t prefix = 32;
 };
 
-// What happens when a tracked module goes down: Fault (weight 0, the default) or the
-// priority changes by <weight>, as keepalived's `track_script ... weight`.
+// A tracked module of this process (health from the EventBus) or a track_script. As
+// keepalived's track_script: weight 0 = Fault while down; a positive weight is added to the
+// priority while up, a negative one while down; reverse flips the direction (weight 0
+// reverse: Fault while up).
 struct Track {
-  std::string module;
+  std::string name;  // module name, or /vrrp/track_scripts key
   int weight = 0;
+  enum class Kind : uint8_t { Module, Script } kind = Kind::Module;
+  bool reverse = false;
+  // What this track adds to the priority in status <up>.
+  int contribution(bool up) const {
+    int c = weight > 0 ? (up ? weight : 0) : (up ? 0 : weight);
+    return reverse ? -c : c;
+  }
+  bool faults(bool up) const { return weight == 0 && (reverse ? up : !up); }
 };
 
 struct InstanceConfig {
@@ -52,6 +61,8 @@ struct InstanceConfig {
   Ip4 source = 0;                // 0 = the interface's first IPv4 address
   std::vector<Ip4> unicast_peers;  // empty = multicast 224.0.0.18
   std::vector<Track> track;
+  // keepalived's notify hooks (argv; empty = none). notify gets INSTANCE <name> <STATE> <prio>.
+  std::vector<std::string> notify_master, notify_backup, notify_fault, notify_stop, notify;
   int garp_count = 3;
   std::chrono::milliseconds garp_interval{100};
 };
@@ -96,6 +107,8 @@ class Instance {
   // Health of a tracked module changed (<ok> false = down). Unknown names are ignored.
   // Acts at once: a fault-type track going down leaves Master with a priority-0 advert.
   void on_track(Time now, std::string_view module, bool ok, std::string_view detail);
+  // Status of a track_script changed (after its fall/rise counting); same effects.
+  void on_script(Time now, std::string_view script, bool ok, std::string_view detail);
   // Leaves Master with a priority-0 advert (RFC 5798 §6.4.3 Shutdown) and stops the timers.
   void shutdown(Time now);
 
@@ -122,6 +135,7 @@ class Instance {
   void become_fault(Time now, std::string reason);
   void transition(Time now, State to, std::string reason);
   void arm(Time at) { deadline_ = at; }
+  void update_track(Time now, Track::Kind kind, std::string_view name, bool ok, std::string_view detail);
 
   InstanceConfig cfg_;
   InstanceIo& io_;
@@ -132,8 +146,11 @@ class Instance {
   uint16_t master_interval_cs_;
   Ip4 master_ip_ = 0;
   uint8_t master_priority_ = 0;
-  std::map<std::string, bool, std::less<>> track_ok_;  // module → up
-  std::map<std::string, std::string, std::less<>> track_detail_;
+  struct TrackState {
+    bool ok = true;
+    std::string detail;
+  };
+  std::vector<TrackState> tracks_;  // parallel to cfg_.track
   InstanceStats stats_;
   struct {
     State from = State::Init, to = State::Init;

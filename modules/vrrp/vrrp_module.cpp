@@ -8,17 +8,21 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <sstream>
 
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
 #include <asio/steady_timer.hpp>
 #include <fmt/format.h>
 
 #include "core/events.hpp"
 #include "vrrp/garp.hpp"
 #include "vrrp/netlink.hpp"
+#include "vrrp/process.hpp"
 
 namespace mqnode::vrrp {
 
@@ -43,7 +47,103 @@ int must(int r, std::string_view what) {
   return r;
 }
 
+// A notify hook that hangs is killed after this long (the next one waits for it).
+constexpr milliseconds kNotifyTimeout{30'000};
+// At shutdown, notify_stop and the last hooks get this long to finish.
+constexpr milliseconds kStopGrace{2'000};
+
+// A command given with a path must exist and be executable at start; a bare name is looked
+// up in PATH when it runs.
+void check_command(const std::vector<std::string>& argv, std::string_view path) {
+  if (argv.empty() || argv[0].find('/') == std::string::npos) return;
+  if (::access(argv[0].c_str(), X_OK) < 0)
+    throw std::runtime_error(fmt::format("{}: cannot execute {}: {}", path, argv[0], std::strerror(errno)));
+}
+
+std::string one_line(std::string s) {
+  for (auto& c : s)
+    if (c == '\n' || c == '\r' || c == '"') c = c == '"' ? '\'' : ' ';
+  if (s.size() > 300) s = s.substr(0, 300) + "...";
+  return s;
+}
+
 }  // namespace
+
+// One /vrrp/track_scripts entry: runs the command every interval (never two at once),
+// counts results with ScriptTracker, and tells the instances when the status changes.
+class ScriptRunner {
+ public:
+  ScriptRunner(VrrpModule& m, const ScriptConfig& cfg)
+      : m_(m), cfg_(cfg), log_(m.ctx_.log.child("track_script").child(cfg.name)), tracker_(cfg), timer_(m.ctx_.io) {}
+  ~ScriptRunner() { stop(); }
+
+  const ScriptConfig& config() const { return cfg_; }
+  const ScriptTracker& tracker() const { return tracker_; }
+
+  void start() {
+    tracker_.start(steady_clock::now());
+    log_.info("running every {} ms timeout_ms={} fall={} rise={} weight={}{} command=\"{}\"", cfg_.interval.count(),
+              cfg_.timeout.count(), cfg_.fall, cfg_.rise, cfg_.weight, cfg_.reverse ? " reverse" : "",
+              fmt::join(cfg_.argv, " "));
+    arm();
+  }
+
+  void stop() {
+    stopped_ = true;
+    timer_.cancel();
+    if (proc_) proc_->cancel();
+    proc_.reset();
+  }
+
+  void dump(nlohmann::json& j) const {
+    j = {{"up", tracker_.up()},          {"known", tracker_.known()},     {"running", tracker_.running()},
+         {"runs", tracker_.runs()},      {"failed_runs", tracker_.failed_runs()}, {"timeouts", tracker_.timeouts()},
+         {"last_result", last_}};
+  }
+
+ private:
+  void arm() {
+    if (stopped_) return;
+    timer_.expires_at(tracker_.deadline());
+    timer_.async_wait([this](const asio::error_code& ec) {
+      if (ec || stopped_) return;
+      if (tracker_.due(steady_clock::now())) run();
+      else arm();
+    });
+  }
+
+  void run() {
+    tracker_.started(steady_clock::now());
+    proc_ = Process::start(m_.ctx_.io, cfg_.argv, cfg_.timeout, [this](const ProcessResult& r) { on_result(r); });
+  }
+
+  void on_result(const ProcessResult& r) {
+    proc_.reset();
+    auto o = r.timed_out ? ScriptTracker::Outcome::Timeout
+                         : r.success() ? ScriptTracker::Outcome::Success : ScriptTracker::Outcome::Failure;
+    last_ = r.describe();
+    bool changed = tracker_.finished(steady_clock::now(), o);
+    if (!r.success())
+      log_.debug("run failed: {} duration_ms={} output=\"{}\"", last_, r.duration.count(), one_line(r.output));
+    if (changed) {
+      if (tracker_.up())
+        log_.info("status up: {} (rise {})", last_, cfg_.rise);
+      else
+        log_.warn("status down: {} (fall {}) output=\"{}\"", last_, cfg_.fall, one_line(r.output));
+      m_.on_script(cfg_.name, tracker_.up(), last_);
+    }
+    arm();
+  }
+
+  VrrpModule& m_;
+  const ScriptConfig& cfg_;
+  core::Logger log_;
+  ScriptTracker tracker_;
+  asio::steady_timer timer_;
+  std::shared_ptr<Process> proc_;
+  std::string last_;
+  bool stopped_ = false;
+};
 
 // One instance on its interface: the I/O half of the state machine. Loop thread only.
 class Runner final : public InstanceIo {
@@ -53,6 +153,7 @@ class Runner final : public InstanceIo {
         timer_(m.ctx_.io), garp_timer_(m.ctx_.io) {}
 
   ~Runner() override {
+    if (notify_proc_) notify_proc_->cancel();
     if (tx_ >= 0) ::close(tx_);
   }
 
@@ -127,12 +228,17 @@ class Runner final : public InstanceIo {
 
   void start(const core::EventBus& bus) {
     for (const auto& t : cfg_.track) {
-      const auto* h = bus.last_health(t.module);
+      if (t.kind == Track::Kind::Script) {
+        const auto* sr = m_.script_runner(t.name);
+        inst_->on_script(steady_clock::now(), t.name, sr->tracker().up(), sr->tracker().known() ? "init_fail" : "");
+        continue;
+      }
+      const auto* h = bus.last_health(t.name);
       // A tracked module that never announced itself is not running here: fail safe.
       if (!h)
-        inst_->on_track(steady_clock::now(), t.module, false, "not running in this process");
+        inst_->on_track(steady_clock::now(), t.name, false, "not running in this process");
       else
-        inst_->on_track(steady_clock::now(), t.module, h->state != core::Health::State::Down, h->detail);
+        inst_->on_track(steady_clock::now(), t.name, h->state != core::Health::State::Down, h->detail);
     }
     log_.info("starting vrid={} version={} interface={} source={} priority={} advert_int_cs={} mode={}", cfg_.vrid,
               cfg_.version, cfg_.interface, ip4_to_string(src_), cfg_.priority, cfg_.interval_cs,
@@ -146,6 +252,19 @@ class Runner final : public InstanceIo {
     if (stopped_) return;
     inst_->on_track(steady_clock::now(), module, h.state != core::Health::State::Down, h.detail);
     rearm();
+  }
+
+  void on_script(std::string_view script, bool up, std::string_view detail) {
+    if (stopped_) return;
+    inst_->on_script(steady_clock::now(), script, up, detail);
+    rearm();
+  }
+
+  bool notifying() const { return notify_proc_ != nullptr || !notify_queue_.empty(); }
+  void cancel_notify() {
+    notify_queue_.clear();
+    if (notify_proc_) notify_proc_->cancel();
+    notify_proc_.reset();
   }
 
   void shutdown() {
@@ -209,6 +328,7 @@ class Runner final : public InstanceIo {
     log_.info("transition from={} to={} priority={} reason=\"{}\"", state_name(from), state_name(to),
               inst_ ? inst_->priority() : cfg_.priority, reason);
     asio::post(m_.ctx_.io, [&m = m_] { m.publish_health(); });
+    queue_notify(to);
   }
 
  private:
@@ -223,6 +343,49 @@ class Runner final : public InstanceIo {
     garp_timer_.expires_after(cfg_.garp_interval);
     garp_timer_.async_wait([this](const asio::error_code& ec) {
       if (!ec) send_garps();
+    });
+  }
+
+  // keepalived: notify_<state> first, then notify with INSTANCE <name> <STATE> <priority>.
+  // Run one at a time per instance, in transition order, never blocking the loop.
+  void queue_notify(State to) {
+    const char* word = "STOP";
+    const std::vector<std::string>* hook = &cfg_.notify_stop;
+    switch (to) {
+      case State::Master:
+        word = "MASTER", hook = &cfg_.notify_master;
+        break;
+      case State::Backup:
+        word = "BACKUP", hook = &cfg_.notify_backup;
+        break;
+      case State::Fault:
+        word = "FAULT", hook = &cfg_.notify_fault;
+        break;
+      case State::Init:
+        break;
+    }
+    if (!hook->empty()) notify_queue_.push_back({fmt::format("notify_{}", to == State::Init ? "stop" : state_name(to)), *hook});
+    if (!cfg_.notify.empty()) {
+      auto argv = cfg_.notify;
+      argv.insert(argv.end(), {"INSTANCE", cfg_.name, word, std::to_string(inst_ ? inst_->priority() : cfg_.priority)});
+      notify_queue_.push_back({"notify", std::move(argv)});
+    }
+    if (!notify_proc_) next_notify();
+  }
+
+  void next_notify() {
+    if (notify_queue_.empty()) return;
+    auto [what, argv] = std::move(notify_queue_.front());
+    notify_queue_.pop_front();
+    notify_proc_ = Process::start(m_.ctx_.io, argv, kNotifyTimeout, [this, what = what, argv = argv](const ProcessResult& r) {
+      notify_proc_.reset();
+      if (r.success())
+        log_.info("{} ran: {} duration_ms={} command=\"{}\" output=\"{}\"", what, r.describe(), r.duration.count(),
+                  fmt::join(argv, " "), one_line(r.output));
+      else
+        log_.warn("{} failed: {} duration_ms={} command=\"{}\" output=\"{}\"", what, r.describe(), r.duration.count(),
+                  fmt::join(argv, " "), one_line(r.output));
+      next_notify();
     });
   }
 
@@ -292,6 +455,8 @@ class Runner final : public InstanceIo {
   int garps_left_ = 0;
   bool stopped_ = false;
   Time last_drop_log_{};
+  std::deque<std::pair<std::string, std::vector<std::string>>> notify_queue_;
+  std::shared_ptr<Process> notify_proc_;
 };
 
 VrrpModule::VrrpModule(core::ModuleContext ctx) : ctx_(std::move(ctx)) {}
@@ -312,6 +477,25 @@ void VrrpModule::start() {
           missing));
     nl_ = std::make_unique<Netlink>();
   }
+  // Only scripts some instance tracks are run (as keepalived does).
+  for (const auto& sc : cfg_.track_scripts) {
+    bool used = false;
+    for (const auto& inst : cfg_.instances)
+      for (const auto& t : inst.track) used |= t.kind == Track::Kind::Script && t.name == sc.name;
+    if (!used) {
+      ctx_.log.warn("track script {} is not tracked by any instance: not run", sc.name);
+      continue;
+    }
+    check_command(sc.argv, fmt::format("/vrrp/track_scripts/{}/script", sc.name));
+    scripts_.push_back(std::make_unique<ScriptRunner>(*this, sc));
+  }
+  for (std::size_t i = 0; i < cfg_.instances.size(); ++i) {
+    const auto& inst = cfg_.instances[i];
+    for (auto [key, argv] : {std::pair{"notify_master", &inst.notify_master}, std::pair{"notify_backup", &inst.notify_backup},
+                             std::pair{"notify_fault", &inst.notify_fault}, std::pair{"notify_stop", &inst.notify_stop},
+                             std::pair{"notify", &inst.notify}})
+      check_command(*argv, fmt::format("/vrrp/instances/{}/{}", i, key));
+  }
   for (std::size_t i = 0; i < cfg_.instances.size(); ++i) {
     auto r = std::make_unique<Runner>(*this, cfg_.instances[i], fmt::format("/vrrp/instances/{}", i));
     r->open();
@@ -323,6 +507,7 @@ void VrrpModule::start() {
     if (module == name()) return;
     for (auto& r : runners_) r->on_health(module, h);
   });
+  for (auto& s : scripts_) s->start();
   for (auto& r : runners_) r->start(ctx_.events);
   started_ = true;
   publish_health();
@@ -332,8 +517,33 @@ asio::awaitable<void> VrrpModule::stop() {
   stopping_ = true;
   if (subscription_) ctx_.events.unsubscribe(subscription_);
   subscription_ = 0;
+  for (auto& s : scripts_) s->stop();
   for (auto& r : runners_) r->shutdown();
-  co_return;
+  // notify_stop (and hooks still queued) get a bounded time to finish and be logged.
+  asio::steady_timer t(ctx_.io);
+  asio::error_code ec;
+  auto until = steady_clock::now() + kStopGrace;
+  auto busy = [&] {
+    for (auto& r : runners_)
+      if (r->notifying()) return true;
+    return false;
+  };
+  while (busy() && steady_clock::now() < until) {
+    t.expires_after(10ms);
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  for (auto& r : runners_) r->cancel_notify();
+}
+
+const ScriptRunner* VrrpModule::script_runner(std::string_view name) const {
+  for (const auto& s : scripts_)
+    if (s->config().name == name) return s.get();
+  return nullptr;
+}
+
+void VrrpModule::on_script(std::string_view name, bool up, std::string_view detail) {
+  if (stopping_) return;
+  for (auto& r : runners_) r->on_script(name, up, detail);
 }
 
 void VrrpModule::publish_health() {
@@ -358,6 +568,9 @@ void VrrpModule::dump(nlohmann::json& out) const {
     r->instance().dump(j);
     arr.push_back(std::move(j));
   }
+  auto& ts = out["track_scripts"];
+  ts = nlohmann::json::object();
+  for (const auto& s : scripts_) s->dump(ts[s->config().name]);
 }
 
 }  // namespace mqnode::vrrp

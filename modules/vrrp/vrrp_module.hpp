@@ -13,6 +13,7 @@ namespace mqnode::vrrp {
 
 class Netlink;
 class Runner;
+class ScriptRunner;
 
 class VrrpModule final : public core::Module {
  public:
@@ -28,11 +29,15 @@ class VrrpModule final : public core::Module {
 
  private:
   friend class Runner;
+  friend class ScriptRunner;
   void publish_health();
+  const ScriptRunner* script_runner(std::string_view name) const;
+  void on_script(std::string_view name, bool up, std::string_view detail);
 
   core::ModuleContext ctx_;
   VrrpConfig cfg_;
   std::unique_ptr<Netlink> nl_;
+  std::vector<std::unique_ptr<ScriptRunner>> scripts_;
   std::vector<std::unique_ptr<Runner>> runners_;
   int subscription_ = 0;
   bool started_ = false;

@@ -174,3 +174,33 @@ def test_invalid_arguments(amqp, uname, arg, value, why):
     q = uname()
     text = expect_channel_close(lambda: ch.queue_declare(q, arguments={arg: value}), 406)
     assert text == "PRECONDITION_FAILED - invalid arg '%s' for queue '%s' in vhost '/': %s" % (arg, q, why)
+
+
+def test_disk_alarm_blocks_publishers_but_not_consumers(broker_factory, uname):
+    # An impossible disk_free_limit raises the disk alarm at start.
+    if TARGET == "rabbitmq":
+        pytest.skip("the RabbitMQ fixture does not translate disk_free_limit_bytes")
+    b = broker_factory(disk_free_limit_bytes=2 ** 62)
+    params = pika.ConnectionParameters(b.connect_host, b.port)
+    consumer = pika.BlockingConnection(params)
+    cch = consumer.channel()
+    q = uname()
+    cch.queue_declare(q)
+    publisher = pika.BlockingConnection(params)
+    blocked = []
+    publisher.add_on_connection_blocked_callback(lambda conn, frame: blocked.append(frame.method.reason))
+    pch = publisher.channel()
+    pch.basic_publish("", q, b"first")    # read and routed; then the connection is blocked
+    deadline = time.time() + 10
+    while not blocked and time.time() < deadline:
+        publisher.process_data_events(time_limit=0.1)
+    assert blocked == ["low on disk"]
+    pch.basic_publish("", q, b"second")   # sent by the client, not read by the broker
+    publisher.process_data_events(time_limit=1.5)
+    # consumers are not blocked: they declare, read and ack as usual
+    assert cch.queue_declare(q, passive=True).method.message_count == 1
+    m, _, body = cch.basic_get(q)
+    assert body == b"first"
+    cch.basic_ack(m.delivery_tag)
+    assert cch.basic_get(q)[0] is None
+    consumer.close()

@@ -41,7 +41,7 @@ TEST_CASE("a keepalived-style instance") {
   CHECK(i.vips[0].prefix == 24);
   CHECK(i.vips[1].prefix == 32);
   REQUIRE(i.track.size() == 2);
-  CHECK(i.track[0].module == "lb");
+  CHECK(i.track[0].name == "lb");
   CHECK(i.track[0].weight == 0);
   CHECK(i.track[1].weight == -30);
   CHECK(i.garp_count == 5);

@@ -313,11 +313,13 @@ TEST_CASE("weights clamp to 1..254; the owner keeps 255") {
   Instance owner(o, io, kMe);
   owner.on_track(Time{}, "lb", false, "");
   CHECK(owner.priority() == 255);
+  // keepalived: a positive weight is added while the track is up.
   auto h = config(3, 200);
   h.track = {Track{"lb", 100}};
   Instance high(h, io, kMe);
-  high.on_track(Time{}, "lb", false, "");
   CHECK(high.priority() == 254);
+  high.on_track(Time{}, "lb", false, "");
+  CHECK(high.priority() == 200);
 }
 
 TEST_CASE("two instances on one fake wire elect the higher priority") {
