@@ -1,5 +1,6 @@
 // mqnode-bench: AMQP 0-9-1 load generator (rabbitmq-c) used to compare mqnode
-// with RabbitMQ. Scenarios: throughput, fanout, idle. See bench/README.md.
+// with RabbitMQ. Scenarios: throughput, fanout, idle, backlog, latency. See
+// bench/README.md.
 //
 // Every run prints human-readable lines followed by exactly one machine-readable
 // line "RESULT {json}" (bench/run.py parses it). Exit status: 0 ok, 1 the run
@@ -37,6 +38,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <csignal>
 #include <cstdarg>
 #include <cstdint>
@@ -44,6 +46,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -91,7 +94,7 @@ struct BenchError : std::runtime_error {
 // ---------------------------------------------------------------------------
 // Options
 
-enum class Scenario { Throughput, Fanout, Idle, FakeBroker };
+enum class Scenario { Throughput, Fanout, Idle, FakeBroker, Backlog, Latency };
 
 struct Options {
   Scenario scenario = Scenario::Throughput;
@@ -119,18 +122,30 @@ struct Options {
   int threads = 4;           // idle: threads opening/closing connections
   double timeout = 15;       // stall timeout / network timeouts (seconds)
   std::string tag;           // free text copied into RESULT
+  bool persistent = false;   // delivery-mode 2 and a durable queue
+  uint32_t confirm_window = 0;  // 0 = no confirms; else confirm.select, at most N unconfirmed
+  double rate = 0;           // latency: messages per second
+  double warmup = 2;         // latency: seconds not measured at the start
 };
 
 [[noreturn]] void usage(int code) {
   fprintf(code ? stderr : stdout,
-          "usage: mqnode-bench {throughput|fanout|idle|fake-broker} [options]\n"
+          "usage: mqnode-bench {throughput|fanout|backlog|latency|idle|fake-broker} [options]\n"
           "connection:  --host H (127.0.0.1) --port N (5672) --user U --password P --vhost V\n"
           "throughput:  --producers P (1) --consumers C (1) --size BYTES (16) --ack none|manual (none)\n"
           "             --ack-every K (1 = ack each message; K>1 = multiple-ack every K)\n"
           "             --prefetch N (100) --count N | --seconds S (default 10 s) --max-lag N (50000)\n"
           "             --publisher batch|lib (batch) --batch N (64 messages per send)\n"
+          "             --persistent (delivery-mode 2, durable queue) --confirm-window N (0 = no confirms;\n"
+          "             N = confirm.select, at most N unconfirmed publishes in flight)\n"
           "fanout:      same as throughput plus --queues Q (10) --consumer-conns K (0 = one per queue);\n"
           "             --count is per queue, --max-lag is per queue (slowest queue)\n"
+          "backlog:     same as throughput, --count N required: publish N with no consumer running, print\n"
+          "             BACKLOG_READY, wait --hold S (5) or until a line/EOF on stdin (--hold-stdin), then\n"
+          "             drain with --consumers C; --max-lag is ignored\n"
+          "latency:     --rate R (msg/s, required) --warmup S (2) --seconds S (10, measured after warm-up)\n"
+          "             --size B (>= 8) plus throughput's --ack/--prefetch/--persistent/--confirm-window;\n"
+          "             1 producer, 1 consumer; body starts with the CLOCK_MONOTONIC send time\n"
           "idle:        --connections N (1000) --hold S (5) --hold-stdin (hold until a line/EOF on stdin)\n"
           "             --threads T (4)\n"
           "fake-broker: --port N [--seconds S]: in-memory AMQP sink for measuring this generator's own\n"
@@ -148,6 +163,8 @@ Options parse_args(int argc, char** argv) {
   else if (sc == "fanout") o.scenario = Scenario::Fanout;
   else if (sc == "idle") o.scenario = Scenario::Idle;
   else if (sc == "fake-broker") o.scenario = Scenario::FakeBroker;
+  else if (sc == "backlog") o.scenario = Scenario::Backlog;
+  else if (sc == "latency") o.scenario = Scenario::Latency;
   else {
     fprintf(stderr, "mqnode-bench: unknown scenario '%s'\n", sc.c_str());
     usage(2);
@@ -204,6 +221,10 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--threads") o.threads = static_cast<int>(num(1, 256));
     else if (a == "--timeout") o.timeout = num(0.5, 3600);
     else if (a == "--tag") o.tag = val();
+    else if (a == "--persistent") o.persistent = true;
+    else if (a == "--confirm-window") o.confirm_window = static_cast<uint32_t>(num(0, 1e9));
+    else if (a == "--rate") o.rate = num(1, 1e7);
+    else if (a == "--warmup") o.warmup = num(0, 3600);
     else if (a == "-h" || a == "--help") usage(0);
     else {
       fprintf(stderr, "mqnode-bench: unknown option '%s'\n", a.c_str());
@@ -211,6 +232,17 @@ Options parse_args(int argc, char** argv) {
     }
   }
   if (o.scenario == Scenario::FakeBroker) return o;
+  if (o.scenario == Scenario::Backlog && o.count == 0) {
+    fprintf(stderr, "mqnode-bench: backlog needs --count N\n");
+    exit(2);
+  }
+  if (o.scenario == Scenario::Latency) {
+    if (o.rate <= 0) { fprintf(stderr, "mqnode-bench: latency needs --rate R\n"); exit(2); }
+    if (o.count != 0) { fprintf(stderr, "mqnode-bench: latency takes --seconds, not --count\n"); exit(2); }
+    if (o.size < 8) { fprintf(stderr, "mqnode-bench: latency needs --size >= 8 (send timestamp)\n"); exit(2); }
+    o.producers = 1;
+    o.consumers = 1;
+  }
   if (o.count == 0 && o.seconds == 0) o.seconds = 10;
   if (o.count != 0 && o.seconds != 0) {
     fprintf(stderr, "mqnode-bench: give --count or --seconds, not both\n");
@@ -324,9 +356,9 @@ void put_frame(std::vector<uint8_t>& out, uint8_t type, uint16_t channel, const 
 }
 
 // One complete basic.publish: method frame, content header (delivery-mode 1 =
-// transient), body frames split at frame_max.
+// transient, 2 = persistent), body frames split at frame_max.
 std::vector<uint8_t> encode_publish(uint16_t channel, const std::string& exchange, const std::string& rkey,
-                                    const std::vector<uint8_t>& body, uint32_t frame_max) {
+                                    const std::vector<uint8_t>& body, uint32_t frame_max, bool persistent) {
   std::vector<uint8_t> out, p;
   Enc e{p};
   e.u16(60);  // basic
@@ -341,7 +373,7 @@ std::vector<uint8_t> encode_publish(uint16_t channel, const std::string& exchang
   e.u16(0);                    // weight
   e.u64(body.size());          // body size
   e.u16(AMQP_BASIC_DELIVERY_MODE_FLAG);
-  e.u8(AMQP_DELIVERY_NONPERSISTENT);
+  e.u8(persistent ? AMQP_DELIVERY_PERSISTENT : AMQP_DELIVERY_NONPERSISTENT);
   put_frame(out, AMQP_FRAME_HEADER, channel, p.data(), p.size());
   const size_t chunk = frame_max > 8 ? frame_max - 8 : 4096;
   for (size_t off = 0; off < body.size(); off += chunk) {
@@ -359,6 +391,46 @@ void append_ack(std::vector<uint8_t>& out, uint16_t channel, uint64_t tag, bool 
   p[12] = multiple ? 1 : 0;
   put_frame(out, AMQP_FRAME_METHOD, channel, p, sizeof p);
 }
+
+uint64_t mono_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Publisher-confirm bookkeeping for one channel: sequence numbers
+// [base, next) are published; `done` marks the confirmed (acked or nacked)
+// ones. basic.ack/nack with multiple=true confirm everything up to the tag.
+struct ConfirmTracker {
+  uint64_t base = 1, next = 1;
+  std::deque<uint8_t> done;
+  uint64_t unconfirmed = 0, acked = 0, nacked = 0;
+  std::atomic<uint64_t>* confirmed_total = nullptr;  // acks + nacks, for the watchdog
+  std::atomic<uint64_t>* nacked_total = nullptr;
+
+  void published(uint64_t n) {
+    next += n;
+    unconfirmed += n;
+    done.insert(done.end(), n, 0);
+  }
+  void confirm(uint64_t tag, bool multiple, bool nack) {
+    if (tag >= next || (!multiple && (tag < base || done[tag - base])))
+      throw BenchError(strf("broker sent basic.%s for delivery tag %" PRIu64 " (multiple=%d), but only %" PRIu64
+                            " published and tags below %" PRIu64 " already confirmed",
+                            nack ? "nack" : "ack", tag, multiple ? 1 : 0, next - 1, base));
+    uint64_t n = 0;
+    const uint64_t from = multiple ? base : tag;
+    for (uint64_t t = from; t <= tag; ++t) {
+      uint8_t& d = done[t - base];
+      if (!d) { d = 1; ++n; }
+    }
+    while (!done.empty() && done.front()) { done.pop_front(); ++base; }
+    unconfirmed -= n;
+    (nack ? nacked : acked) += n;
+    if (confirmed_total) confirmed_total->fetch_add(n, std::memory_order_relaxed);
+    if (nack && nacked_total) nacked_total->fetch_add(n, std::memory_order_relaxed);
+  }
+};
 
 // Writes all bytes to a (possibly non-blocking) socket; waits with poll and
 // gives up on g_abort or after `timeout` seconds without any progress.
@@ -489,11 +561,16 @@ class Conn {
 
   // Reads and handles any frames that arrived on a connection that is used
   // only for publishing (or idling). Throws on channel/connection close.
-  void poll_incoming(const char* who, std::atomic<uint64_t>* blocked_events) {
+  // basic.ack / basic.nack go to `confirms` (an error without one). Waits up
+  // to wait_ns for the first frame if nothing is buffered.
+  void poll_incoming(const char* who, std::atomic<uint64_t>* blocked_events, ConfirmTracker* confirms = nullptr,
+                     int64_t wait_ns = 0) {
     for (;;) {
       if (amqp_frames_enqueued(conn_) == 0 && !amqp_data_in_buffer(conn_)) {
         pollfd pfd{fd_, POLLIN, 0};
-        if (poll(&pfd, 1, 0) <= 0) return;
+        timespec ts{static_cast<time_t>(wait_ns / 1000000000), static_cast<long>(wait_ns % 1000000000)};
+        wait_ns = 0;
+        if (ppoll(&pfd, 1, &ts, nullptr) <= 0) return;
       }
       amqp_frame_t f;
       timeval zero{0, 0};
@@ -511,6 +588,18 @@ class Conn {
           break;
         case AMQP_CONNECTION_UNBLOCKED_METHOD:
           break;
+        case AMQP_BASIC_ACK_METHOD:
+        case AMQP_BASIC_NACK_METHOD: {
+          if (!confirms) throw BenchError(strf("%s: unexpected publisher confirm (no confirm.select)", who));
+          if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+            auto* m = static_cast<amqp_basic_ack_t*>(f.payload.method.decoded);
+            confirms->confirm(m->delivery_tag, m->multiple != 0, false);
+          } else {
+            auto* m = static_cast<amqp_basic_nack_t*>(f.payload.method.decoded);
+            confirms->confirm(m->delivery_tag, m->multiple != 0, true);
+          }
+          break;
+        }
         case AMQP_CONNECTION_CLOSE_METHOD: {
           auto* m = static_cast<amqp_connection_close_t*>(f.payload.method.decoded);
           broken_ = true;
@@ -569,6 +658,11 @@ struct Shared {
   std::atomic<bool> go{false};
   std::atomic<uint64_t> blocked_events{0};
   std::atomic<uint64_t> unexpected{0};        // deliveries beyond the target
+  alignas(64) std::atomic<uint64_t> confirmed{0};  // publisher confirms received (ack + nack)
+  std::atomic<uint64_t> nacked{0};
+  std::atomic<uint64_t> measure_from_ns{0};   // latency: sends before this (CLOCK_MONOTONIC) are warm-up
+  std::atomic<uint64_t> max_send_lag_ns{0};   // latency: worst lateness of a send vs its schedule
+  std::atomic<uint64_t> window_full{0};       // latency: sends that first had to wait for confirms
 
   uint64_t min_consumed() const {
     uint64_t m = consumed[0].v.load(std::memory_order_relaxed);
@@ -589,16 +683,31 @@ struct ThreadStats {
   double cpu = 0;
   double wall = 0;
   Clock::time_point start{}, end{};
+  std::vector<std::pair<uint64_t, uint64_t>> lat;  // latency: (send ns, delivery - send ns)
 };
 
 void producer_main(Shared& s, int idx, uint64_t my_count, ThreadStats& st) {
   const Options& o = *s.o;
+  const bool latency = o.scenario == Scenario::Latency;
   try {
     Conn c(o, strf("mqnode-bench producer %d", idx));
     amqp_connection_state_t cs = c.get();
+    ConfirmTracker ct;
+    ct.confirmed_total = &s.confirmed;
+    ct.nacked_total = &s.nacked;
+    ConfirmTracker* ctp = nullptr;
+    if (o.confirm_window) {
+      amqp_confirm_select(cs, 1);
+      c.check("confirm.select");
+      ctp = &ct;
+    }
     std::vector<uint8_t> body(o.size);
     for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<uint8_t>('a' + i % 26);
-    const std::vector<uint8_t> one = encode_publish(1, s.exchange, s.routing_key, body, c.frame_max());
+    std::vector<uint8_t> one = encode_publish(1, s.exchange, s.routing_key, body, c.frame_max(), o.persistent);
+    // latency: the body is one frame at the end of `one` (before frame-end);
+    // its first 8 bytes are overwritten with the send time.
+    if (latency && o.size + 8 > c.frame_max()) throw BenchError("latency: --size must fit one body frame");
+    const size_t ts_off = one.size() - 1 - o.size;
     std::vector<uint8_t> batch;
     if (!o.lib_publisher) {
       batch.reserve(one.size() * static_cast<size_t>(o.batch));
@@ -609,7 +718,7 @@ void producer_main(Shared& s, int idx, uint64_t my_count, ThreadStats& st) {
     amqp_bytes_t bodyb{body.size(), body.data()};
     amqp_basic_properties_t props{};
     props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.delivery_mode = AMQP_DELIVERY_NONPERSISTENT;
+    props.delivery_mode = o.persistent ? AMQP_DELIVERY_PERSISTENT : AMQP_DELIVERY_NONPERSISTENT;
 
     s.producers_ready.fetch_add(1);
     while (!s.go.load()) {
@@ -619,26 +728,74 @@ void producer_main(Shared& s, int idx, uint64_t my_count, ThreadStats& st) {
     const double cpu0 = thread_cpu_seconds();
     st.start = Clock::now();
     const auto deadline = st.start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
-    const bool timed = o.count == 0;
+    const bool timed = o.count == 0 && !latency;
+    const uint64_t max_lag = o.scenario == Scenario::Backlog || latency ? UINT64_MAX : o.max_lag;
     uint64_t mine = 0;
     unsigned loops = 0;
-    while (!g_abort.load(std::memory_order_relaxed)) {
+    if (latency) {
+      // Fixed rate: message i is due at t0 + i / rate; each is written on its
+      // own (no batching) with the current CLOCK_MONOTONIC time in its body.
+      const uint64_t total = static_cast<uint64_t>(o.rate * (o.warmup + o.seconds) + 0.5);
+      const double period = 1e9 / o.rate;
+      const uint64_t t0 = mono_ns() + 1000000;
+      s.measure_from_ns.store(t0 + static_cast<uint64_t>(o.warmup * 1e9));
+      uint64_t worst = 0;
+      while (mine < total && !g_abort.load(std::memory_order_relaxed)) {
+        const uint64_t due = t0 + static_cast<uint64_t>(period * static_cast<double>(mine));
+        for (;;) {
+          const uint64_t now = mono_ns();
+          if (now >= due) break;
+          if (ctp) {
+            c.poll_incoming("producer", &s.blocked_events, ctp, static_cast<int64_t>(due - now));
+          } else {
+            timespec ts{static_cast<time_t>(due / 1000000000), static_cast<long>(due % 1000000000)};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+          }
+        }
+        if ((++loops & 63) == 0 && !ctp) c.poll_incoming("producer", &s.blocked_events);
+        if (ctp && ct.unconfirmed >= o.confirm_window) s.window_full.fetch_add(1, std::memory_order_relaxed);
+        while (ctp && ct.unconfirmed >= o.confirm_window && !g_abort.load(std::memory_order_relaxed))
+          c.poll_incoming("producer", &s.blocked_events, ctp, 100000000);
+        const uint64_t now = mono_ns();
+        worst = std::max(worst, now - due);
+        memcpy(one.data() + ts_off, &now, sizeof now);
+        write_all(c.fd(), one.data(), one.size(), o.timeout);
+        if (ctp) {
+          ct.published(1);
+          c.poll_incoming("producer", &s.blocked_events, ctp);
+        }
+        ++mine;
+        s.published.fetch_add(1, std::memory_order_relaxed);
+      }
+      s.max_send_lag_ns.store(worst);
+    }
+    while (!latency && !g_abort.load(std::memory_order_relaxed)) {
       if (timed) {
         if (Clock::now() >= deadline) break;
       } else if (mine >= my_count) {
         break;
       }
-      if ((++loops & 15) == 0) c.poll_incoming("producer", &s.blocked_events);
+      if (ctp) {
+        c.poll_incoming("producer", &s.blocked_events, ctp);
+        if (ct.unconfirmed >= o.confirm_window) {
+          // Window full: wait for confirms (bounded by the watchdog).
+          c.poll_incoming("producer", &s.blocked_events, ctp, 100000000);
+          continue;
+        }
+      } else if ((++loops & 15) == 0) {
+        c.poll_incoming("producer", &s.blocked_events);
+      }
       const uint64_t pub = s.published.load(std::memory_order_relaxed);
       const uint64_t cons = s.min_consumed();
       const uint64_t lag = pub > cons ? pub - cons : 0;
-      if (lag >= o.max_lag) {
-        c.poll_incoming("producer", &s.blocked_events);
+      if (lag >= max_lag) {
+        c.poll_incoming("producer", &s.blocked_events, ctp);
         std::this_thread::sleep_for(std::chrono::microseconds(50));
         continue;
       }
-      uint64_t n = std::min<uint64_t>(static_cast<uint64_t>(o.batch), o.max_lag - lag);
+      uint64_t n = std::min<uint64_t>(static_cast<uint64_t>(o.batch), max_lag - lag);
       if (!timed) n = std::min(n, my_count - mine);
+      if (ctp) n = std::min<uint64_t>(n, o.confirm_window - ct.unconfirmed);
       if (o.lib_publisher) {
         for (uint64_t i = 0; i < n; ++i) {
           int rc = amqp_basic_publish(cs, 1, ex, rk, 0, 0, &props, bodyb);
@@ -647,9 +804,13 @@ void producer_main(Shared& s, int idx, uint64_t my_count, ThreadStats& st) {
       } else {
         write_all(c.fd(), batch.data(), one.size() * n, o.timeout);
       }
+      if (ctp) ct.published(n);
       mine += n;
       s.published.fetch_add(n, std::memory_order_relaxed);
     }
+    // With confirms, publishing ends when the last confirm has arrived.
+    while (ctp && ct.unconfirmed > 0 && !g_abort.load(std::memory_order_relaxed))
+      c.poll_incoming("producer", &s.blocked_events, ctp, 100000000);
     st.end = Clock::now();
     st.cpu = thread_cpu_seconds() - cpu0;
     st.wall = std::chrono::duration<double>(st.end - st.start).count();
@@ -657,7 +818,7 @@ void producer_main(Shared& s, int idx, uint64_t my_count, ThreadStats& st) {
     s.producers_done.fetch_add(1);
     // Make sure the broker had no complaint about what we sent before we
     // stop looking at this connection.
-    c.poll_incoming("producer", &s.blocked_events);
+    c.poll_incoming("producer", &s.blocked_events, ctp);
     s.closing.fetch_add(1);
     if (!g_abort.load()) {
       std::string err = c.close();
@@ -677,6 +838,7 @@ struct ConsumerChannel {
 
 void consumer_main(Shared& s, int idx, std::vector<int> queue_idx, ThreadStats& st) {
   const Options& o = *s.o;
+  const bool latency = o.scenario == Scenario::Latency;
   try {
     Conn c(o, strf("mqnode-bench consumer %d", idx));
     amqp_connection_state_t cs = c.get();
@@ -746,6 +908,12 @@ void consumer_main(Shared& s, int idx, std::vector<int> queue_idx, ThreadStats& 
         ConsumerChannel& cc = chan_of(env.channel);
         const uint64_t tag = env.delivery_tag;
         const size_t body_len = env.message.body.len;
+        if (latency && body_len >= 8) {
+          const uint64_t recv_ns = mono_ns();
+          uint64_t sent_ns;
+          memcpy(&sent_ns, env.message.body.bytes, sizeof sent_ns);
+          st.lat.emplace_back(sent_ns, recv_ns >= sent_ns ? recv_ns - sent_ns : 0);
+        }
         amqp_destroy_envelope(&env);
         if (body_len != o.size)
           throw BenchError(strf("delivery %" PRIu64 " has a %zu-byte body, expected %zu", tag, body_len, o.size));
@@ -871,8 +1039,27 @@ void watchdog(const Options& o, FinishedFn finished, ProgressFn progress, TickFn
   }
 }
 
+const char* scenario_name(Scenario sc) {
+  switch (sc) {
+    case Scenario::Fanout: return "fanout";
+    case Scenario::Backlog: return "backlog";
+    case Scenario::Latency: return "latency";
+    default: return "throughput";
+  }
+}
+
+// Nearest-rank percentile of sorted values.
+uint64_t percentile(const std::vector<uint64_t>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size())));
+  return v[std::clamp<size_t>(k, 1, v.size()) - 1];
+}
+
 int run_flow(const Options& o) {
   const bool fanout = o.scenario == Scenario::Fanout;
+  const bool backlog = o.scenario == Scenario::Backlog;
+  const bool latency = o.scenario == Scenario::Latency;
+  const char* name = scenario_name(o.scenario);
   Shared s;
   s.o = &o;
   const std::string id = run_id();
@@ -889,6 +1076,10 @@ int run_flow(const Options& o) {
     s.target.store(o.count);
     s.target_known.store(true);
   }
+  if (latency) {
+    s.target.store(static_cast<uint64_t>(o.rate * (o.warmup + o.seconds) + 0.5));
+    s.target_known.store(true);
+  }
 
   // Topology (setup connection stays open to clean up at the end).
   std::unique_ptr<Conn> setup;
@@ -901,7 +1092,7 @@ int run_flow(const Options& o) {
       setup->check("exchange.declare");
     }
     for (auto& q : s.queues) {
-      amqp_queue_declare(cs, 1, amqp_cstring_bytes(q.c_str()), 0, 0, 0, 0, amqp_empty_table);
+      amqp_queue_declare(cs, 1, amqp_cstring_bytes(q.c_str()), 0, o.persistent ? 1 : 0, 0, 0, amqp_empty_table);
       setup->check("queue.declare");
       if (fanout) {
         amqp_queue_bind(cs, 1, amqp_cstring_bytes(q.c_str()), amqp_cstring_bytes(s.exchange.c_str()), amqp_empty_bytes,
@@ -911,7 +1102,7 @@ int run_flow(const Options& o) {
     }
   } catch (const std::exception& e) {
     fprintf(stderr, "mqnode-bench: error: setup: %s\n", e.what());
-    printf("RESULT {\"scenario\":\"%s\",\"ok\":false,\"error\":\"setup: %s\"}\n", fanout ? "fanout" : "throughput",
+    printf("RESULT {\"scenario\":\"%s\",\"ok\":false,\"error\":\"setup: %s\"}\n", name,
            json_escape(e.what()).c_str());
     return 2;
   }
@@ -924,20 +1115,20 @@ int run_flow(const Options& o) {
   const double cpu_start = process_cpu_seconds();
   const auto wall_start = Clock::now();
 
-  for (int i = 0; i < ncons; ++i) {
-    std::vector<int> qs;
-    if (fanout) {
-      for (int q = i; q < s.nqueues; q += ncons) qs.push_back(q);
-    } else {
-      qs.push_back(0);
+  auto start_consumers = [&]() {
+    for (int i = 0; i < ncons; ++i) {
+      std::vector<int> qs;
+      if (fanout) {
+        for (int q = i; q < s.nqueues; q += ncons) qs.push_back(q);
+      } else {
+        qs.push_back(0);
+      }
+      threads.emplace_back([&, i, qs]() {
+        consumer_main(s, i, qs, cst[static_cast<size_t>(i)]);
+        finished.fetch_add(1);
+      });
     }
-    threads.emplace_back([&, i, qs]() {
-      consumer_main(s, i, qs, cst[static_cast<size_t>(i)]);
-      finished.fetch_add(1);
-    });
-  }
-  // Wait until every consumer is subscribed (bounded) before publishing.
-  {
+    // Wait until every consumer is subscribed (bounded).
     auto t0 = Clock::now();
     while (s.consumers_ready.load() < ncons && !g_abort.load()) {
       if (secs_since(t0) > o.timeout + 5) {
@@ -946,17 +1137,17 @@ int run_flow(const Options& o) {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-  }
-  for (int i = 0; i < nprod; ++i) {
-    uint64_t share = 0;
-    if (o.count) share = o.count / static_cast<uint64_t>(nprod) + (static_cast<uint64_t>(i) < o.count % static_cast<uint64_t>(nprod) ? 1 : 0);
-    threads.emplace_back([&, i, share]() {
-      producer_main(s, i, share, pst[static_cast<size_t>(i)]);
-      finished.fetch_add(1);
-    });
-  }
-  // Producers connect first; all start publishing together (bounded wait).
-  {
+  };
+  auto start_producers = [&]() {
+    for (int i = 0; i < nprod; ++i) {
+      uint64_t share = 0;
+      if (o.count) share = o.count / static_cast<uint64_t>(nprod) + (static_cast<uint64_t>(i) < o.count % static_cast<uint64_t>(nprod) ? 1 : 0);
+      threads.emplace_back([&, i, share]() {
+        producer_main(s, i, share, pst[static_cast<size_t>(i)]);
+        finished.fetch_add(1);
+      });
+    }
+    // Producers connect first; all start publishing together (bounded wait).
     auto t0 = Clock::now();
     while (s.producers_ready.load() < nprod && !g_abort.load()) {
       if (secs_since(t0) > o.timeout + 5) {
@@ -966,19 +1157,44 @@ int run_flow(const Options& o) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     s.go.store(true);
+  };
+  auto progress = [&]() { return s.published.load() + s.total_consumed() + s.confirmed.load(); };
+  auto tick = [&]() {
+    // seconds mode: once every producer has stopped, the target is known.
+    if (!s.target_known.load() && s.producers_done.load() == nprod) {
+      s.target.store(s.published.load());
+      s.target_known.store(true, std::memory_order_release);
+    }
+  };
+  Clock::time_point drain_start{};
+  double backlog_publish_s = 0;
+  if (!backlog) {
+    start_consumers();
+    start_producers();
+  } else {
+    // Phase 1: publish the whole backlog (with confirms if asked) while no
+    // consumer exists; then hold so the driver can sample the broker.
+    start_producers();
+    watchdog(
+        o, [&]() { return finished.load() == nprod; }, progress, tick, [&]() { return s.closing.load() == nprod; });
+    if (!g_abort.load()) {
+      backlog_publish_s = secs_since(wall_start);
+      printf("BACKLOG_READY %" PRIu64 " messages queued (%" PRIu64 " confirmed) in %.3f s\n", s.published.load(),
+             s.confirmed.load(), backlog_publish_s);
+      fflush(stdout);
+      if (o.hold_stdin) {
+        pollfd pfd{0, POLLIN, 0};
+        poll(&pfd, 1, 600 * 1000);
+      } else {
+        std::this_thread::sleep_for(std::chrono::duration<double>(o.hold));
+      }
+      drain_start = Clock::now();
+      start_consumers();
+    }
   }
-
   watchdog(
-      o, [&]() { return finished.load() == ncons + nprod; },
-      [&]() { return s.published.load() + s.total_consumed(); },
-      [&]() {
-        // seconds mode: once every producer has stopped, the target is known.
-        if (!s.target_known.load() && s.producers_done.load() == nprod) {
-          s.target.store(s.published.load());
-          s.target_known.store(true, std::memory_order_release);
-        }
-      },
-      [&]() { return s.closing.load() == ncons + nprod; });
+      o, [&]() { return finished.load() == static_cast<int>(threads.size()); }, progress, tick,
+      [&]() { return s.closing.load() == static_cast<int>(threads.size()); });
   for (auto& t : threads) t.join();
   const double wall = secs_since(wall_start);
   const double cpu = process_cpu_seconds() - cpu_start;
@@ -1007,8 +1223,7 @@ int run_flow(const Options& o) {
   if (!err.empty()) {
     fprintf(stderr, "mqnode-bench: error: %s (published %" PRIu64 ", received %" PRIu64 ")\n", err.c_str(),
             s.published.load(), s.total_consumed());
-    printf("RESULT {\"scenario\":\"%s\",\"ok\":false,\"error\":\"%s\"}\n", fanout ? "fanout" : "throughput",
-           json_escape(err).c_str());
+    printf("RESULT {\"scenario\":\"%s\",\"ok\":false,\"error\":\"%s\"}\n", name, json_escape(err).c_str());
     return 2;
   }
 
@@ -1043,13 +1258,64 @@ int run_flow(const Options& o) {
   if (!ok)
     problem = strf("published %" PRIu64 " x %d queue(s) = %" PRIu64 " expected deliveries, received %" PRIu64,
                    published, s.nqueues, expected, received);
+  if (o.confirm_window && (s.nacked.load() != 0 || s.confirmed.load() != published)) {
+    if (!problem.empty()) problem += "; ";
+    problem += strf("%" PRIu64 " publishes nacked, %" PRIu64 " of %" PRIu64 " confirmed", s.nacked.load(),
+                    s.confirmed.load(), published);
+    ok = false;
+  }
 
-  const char* name = fanout ? "fanout" : "throughput";
+  // Extra RESULT fields: persistence/confirms, backlog phases, latency.
+  std::string extra = strf("\"persistent\":%s,\"confirm_window\":%u,\"confirmed\":%" PRIu64 ",\"nacked\":%" PRIu64 ",",
+                           o.persistent ? "true" : "false", o.confirm_window, s.confirmed.load(), s.nacked.load());
+  if (backlog) {
+    const double drain_s = received > 0 ? std::chrono::duration<double>(last - drain_start).count() : 0;
+    const double drain_rate = drain_s > 0 ? static_cast<double>(received) / drain_s : 0;
+    extra += strf("\"backlog_publish_seconds\":%.6f,\"drain_seconds\":%.6f,\"drain_rate\":%.1f,", backlog_publish_s,
+                  drain_s, drain_rate);
+  }
+  if (latency) {
+    const uint64_t from = s.measure_from_ns.load();
+    std::vector<uint64_t> lat;
+    for (auto& c : cst)
+      for (auto& [sent, l] : c.lat)
+        if (sent >= from) lat.push_back(l);
+    std::sort(lat.begin(), lat.end());
+    double mean = 0;
+    for (uint64_t l : lat) mean += static_cast<double>(l);
+    if (!lat.empty()) mean /= static_cast<double>(lat.size());
+    auto us = [](uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
+    const double achieved = o.seconds > 0 ? static_cast<double>(lat.size()) / o.seconds : 0;
+    printf("latency         %zu samples after %.1f s warm-up at %.0f msg/s: p50 %.1f us, p99 %.1f us, p99.9 %.1f us, "
+           "max %.1f us, mean %.1f us (producer worst lateness %.1f us, %" PRIu64 " sends waited for a full confirm "
+           "window)\n",
+           lat.size(), o.warmup, o.rate, us(percentile(lat, 0.50)), us(percentile(lat, 0.99)),
+           us(percentile(lat, 0.999)), us(lat.empty() ? 0 : lat.back()), mean / 1000.0, us(s.max_send_lag_ns.load()),
+           s.window_full.load());
+    extra += strf("\"rate\":%.1f,\"warmup\":%.3f,\"lat_samples\":%zu,\"lat_rate\":%.1f,\"lat_p50_us\":%.1f,"
+                  "\"lat_p90_us\":%.1f,\"lat_p99_us\":%.1f,\"lat_p999_us\":%.1f,\"lat_max_us\":%.1f,"
+                  "\"lat_mean_us\":%.1f,\"max_send_lag_us\":%.1f,\"window_full_waits\":%" PRIu64 ",",
+                  o.rate, o.warmup, lat.size(), achieved, us(percentile(lat, 0.50)), us(percentile(lat, 0.90)),
+                  us(percentile(lat, 0.99)), us(percentile(lat, 0.999)), us(lat.empty() ? 0 : lat.back()),
+                  mean / 1000.0, us(s.max_send_lag_ns.load()), s.window_full.load());
+    if (lat.empty()) {
+      ok = false;
+      if (!problem.empty()) problem += "; ";
+      problem += "no latency samples";
+    }
+  }
+
   printf("scenario        %s (%s ack, %zu-byte bodies, %d producer(s), %d consumer connection(s)%s, prefetch %u, "
-         "max-lag %" PRIu64 ", publisher %s)\n",
+         "max-lag %" PRIu64 ", publisher %s%s%s)\n",
          name, o.ack_manual ? (o.ack_every == 1 ? "manual/each" : "manual/multiple") : "no", o.size, nprod, ncons,
          fanout ? strf(", %d queues", s.nqueues).c_str() : "", o.prefetch, o.max_lag,
-         o.lib_publisher ? "lib" : "batch");
+         o.lib_publisher ? "lib" : "batch", o.persistent ? ", persistent/durable" : "",
+         o.confirm_window ? strf(", confirm window %u", o.confirm_window).c_str() : "");
+  if (o.confirm_window)
+    printf("confirms        %" PRIu64 " acked/nacked, %" PRIu64 " nacked\n", s.confirmed.load(), s.nacked.load());
+  if (backlog)
+    printf("backlog         published+confirmed in %.3f s, drained (consumer start to last delivery) in %.3f s\n",
+           backlog_publish_s, received > 0 ? std::chrono::duration<double>(last - drain_start).count() : 0.0);
   printf("published       %" PRIu64 " msgs in %.3f s = %.0f msgs/s\n", published, pub_wall, pub_rate);
   printf("received        %" PRIu64 " deliveries, first-to-last %.3f s\n", received, span);
   if (fanout) {
@@ -1069,12 +1335,13 @@ int run_flow(const Options& o) {
          "\"producers\":%d,\"consumers\":%d,\"queues\":%d,\"max_lag\":%" PRIu64 ",\"publisher\":\"%s\","
          "\"published\":%" PRIu64 ",\"received\":%" PRIu64 ",\"publish_seconds\":%.6f,\"publish_rate\":%.1f,"
          "\"deliver_seconds\":%.6f,\"deliveries_per_sec\":%.1f,\"msgs_per_sec\":%.1f,\"bench_cpu_pct\":%.1f,"
-         "\"producer_cpu_pct\":%.1f,\"consumer_cpu_pct\":%.1f,\"blocked_events\":%" PRIu64 ",\"tag\":\"%s\"}\n",
+         "\"producer_cpu_pct\":%.1f,\"consumer_cpu_pct\":%.1f,\"blocked_events\":%" PRIu64 ",%s\"tag\":\"%s\"}\n",
          name, ok ? "true" : "false", ok ? "" : strf("\"error\":\"%s\",", json_escape(problem).c_str()).c_str(), o.size,
          o.ack_manual ? "manual" : "none", o.ack_every, o.prefetch, nprod, ncons, s.nqueues, o.max_lag,
          o.lib_publisher ? "lib" : "batch", published, received, pub_wall, pub_rate, span, deliver_rate,
          deliver_rate / s.nqueues, wall > 0 ? 100 * cpu / wall : 0, pub_wall > 0 ? 100 * prod_cpu / pub_wall : 0,
-         cons_wall > 0 ? 100 * cons_cpu / cons_wall : 0, s.blocked_events.load(), json_escape(o.tag).c_str());
+         cons_wall > 0 ? 100 * cons_cpu / cons_wall : 0, s.blocked_events.load(), extra.c_str(),
+         json_escape(o.tag).c_str());
   fflush(stdout);
   return ok ? 0 : 1;
 }

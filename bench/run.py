@@ -43,6 +43,17 @@ SCENARIOS = [
      "args": ["throughput", "--size", "1024", "--ack", "manual"]},
     {"name": "fanout", "kind": "flow", "label": "fanout 1 -> 10 queues, 16 B, no ack",
      "args": ["fanout", "--size", "16", "--ack", "none", "--queues", "10"]},
+    # Durability (issue 3). All 1 KiB bodies; "persistent" = delivery-mode 2 to a durable queue.
+    {"name": "persist-confirm", "kind": "flow",
+     "label": "persistent 1 KiB, confirms (window 1000), manual ack",
+     "args": ["throughput", "--size", "1024", "--ack", "manual", "--persistent", "--confirm-window", "1000"]},
+    {"name": "backlog-1M", "kind": "backlog", "label": "backlog {count} x 1 KiB persistent",
+     "args": ["backlog", "--size", "1024", "--ack", "manual", "--persistent", "--confirm-window", "1000"]},
+    {"name": "latency-5k", "kind": "latency", "label": "latency at {rate} msg/s, 1 KiB transient",
+     "args": ["latency", "--size", "1024", "--ack", "manual"]},
+    {"name": "latency-5k-persistent", "kind": "latency",
+     "label": "latency at {rate} msg/s, 1 KiB persistent + confirms",
+     "args": ["latency", "--size", "1024", "--ack", "manual", "--persistent", "--confirm-window", "1000"]},
 ]
 
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
@@ -450,13 +461,19 @@ def run_flow(args, broker, sc):
     cmd += ["--prefetch", str(args.prefetch), "--max-lag", str(args.max_lag), "--tag", sc["name"]]
     if sc["args"][0] == "throughput":
         cmd += ["--producers", str(args.producers), "--consumers", str(args.consumers)]
-    cmd += ["--count", str(args.count)] if args.count else ["--seconds", str(args.seconds)]
+    if sc["kind"] == "latency":
+        cmd += ["--rate", str(args.latency_rate), "--seconds", str(args.latency_seconds),
+                "--warmup", str(args.latency_warmup)]
+        run_s = args.latency_seconds + args.latency_warmup
+    else:
+        cmd += ["--count", str(args.count)] if args.count else ["--seconds", str(args.seconds)]
+        run_s = args.seconds if not args.count else 60
     log(f"{broker.name}: {sc['name']}: {' '.join(cmd[1:])}")
     cpu0 = broker.cpu_seconds()
     sampler = RssSampler(broker)
     sampler.start()
     t0 = time.monotonic()
-    limit = (args.seconds if not args.count else 60) * 4 + 4 * args.timeout + 60
+    limit = run_s * 4 + 4 * args.timeout + 60
     try:
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired:
@@ -477,6 +494,11 @@ def run_flow(args, broker, sc):
     res["broker_peak_rss_kib"] = peak
     log(f"{broker.name}: {sc['name']}: {res['msgs_per_sec']:.0f} msgs/s"
         + (f", {res['deliveries_per_sec']:.0f} deliveries/s" if res["scenario"] == "fanout" else "")
+        + (f", latency p50 {res['lat_p50_us']:.0f} / p99 {res['lat_p99_us']:.0f} / p99.9 {res['lat_p999_us']:.0f} / "
+           f"max {res['lat_max_us']:.0f} us (producer worst lateness {res['max_send_lag_us']:.0f} us, "
+           f"{res['window_full_waits']} sends waited for a full confirm window)"
+           if res["scenario"] == "latency" else "")
+        + (f", publish+confirm {res['publish_rate']:.0f} msgs/s" if res.get("confirm_window") else "")
         + f" (broker CPU {res['broker_cpu_pct']:.0f}%, bench CPU {res['bench_cpu_pct']:.0f}%, "
           f"peak RSS {peak / 1024:.0f} MiB)")
     return res
@@ -555,6 +577,113 @@ def run_idle(args, broker):
     return res
 
 
+def run_backlog(args, broker, sc):
+    """Publish args.backlog_count messages with no consumer, sample the broker's RSS while they are queued,
+    then let the generator drain them."""
+    n = args.backlog_count
+    before = settle_rss(broker, args.settle)
+    cmd = [args.bench_bin] + sc["args"] + bench_common(args, broker)
+    cmd += ["--count", str(n), "--prefetch", str(args.prefetch), "--consumers", str(args.consumers),
+            "--hold-stdin", "--tag", sc["name"]]
+    log(f"{broker.name}: {sc['name']}: {' '.join(cmd[1:])} (broker RSS before {before / 1024:.1f} MiB)")
+    cpu0 = broker.cpu_seconds()
+    sampler = RssSampler(broker)
+    sampler.start()
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    on_cleanup(lambda: p.poll() is None and p.kill())
+    lines = []
+    ready = threading.Event()   # set on BACKLOG_READY or on EOF
+    got_ready = []
+    errs = []
+
+    def reader():
+        for line in p.stdout:
+            lines.append(line)
+            if line.startswith("BACKLOG_READY"):
+                got_ready.append(time.monotonic())
+                ready.set()
+        ready.set()
+
+    def err_reader():
+        for line in p.stderr:
+            errs.append(line)
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    th2 = threading.Thread(target=err_reader, daemon=True)
+    th2.start()
+    limit = max(600.0, n / 1000.0)   # publishing phase: at least 1000 msgs/s
+    if not ready.wait(limit) or not got_ready:
+        p.kill()
+        p.wait()
+        th.join(5)
+        th2.join(5)
+        sampler.finish()
+        res = parse_result("".join(lines))
+        raise BenchFailure(f"{sc['name']}: backlog not built: "
+                           f"{res.get('error') if res else ''.join(errs).strip() or 'timeout'}")
+    publish_wall = got_ready[0] - t0
+    # Messages are queued and confirmed; the broker holds them now. Sample while holding.
+    held = []
+    end = time.monotonic() + args.settle
+    while True:
+        held.append(broker.rss_kib())
+        if time.monotonic() >= end:
+            break
+        time.sleep(0.25)
+    peak_backlog = max(sampler.peak, max(held))
+    held_rss = held[-1]
+    cpu_pub = broker.cpu_seconds() - cpu0
+    try:
+        p.stdin.write("drain\n")
+        p.stdin.flush()
+        p.stdin.close()
+    except OSError:
+        pass
+    try:
+        p.wait(timeout=max(300.0, n / 1000.0) + 4 * args.timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        sampler.finish()
+        raise BenchFailure(f"{sc['name']}: mqnode-bench did not finish draining")
+    wall = time.monotonic() - t0
+    peak = sampler.finish()
+    cpu = broker.cpu_seconds() - cpu0
+    th.join(5)
+    th2.join(5)
+    sys.stderr.write("".join(errs))
+    if args.verbose:
+        sys.stderr.write("".join(lines))
+    res = parse_result("".join(lines))
+    if res is None:
+        raise BenchFailure(f"{sc['name']}: no RESULT line (exit {p.returncode}): {''.join(errs)}")
+    if p.returncode != 0 or not res.get("ok"):
+        raise BenchFailure(f"{sc['name']}: mqnode-bench reported an error: {res.get('error', ''.join(errs).strip())}")
+    after = settle_rss(broker, args.settle)
+    res.update({
+        "rss_before_kib": before, "rss_backlog_peak_kib": peak_backlog, "rss_backlog_held_kib": held_rss,
+        "rss_after_drain_kib": after, "bytes_per_queued_msg": (held_rss - before) * 1024.0 / n,
+        "broker_cpu_pct": 100.0 * cpu / wall if wall > 0 else 0.0,
+        "broker_cpu_publish_pct": 100.0 * cpu_pub / publish_wall if publish_wall > 0 else 0.0,
+        "broker_peak_rss_kib": peak,
+    })
+    log(f"{broker.name}: {sc['name']}: RSS {before / 1024:.0f} MiB before, peak {peak_backlog / 1024:.0f} MiB "
+        f"while {n} queued (held {held_rss / 1024:.0f} MiB = {res['bytes_per_queued_msg']:.0f} B/msg), "
+        f"{after / 1024:.0f} MiB after drain; publish+confirm {res['publish_rate']:.0f} msgs/s, drain "
+        f"{res['drain_rate']:.0f} msgs/s (broker CPU {res['broker_cpu_pct']:.0f}%)")
+    return res
+
+
+def run_one(args, broker, sc):
+    if sc["kind"] == "idle":
+        return run_idle(args, broker)
+    if sc["kind"] == "backlog":
+        return run_backlog(args, broker, sc)
+    return run_flow(args, broker, sc)
+
+
 def run_broker(args, broker, scenarios):
     """Start broker, run scenarios, stop broker. Returns {name: result or {'error': ...}}."""
     results = {}
@@ -569,10 +698,10 @@ def run_broker(args, broker, scenarios):
                 continue
             runs = []
             err = None
-            reps = 1 if sc["kind"] == "idle" else args.repeat
+            reps = 1 if sc["kind"] in ("idle", "backlog") else args.repeat
             for _ in range(reps):
                 try:
-                    runs.append(run_idle(args, broker) if sc["kind"] == "idle" else run_flow(args, broker, sc))
+                    runs.append(run_one(args, broker, sc))
                 except BenchFailure as e:
                     err = str(e)
                     log(f"{broker.name}: {sc['name']}: FAILED: {err}")
@@ -592,7 +721,8 @@ def run_broker(args, broker, scenarios):
 def median_result(runs):
     if len(runs) == 1:
         return runs[0]
-    key = "msgs_per_sec" if "msgs_per_sec" in runs[0] else "kib_per_connection"
+    key = ("lat_p99_us" if "lat_p99_us" in runs[0] else "msgs_per_sec" if "msgs_per_sec" in runs[0]
+           else "kib_per_connection")
     ordered = sorted(runs, key=lambda r: r[key])
     med = dict(ordered[len(ordered) // 2])
     med["runs"] = [r[key] for r in runs]
@@ -609,11 +739,13 @@ def fmt_num(v, unit):
         return v
     if unit in ("MiB", "KiB"):
         return f"{v:,.1f} {unit}"
+    if unit == "us":
+        return f"{v:,.0f} µs"
     return f"{v:,.0f}"
 
 
 def ratio(mq, rb, better):
-    if not isinstance(mq, (int, float)) or not isinstance(rb, (int, float)):
+    if better is None or not isinstance(mq, (int, float)) or not isinstance(rb, (int, float)):
         return "—"
     num, den = (mq, rb) if better == "high" else (rb, mq)
     if den <= 0:
@@ -644,6 +776,28 @@ def build_rows(args, results):
                          get(mq, n, "kib_per_connection"), get(rb, n, "kib_per_connection"), "low", "KiB"))
             rows.append((f"idle: connection setup rate (conn/s)",
                          get(mq, n, "open_rate"), get(rb, n, "open_rate"), "high", ""))
+        elif sc["kind"] == "backlog":
+            lab = sc["label"].format(count=f"{args.backlog_count:,}")
+            rows.append((f"{lab}: peak RSS while queued (MiB, lower is better)",
+                         get(mq, n, "rss_backlog_peak_kib", 1 / 1024), get(rb, n, "rss_backlog_peak_kib", 1 / 1024),
+                         "low", "MiB"))
+            rows.append((f"{lab}: RSS held with backlog, {args.settle:g} s after the last confirm (MiB)",
+                         get(mq, n, "rss_backlog_held_kib", 1 / 1024), get(rb, n, "rss_backlog_held_kib", 1 / 1024),
+                         "low", "MiB"))
+            rows.append((f"{lab}: publish rate, confirms window 1000, no consumer (msgs/s)",
+                         get(mq, n, "publish_rate"), get(rb, n, "publish_rate"), "high", ""))
+            rows.append((f"{lab}: drain rate, manual ack (msgs/s)",
+                         get(mq, n, "drain_rate"), get(rb, n, "drain_rate"), "high", ""))
+        elif sc["kind"] == "latency":
+            lab = sc["label"].format(rate=f"{args.latency_rate:,.0f}")
+            for pct, field in (("p50", "lat_p50_us"), ("p99", "lat_p99_us"), ("p99.9", "lat_p999_us"),
+                               ("max", "lat_max_us")):
+                rows.append((f"{lab}: {pct} (µs, lower is better)", get(mq, n, field), get(rb, n, field), "low", "us"))
+            rows.append((f"{lab}: generator's worst send lateness (µs; noise indicator, no ratio)",
+                         get(mq, n, "max_send_lag_us"), get(rb, n, "max_send_lag_us"), None, "us"))
+            if "--confirm-window" in sc["args"]:
+                rows.append((f"{lab}: sends that waited for a full confirm window (count, no ratio)",
+                             get(mq, n, "window_full_waits"), get(rb, n, "window_full_waits"), None, ""))
         elif sc["args"][0] == "fanout":
             rows.append((f"{sc['label']} (deliveries/s)",
                          get(mq, n, "deliveries_per_sec"), get(rb, n, "deliveries_per_sec"), "high", ""))
@@ -652,6 +806,9 @@ def build_rows(args, results):
         else:
             rows.append((f"{sc['label']} (msgs/s)",
                          get(mq, n, "msgs_per_sec"), get(rb, n, "msgs_per_sec"), "high", ""))
+            if "--confirm-window" in sc["args"]:
+                rows.append((f"{sc['label']} (publish rate incl. confirms, msgs/s)",
+                             get(mq, n, "publish_rate"), get(rb, n, "publish_rate"), "high", ""))
     return rows
 
 
@@ -661,17 +818,22 @@ def markdown(args, results):
     for label, m, r, better, unit in rows:
         out.append(f"| {label} | {fmt_num(m, unit)} | {fmt_num(r, unit)} | {ratio(m, r, better)} |")
     out.append("")
-    out.append("ratio = mqnode / RabbitMQ for rates, RabbitMQ / mqnode for memory; > 1 means mqnode is better.")
+    out.append("ratio = mqnode / RabbitMQ for rates, RabbitMQ / mqnode for memory and latency; > 1 means mqnode "
+               "is better.")
     mode = f"--count {args.count}" if args.count else f"{args.seconds:g} s of publishing"
     out.append(f"Flow scenarios: {mode} per run, {args.producers} producer / {args.consumers} consumer "
                f"connection(s) (fanout: 1 producer, "
                f"10 consumer connections), prefetch {args.prefetch}, max-lag {args.max_lag}, each message acked "
-               f"individually in manual-ack runs, non-persistent, median of {args.repeat} run(s). "
+               f"individually in manual-ack runs, median of {args.repeat} run(s). tp-*/fanout: non-persistent; "
+               f"persist-confirm, backlog and *-persistent: delivery-mode 2 to a durable queue with publisher "
+               f"confirms (at most 1000 unconfirmed). Latency: {args.latency_rate:g} msg/s, 1 producer, 1 consumer "
+               f"(manual ack, prefetch {args.prefetch}), {args.latency_seconds:g} s measured after "
+               f"{args.latency_warmup:g} s warm-up. "
                f"Machine: {os.cpu_count()} CPUs, {platform.platform()}.")
     # Details: broker CPU and memory during each flow scenario.
     detail = []
     for sc in args.scenarios:
-        if sc["kind"] != "flow":
+        if sc["kind"] == "idle":
             continue
         cells = []
         for key in ("mqnode", "rabbitmq"):
@@ -751,7 +913,12 @@ def main():
     ap.add_argument("--prefetch", type=int, default=100, help="consumer prefetch (default 100)")
     ap.add_argument("--max-lag", type=int, default=50000, help="producer may lead the consumer by this many "
                                                                "messages (default 50000)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per flow scenario; the median is reported")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per flow scenario; the median is reported "
+                                                          "(backlog always runs once)")
+    ap.add_argument("--backlog-count", type=int, default=1000000, help="backlog-1M: messages (default 1000000)")
+    ap.add_argument("--latency-rate", type=float, default=5000, help="latency-*: msg/s (default 5000)")
+    ap.add_argument("--latency-seconds", type=float, default=20, help="latency-*: measured seconds (default 20)")
+    ap.add_argument("--latency-warmup", type=float, default=3, help="latency-*: warm-up seconds (default 3)")
     ap.add_argument("--timeout", type=float, default=15.0, help="bench no-progress / network timeout (s)")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds to let RSS settle before sampling")
     ap.add_argument("--pause", type=float, default=2.0, help="seconds between scenarios")
@@ -818,8 +985,9 @@ def main():
     if args.json:
         doc = {
             "params": {k: getattr(args, k) for k in ("seconds", "count", "connections", "producers", "consumers",
-                                                       "prefetch", "max_lag",
-                                                       "repeat", "timeout")},
+                                                       "prefetch", "max_lag", "repeat", "timeout",
+                                                       "backlog_count", "latency_rate", "latency_seconds",
+                                                       "latency_warmup")},
             "scenarios": [s["name"] for s in args.scenarios],
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "results": results,
