@@ -380,6 +380,11 @@ void Channel::on(const amqp::BasicConsume& m) {
   c->exclusive = m.exclusive;
   c->prefetch = prefetch_per_consumer_;
   c->arguments = m.arguments;
+  if (const auto* prio = m.arguments.find("x-priority")) {
+    auto p = prio->as_bool() ? std::nullopt : prio->as_int();
+    if (!p) precondition(fmt::format("invalid arg 'x-priority' for consumer of queue '{}': expected an integer", name));
+    c->priority = *p;
+  }
   consumers_.emplace(tag, c);
   ++conn_.broker().stats().consumers;
   if (!m.nowait) {
@@ -649,6 +654,7 @@ void Channel::handle_header(const amqp::ContentHeader& h) {
   p.msg->routing_key = p.method.routing_key;
   p.msg->properties.assign(h.raw_properties.begin(), h.raw_properties.end());
   p.msg->persistent = summary.delivery_mode == 2;
+  p.msg->priority = summary.priority;
   if (summary.has_expiration) {
     // Per-message TTL: a non-negative integer of milliseconds, as RabbitMQ requires.
     int64_t ttl = 0;

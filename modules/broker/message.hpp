@@ -19,6 +19,7 @@ struct Message {
   std::vector<uint8_t> body;
   bool persistent = false;  // delivery_mode 2, read once at publish
   int64_t ttl_ms = -1;      // the "expiration" property in ms; -1 = none
+  uint8_t priority = 0;     // the "priority" property
 
   amqp::BasicProperties decode_properties() const { return amqp::decode_properties(properties); }
 };

@@ -19,25 +19,58 @@ int64_t Queue::now_ms() {
       .count();
 }
 
+std::deque<QueueEntry>& ReadyList::level_of(const QueueEntry& e) {
+  // Priorities above the queue's maximum count as the maximum (RabbitMQ).
+  return levels_[std::min<std::size_t>(e.msg->priority, levels_.size() - 1)];
+}
+
+void ReadyList::push_back(QueueEntry e) {
+  bytes_ += e.msg->body.size();
+  ++size_;
+  level_of(e).push_back(std::move(e));
+}
+
+void ReadyList::push_front(QueueEntry e) {
+  bytes_ += e.msg->body.size();
+  ++size_;
+  level_of(e).push_front(std::move(e));
+}
+
+QueueEntry& ReadyList::front() {
+  for (auto it = levels_.rbegin(); it != levels_.rend(); ++it)
+    if (!it->empty()) return it->front();
+  return levels_.front().front();  // unreachable when the precondition holds
+}
+
+QueueEntry ReadyList::pop_front() {
+  for (auto it = levels_.rbegin(); it != levels_.rend(); ++it) {
+    if (it->empty()) continue;
+    QueueEntry e = std::move(it->front());
+    it->pop_front();
+    bytes_ -= e.msg->body.size();
+    --size_;
+    return e;
+  }
+  return {};
+}
+
+void ReadyList::clear() {
+  for (auto& l : levels_) l.clear();
+  size_ = 0;
+  bytes_ = 0;
+}
+
 Queue::Queue(QueueDefinition def, std::string vhost, store::Store* store, QueueOwner* owner)
-    : def_(std::move(def)), vhost_(std::move(vhost)), store_(store), owner_(owner) {}
-
-void Queue::push_back(QueueEntry e) {
-  ready_bytes_ += e.msg->body.size();
-  ready_.push_back(std::move(e));
-}
-
-QueueEntry Queue::pop_front() {
-  QueueEntry e = std::move(ready_.front());
-  ready_.pop_front();
-  ready_bytes_ -= e.msg->body.size();
-  return e;
-}
+    : def_(std::move(def)),
+      vhost_(std::move(vhost)),
+      store_(store),
+      owner_(owner),
+      ready_(static_cast<uint8_t>(def_.args.max_priority.value_or(0))) {}
 
 bool Queue::over_limit(uint64_t extra_messages, uint64_t extra_bytes) const {
   const auto& a = def_.args;
   return (a.max_length && ready_.size() + extra_messages > static_cast<uint64_t>(*a.max_length)) ||
-         (a.max_length_bytes && ready_bytes_ + extra_bytes > static_cast<uint64_t>(*a.max_length_bytes));
+         (a.max_length_bytes && ready_.bytes() + extra_bytes > static_cast<uint64_t>(*a.max_length_bytes));
 }
 
 EnqueueResult Queue::enqueue(MessagePtr msg) {
@@ -59,17 +92,17 @@ EnqueueResult Queue::enqueue(MessagePtr msg) {
                                      store::MessageContent{e.msg, m.exchange, m.routing_key, m.properties, m.body});
   }
   bool durable = e.store_id != 0;
-  push_back(std::move(e));
+  ready_.push_back(std::move(e));
   if (!consumers_.empty()) dispatch();
   // drop-head: the oldest messages make room (RabbitMQ's default overflow).
-  while (!ready_.empty() && over_limit(0, 0)) dead_letter(pop_front(), DeathReason::MaxLen);
+  while (!ready_.empty() && over_limit(0, 0)) dead_letter(ready_.pop_front(), DeathReason::MaxLen);
   // A TTL of 0 means "deliver now or never".
   if (ttl >= 0) drop_expired_head(now);
   return {true, durable};
 }
 
 void Queue::restore(MessagePtr msg, uint64_t store_id) {
-  push_back({std::move(msg), true, store_id});
+  ready_.push_back({std::move(msg), true, store_id});
 }
 
 void Queue::forget(const QueueEntry& e) {
@@ -85,7 +118,7 @@ void Queue::dead_letter(QueueEntry e, DeathReason why) {
 
 void Queue::drop_expired_head(int64_t now) {
   while (!ready_.empty() && ready_.front().expires_at && ready_.front().expires_at <= now)
-    dead_letter(pop_front(), DeathReason::Expired);
+    dead_letter(ready_.pop_front(), DeathReason::Expired);
 }
 
 void Queue::expire(int64_t now_ms) {
@@ -101,7 +134,6 @@ void Queue::requeue(std::vector<QueueEntry> entries) {
   if (deleted_) return;
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
     it->redelivered = true;
-    ready_bytes_ += it->msg->body.size();
     ready_.push_front(std::move(*it));
   }
   dispatch();
@@ -111,19 +143,24 @@ std::optional<QueueEntry> Queue::get() {
   touch();
   if (!ready_.empty() && ready_.front().expires_at) drop_expired_head(now_ms());
   if (ready_.empty()) return std::nullopt;
-  return pop_front();
+  return ready_.pop_front();
 }
 
 std::size_t Queue::purge() {
   std::size_t n = ready_.size();
-  for (const auto& e : ready_) forget(e);
+  ready_.for_each([this](const QueueEntry& e) { forget(e); });
   ready_.clear();
-  ready_bytes_ = 0;
   return n;
 }
 
 void Queue::add_consumer(Consumer* c) {
-  consumers_.push_back(c);
+  // Highest priority first, registration order within a level; a single active consumer
+  // queue keeps plain registration order (the first is the active one, as RabbitMQ 3.10).
+  auto at = def_.args.single_active_consumer
+                ? consumers_.end()
+                : std::find_if(consumers_.begin(), consumers_.end(),
+                               [&](const Consumer* o) { return o->priority < c->priority; });
+  consumers_.insert(at, c);
   had_consumer_ = true;
   touch();
   dispatch();
@@ -133,7 +170,6 @@ bool Queue::remove_consumer(const Consumer* c) {
   auto it = std::find(consumers_.begin(), consumers_.end(), c);
   if (it == consumers_.end()) return false;
   consumers_.erase(it);
-  if (next_consumer_ >= consumers_.size()) next_consumer_ = 0;
   touch();
   if (consumers_.empty() && had_consumer_ && def_.auto_delete && !deleted_ && owner_) owner_->queue_unused(*this);
   return true;
@@ -153,26 +189,40 @@ void Queue::dispatch() {
       drop_expired_head(now_ms());
       if (ready_.empty()) break;
     }
-    std::size_t n = consumers_.size();
-    Consumer* chosen = nullptr;
-    for (std::size_t i = 0; i < n; ++i) {
-      Consumer* c = consumers_[(next_consumer_ + i) % n];
-      if (c->target.can_deliver(*c)) {
-        chosen = c;
-        next_consumer_ = (next_consumer_ + i + 1) % n;
-        break;
-      }
-    }
+    Consumer* chosen = pick_consumer();
     if (!chosen) break;
-    chosen->target.deliver(*chosen, pop_front());
+    chosen->target.deliver(*chosen, ready_.pop_front());
   }
   dispatching_ = false;
+}
+
+Consumer* Queue::pick_consumer() {
+  if (def_.args.single_active_consumer) {
+    Consumer* active = consumers_.front();
+    return active->target.can_deliver(*active) ? active : nullptr;
+  }
+  // Walk the priority levels from the top; within a level, round-robin from a rotating
+  // offset. Lower levels get messages only while every higher consumer lacks credit.
+  const std::size_t n = consumers_.size();
+  for (std::size_t i = 0; i < n;) {
+    std::size_t j = i;
+    while (j < n && consumers_[j]->priority == consumers_[i]->priority) ++j;
+    const std::size_t len = j - i;
+    for (std::size_t k = 0; k < len; ++k) {
+      Consumer* c = consumers_[i + (round_robin_ + k) % len];
+      if (c->target.can_deliver(*c)) {
+        round_robin_ += k + 1;
+        return c;
+      }
+    }
+    i = j;
+  }
+  return nullptr;
 }
 
 std::vector<Consumer*> Queue::mark_deleted() {
   deleted_ = true;
   ready_.clear();
-  ready_bytes_ = 0;
   return std::exchange(consumers_, {});
 }
 

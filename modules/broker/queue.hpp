@@ -42,6 +42,32 @@ class QueueOwner {
   virtual void dead_letter(Queue& q, QueueEntry e, DeathReason why) = 0;
 };
 
+// Ready messages in delivery order: one FIFO per priority level (x-max-priority), the
+// highest level first; a queue without priorities has a single level.
+class ReadyList {
+ public:
+  explicit ReadyList(uint8_t max_priority = 0) : levels_(std::size_t{max_priority} + 1) {}
+  void push_back(QueueEntry e);   // at the tail of its priority level
+  void push_front(QueueEntry e);  // at the head of its level (requeue)
+  QueueEntry& front();            // precondition: !empty()
+  QueueEntry pop_front();
+  bool empty() const { return size_ == 0; }
+  std::size_t size() const { return size_; }
+  uint64_t bytes() const { return bytes_; }
+  void clear();
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& level : levels_)
+      for (const auto& e : level) f(e);
+  }
+
+ private:
+  std::deque<QueueEntry>& level_of(const QueueEntry& e);
+  std::vector<std::deque<QueueEntry>> levels_;  // index = priority
+  std::size_t size_ = 0;
+  uint64_t bytes_ = 0;
+};
+
 struct EnqueueResult {
   bool accepted = true;  // false: refused by x-overflow reject-publish(-dlx)
   bool durable = false;  // queued for writing to the store: the confirm waits for it
@@ -68,6 +94,7 @@ struct Consumer : std::enable_shared_from_this<Consumer> {
   bool exclusive = false;
   uint32_t prefetch = 0;  // per-consumer limit (basic.qos global=false); 0 = none
   uint32_t unacked = 0;
+  int64_t priority = 0;   // x-priority: higher goes first while it has credit
   amqp::FieldTable arguments;
 };
 using ConsumerPtr = std::shared_ptr<Consumer>;
@@ -115,7 +142,7 @@ class Queue {
   bool has_exclusive_consumer() const;
 
   std::size_t message_count() const { return ready_.size(); }
-  uint64_t message_bytes() const { return ready_bytes_; }
+  uint64_t message_bytes() const { return ready_.bytes(); }
 
   // Dead-letters ready messages at the head whose TTL ran out by <now_ms>, and reports
   // whether the queue itself expired (x-expires: unused that long).
@@ -134,8 +161,9 @@ class Queue {
   std::vector<Consumer*> mark_deleted();
 
  private:
-  void push_back(QueueEntry e);
-  QueueEntry pop_front();
+  // The consumer the next message goes to: the single active one (x-single-active-
+  // consumer), else round-robin among the highest-priority consumers with credit.
+  Consumer* pick_consumer();
   bool over_limit(uint64_t extra_messages, uint64_t extra_bytes) const;
   // Drops expired entries at the head; true if the head is now live (or none).
   void drop_expired_head(int64_t now);
@@ -144,11 +172,10 @@ class Queue {
   std::string vhost_;
   store::Store* store_;
   QueueOwner* owner_;
-  std::deque<QueueEntry> ready_;
-  uint64_t ready_bytes_ = 0;
+  ReadyList ready_;
   int64_t last_used_ = now_ms();
   std::vector<Consumer*> consumers_;
-  std::size_t next_consumer_ = 0;
+  std::size_t round_robin_ = 0;
   bool deleted_ = false;
   bool dispatching_ = false;
   bool had_consumer_ = false;

@@ -16,9 +16,6 @@ constexpr std::array<std::string_view, 12> kComparedArgs = {
     "x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow",
     "x-queue-mode", "x-queue-type", "x-single-active-consumer", "x-queue-master-locator"};
 
-// Not built yet; refused so that nobody relies on behaviour that is not there.
-constexpr std::array<std::string_view, 2> kNotYet = {"x-max-priority", "x-single-active-consumer"};
-
 [[noreturn]] void refuse(const std::string& text) {
   throw amqp::ChannelError(amqp::ChannelReplyCode::PreconditionFailed, text);
 }
@@ -64,6 +61,14 @@ QueueArgs parse_queue_args(const amqp::FieldTable& args, const std::string& queu
       out.dead_letter_exchange = string(key, value);
     } else if (key == "x-dead-letter-routing-key") {
       out.dead_letter_routing_key = string(key, value);
+    } else if (key == "x-max-priority") {
+      auto p = integer(key, value, false);
+      if (p > 255) invalid(key, fmt::format("{{value_too_large,{},255}}", p));
+      out.max_priority = p;
+    } else if (key == "x-single-active-consumer") {
+      auto b = value.as_bool();
+      if (!b) invalid(key, fmt::format("\"expected boolean, got {}\"", type_name(value)));
+      out.single_active_consumer = *b;
     } else if (key == "x-queue-type") {
       const auto* s = value.as_string();
       if (!s) refuse(fmt::format("invalid arg 'x-queue-type' for queue '{}' in vhost '{}': expected a string", queue, vhost));
@@ -75,10 +80,6 @@ QueueArgs parse_queue_args(const amqp::FieldTable& args, const std::string& queu
       if (!s || (*s != "default" && *s != "lazy"))
         refuse(fmt::format("invalid arg 'x-queue-mode' for queue '{}' in vhost '{}': expected \"default\" or \"lazy\"", queue, vhost));
       out.queue_mode = *s;
-    } else {
-      for (auto k : kNotYet)
-        if (key == k)
-          refuse(fmt::format("arg '{}' for queue '{}' in vhost '{}' is not supported by this mqnode version yet", key, queue, vhost));
     }
   }
   return out;

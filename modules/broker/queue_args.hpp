@@ -1,7 +1,6 @@
 // The one place where queue.declare arguments ("x-...") are read and checked. Values of
-// the wrong type or range are refused with the text RabbitMQ uses; features that this
-// build does not implement yet (priorities, single active consumer, other queue types)
-// are refused rather than silently ignored.
+// the wrong type or range are refused with the text RabbitMQ uses; what this build does
+// not implement (quorum and stream queue types) is refused rather than silently ignored.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +23,8 @@ struct QueueArgs {
   Overflow overflow = Overflow::DropHead;   // x-overflow
   std::optional<std::string> dead_letter_exchange;     // x-dead-letter-exchange
   std::optional<std::string> dead_letter_routing_key;  // x-dead-letter-routing-key
+  std::optional<int64_t> max_priority;        // x-max-priority (1..255)
+  bool single_active_consumer = false;        // x-single-active-consumer
 };
 
 // Throws amqp::ChannelError 406 PRECONDITION_FAILED naming the argument.

@@ -101,6 +101,7 @@ void Vhost::restore(const store::Snapshot& snap) {
     msg->properties = m.properties;
     msg->body = m.body;
     msg->persistent = true;
+    msg->priority = amqp::validate_properties(msg->properties).priority;
     q->restore(std::move(msg), m.id);
   }
   restoring_ = false;
@@ -265,6 +266,7 @@ void Vhost::republish(const DeadLetter& d) {
   amqp::encode_properties(props, msg->properties);
   msg->body = orig.body;
   msg->persistent = orig.persistent;
+  msg->priority = orig.priority;
 
   std::vector<Queue*> targets;
   route(*dlx, *msg, targets);

@@ -204,3 +204,57 @@ def test_disk_alarm_blocks_publishers_but_not_consumers(broker_factory, uname):
     cch.basic_ack(m.delivery_tag)
     assert cch.basic_get(q)[0] is None
     consumer.close()
+
+
+def test_priority_queue_delivers_higher_priorities_first(amqp, uname, cleanup):
+    ch = amqp.channel()
+    q = uname()
+    cleanup.append(q)
+    ch.queue_declare(q, arguments={"x-max-priority": 5})
+    for body, prio in ((b"low", 1), (b"none", None), (b"high", 5), (b"mid", 3), (b"high2", 5), (b"over", 9)):
+        ch.basic_publish("", q, body, pika.BasicProperties(priority=prio))
+    wait_until(lambda: ch.queue_declare(q, passive=True).method.message_count == 6, timeout=10)
+    # above x-max-priority counts as the maximum; equal priorities keep publish order
+    assert bodies(ch, q) == [b"high", b"high2", b"over", b"mid", b"low", b"none"]
+
+
+def test_consumer_priority(amqp, uname, cleanup):
+    ch = amqp.channel()
+    q = uname()
+    cleanup.append(q)
+    ch.queue_declare(q)
+    got = {"low": 0, "high": 0}
+    ch.basic_qos(prefetch_count=100)
+    ch.basic_consume(q, lambda c, m, p, b: got.__setitem__("low", got["low"] + 1), auto_ack=False,
+                     arguments={"x-priority": 1})
+    ch.basic_consume(q, lambda c, m, p, b: got.__setitem__("high", got["high"] + 1), auto_ack=False,
+                     arguments={"x-priority": 10})
+    pub = amqp.channel()
+    for i in range(20):
+        pub.basic_publish("", q, b"%d" % i)
+    wait_until(lambda: (amqp_events(amqp), sum(got.values()) == 20)[1], timeout=10)
+    # the high-priority consumer has credit for all of them: it gets every message
+    assert got == {"low": 0, "high": 20}
+
+
+def test_single_active_consumer(amqp, uname, cleanup):
+    ch = amqp.channel()
+    q = uname()
+    cleanup.append(q)
+    ch.queue_declare(q, arguments={"x-single-active-consumer": True})
+    got = {"a": [], "b": []}
+    ta = ch.basic_consume(q, lambda c, m, p, b: (got["a"].append(b), c.basic_ack(m.delivery_tag)))
+    ch.basic_consume(q, lambda c, m, p, b: (got["b"].append(b), c.basic_ack(m.delivery_tag)))
+    for i in range(4):
+        ch.basic_publish("", q, b"%d" % i)
+    wait_until(lambda: (amqp_events(amqp), len(got["a"]) == 4)[1], timeout=10)
+    ch.basic_cancel(ta)
+    for i in range(4, 6):
+        ch.basic_publish("", q, b"%d" % i)
+    wait_until(lambda: (amqp_events(amqp), len(got["b"]) == 2)[1], timeout=10)
+    assert got == {"a": [b"0", b"1", b"2", b"3"], "b": [b"4", b"5"]}
+
+
+def amqp_events(amqp):
+    for conn in amqp._conns:  # noqa: SLF001 - the fixture keeps the connections it opened
+        conn.process_data_events(time_limit=0.05)

@@ -185,3 +185,58 @@ TEST_CASE("queue delivery") {
     CHECK(q->purge() == 0);
   }
 }
+
+TEST_CASE("priority levels and consumer priorities") {
+  RecordingOwner owner;
+  SUBCASE("ready messages go by priority, FIFO within a level; requeue goes to the level's head") {
+    QueueArgs a;
+    a.max_priority = 3;
+    auto q = make_queue(owner, a);
+    auto with_prio = [](std::string key, uint8_t p) {
+      auto m = std::make_shared<Message>();
+      m->routing_key = std::move(key);
+      m->priority = p;
+      return MessagePtr(m);
+    };
+    q->enqueue(with_prio("a0", 0));
+    q->enqueue(with_prio("b3", 3));
+    q->enqueue(with_prio("c9", 9));  // above the maximum: counts as 3
+    q->enqueue(with_prio("d1", 1));
+    auto first = q->get();
+    CHECK(first->msg->routing_key == "b3");
+    q->requeue({*first});
+    std::vector<std::string> order;
+    while (auto e = q->get()) order.push_back(e->msg->routing_key);
+    CHECK(order == std::vector<std::string>{"b3", "c9", "d1", "a0"});
+  }
+  SUBCASE("higher-priority consumers first, lower ones only when the higher lack credit") {
+    auto q = make_queue(owner, {});
+    CreditTarget lo, hi;
+    lo.credit = 10;
+    hi.credit = 2;
+    auto clo = std::make_shared<Consumer>(lo, "lo", q), chi = std::make_shared<Consumer>(hi, "hi", q);
+    chi->priority = 5;
+    q->add_consumer(clo.get());
+    q->add_consumer(chi.get());
+    for (int i = 0; i < 5; ++i) q->enqueue(msg(std::to_string(i)));
+    CHECK(hi.got.size() == 2);
+    CHECK(lo.got.size() == 3);
+  }
+  SUBCASE("single active consumer: only the first registered gets messages") {
+    QueueArgs a;
+    a.single_active_consumer = true;
+    auto q = make_queue(owner, a);
+    CreditTarget first, second;
+    first.credit = second.credit = 10;
+    auto c1 = std::make_shared<Consumer>(first, "1", q), c2 = std::make_shared<Consumer>(second, "2", q);
+    c2->priority = 10;  // ignored for single active consumer (RabbitMQ 3.10)
+    q->add_consumer(c1.get());
+    q->add_consumer(c2.get());
+    for (int i = 0; i < 3; ++i) q->enqueue(msg(std::to_string(i)));
+    CHECK(first.got.size() == 3);
+    CHECK(second.got.empty());
+    q->remove_consumer(c1.get());
+    q->enqueue(msg("x"));
+    CHECK(second.got.size() == 1);
+  }
+}
