@@ -209,54 +209,63 @@ void Store::run() {
     }
     // One transaction for everything that accumulated while the previous one committed.
     uint64_t written = 0, deleted = 0, metadata = 0;
-    int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
-    for (auto& op : batch) {
-      if (rc != SQLITE_OK) break;
-      if (auto* p = std::get_if<PutMessage>(&op)) {
-        rc = put_msg.integer(1, static_cast<int64_t>(p->id))
-                 .text(2, p->vhost)
-                 .text(3, p->queue)
-                 .text(4, p->content.exchange)
-                 .text(5, p->content.routing_key)
-                 .blob(6, p->content.properties)
-                 .blob(7, p->content.body)
-                 .run();
-        ++written;
-      } else if (auto* d = std::get_if<DeleteMessage>(&op)) {
-        rc = del_msg.integer(1, static_cast<int64_t>(d->id)).run();
-        ++deleted;
-      } else if (auto* e = std::get_if<ExchangeRecord>(&op)) {
-        rc = put_ex.text(1, e->vhost).text(2, e->name).text(3, e->type).integer(4, e->auto_delete)
-                 .integer(5, e->internal).blob(6, e->arguments).run();
-        ++metadata;
-      } else if (auto* de = std::get_if<DeleteExchange>(&op)) {
-        rc = del_ex.text(1, de->vhost).text(2, de->name).run();
-        if (rc == SQLITE_OK) rc = del_ex_bind.text(1, de->vhost).text(2, de->name).run();
-        ++metadata;
-      } else if (auto* q = std::get_if<QueueRecord>(&op)) {
-        rc = put_q.text(1, q->vhost).text(2, q->name).integer(3, q->auto_delete).blob(4, q->arguments).run();
-        ++metadata;
-      } else if (auto* dq = std::get_if<DeleteQueue>(&op)) {
-        rc = del_q.text(1, dq->vhost).text(2, dq->name).run();
-        if (rc == SQLITE_OK) rc = del_q_msgs.text(1, dq->vhost).text(2, dq->name).run();
-        if (rc == SQLITE_OK) rc = del_q_bind.text(1, dq->vhost).text(2, dq->name).run();
-        ++metadata;
-      } else if (auto* b = std::get_if<BindingRecord>(&op)) {
-        rc = put_b.text(1, b->vhost).text(2, b->source).integer(3, b->to_exchange).text(4, b->destination)
-                 .text(5, b->key).blob(6, b->arguments).run();
-        ++metadata;
-      } else if (auto* db = std::get_if<DeleteBinding>(&op)) {
-        rc = del_b.text(1, db->r.vhost).text(2, db->r.source).integer(3, db->r.to_exchange).text(4, db->r.destination)
-                 .text(5, db->r.key).blob(6, db->r.arguments).run();
-        ++metadata;
-      }
-    }
     std::string error;
-    if (rc == SQLITE_OK) rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) {
-      error = sqlite3_errmsg(db_);
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    }
+    auto transaction = [&](bool skip_messages) {
+      written = deleted = metadata = 0;
+      int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+      for (auto& op : batch) {
+        if (rc != SQLITE_OK) break;
+        if (auto* p = std::get_if<PutMessage>(&op)) {
+          if (skip_messages) continue;
+          rc = put_msg.integer(1, static_cast<int64_t>(p->id))
+                   .text(2, p->vhost)
+                   .text(3, p->queue)
+                   .text(4, p->content.exchange)
+                   .text(5, p->content.routing_key)
+                   .blob(6, p->content.properties)
+                   .blob(7, p->content.body)
+                   .run();
+          ++written;
+        } else if (auto* d = std::get_if<DeleteMessage>(&op)) {
+          rc = del_msg.integer(1, static_cast<int64_t>(d->id)).run();
+          ++deleted;
+        } else if (auto* e = std::get_if<ExchangeRecord>(&op)) {
+          rc = put_ex.text(1, e->vhost).text(2, e->name).text(3, e->type).integer(4, e->auto_delete)
+                   .integer(5, e->internal).blob(6, e->arguments).run();
+          ++metadata;
+        } else if (auto* de = std::get_if<DeleteExchange>(&op)) {
+          rc = del_ex.text(1, de->vhost).text(2, de->name).run();
+          if (rc == SQLITE_OK) rc = del_ex_bind.text(1, de->vhost).text(2, de->name).run();
+          ++metadata;
+        } else if (auto* q = std::get_if<QueueRecord>(&op)) {
+          rc = put_q.text(1, q->vhost).text(2, q->name).integer(3, q->auto_delete).blob(4, q->arguments).run();
+          ++metadata;
+        } else if (auto* dq = std::get_if<DeleteQueue>(&op)) {
+          rc = del_q.text(1, dq->vhost).text(2, dq->name).run();
+          if (rc == SQLITE_OK) rc = del_q_msgs.text(1, dq->vhost).text(2, dq->name).run();
+          if (rc == SQLITE_OK) rc = del_q_bind.text(1, dq->vhost).text(2, dq->name).run();
+          ++metadata;
+        } else if (auto* b = std::get_if<BindingRecord>(&op)) {
+          rc = put_b.text(1, b->vhost).text(2, b->source).integer(3, b->to_exchange).text(4, b->destination)
+                   .text(5, b->key).blob(6, b->arguments).run();
+          ++metadata;
+        } else if (auto* db = std::get_if<DeleteBinding>(&op)) {
+          rc = del_b.text(1, db->r.vhost).text(2, db->r.source).integer(3, db->r.to_exchange).text(4, db->r.destination)
+                   .text(5, db->r.key).blob(6, db->r.arguments).run();
+          ++metadata;
+        }
+      }
+      if (rc == SQLITE_OK) rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+      if (rc != SQLITE_OK) {
+        error = sqlite3_errmsg(db_);
+        sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      }
+      return rc;
+    };
+    int rc = transaction(false);
+    // A full disk fails the batch; acks and definitions free or take little space, so they
+    // are retried without the new messages (whose publishers get nacks).
+    if (rc != SQLITE_OK) transaction(true);
     bool ok = rc == SQLITE_OK;
     // Completions and counters go back to the loop thread; message content is released
     // there too (its owner is a loop-side object).
