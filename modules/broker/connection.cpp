@@ -36,7 +36,8 @@ constexpr auto kSilentCloseDelay = 3s;
 amqp::FieldTable server_properties(const std::string& node) {
   amqp::FieldTable caps;
   for (const char* c : {"publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
-                        "connection.blocked", "authentication_failure_close", "per_consumer_qos", "direct_reply_to"})
+                        "connection.blocked", "authentication_failure_close", "per_consumer_qos", "direct_reply_to",
+                        "consumer_priorities"})
     caps.set(c, true);
   amqp::FieldTable p;
   p.set("capabilities", std::move(caps));

@@ -58,7 +58,7 @@ def test_connection_still_served_after_bad_headers(amqp, uname):
 
 CAPABILITIES = ["publisher_confirms", "exchange_exchange_bindings", "basic.nack",
                 "consumer_cancel_notify", "connection.blocked", "authentication_failure_close",
-                "per_consumer_qos", "direct_reply_to"]
+                "per_consumer_qos", "direct_reply_to", "consumer_priorities"]
 
 
 def _as_str(v):
