@@ -19,8 +19,13 @@ Scenarios (each repeated --runs times; the table shows median, min and max):
             shutdown (SIGTERM) stands in for it: the same protocol path as a tracked module
             going Down (leave Master at once with a priority-0 advert; the backup takes over
             after its skew time). The in-process reaction itself is unit-tested.
+  lbreal    mqnode only: h1 and h2 run `--role lb,vip`, each lb with one local backend
+            (tcp check every 100 ms, fall 1) and the instance tracking "lb"; h1's backend is
+            killed. The time includes the lb's detection (<= one check interval), its Down
+            health on the EventBus, Fault with a priority-0 advert, and the backup's skew.
 
     sudo python3 bench/failover.py --mqnode-bin build/app/mqnode [--runs 3] [--json out.json]
+                                   [--only lbreal,lb]
 """
 
 import argparse
@@ -113,6 +118,22 @@ def keepalived_conf(lan, name, priority, version, advert_int, track):
             "-p", os.path.join(d, "k.pid"), "-r", os.path.join(d, "v.pid"), "-c", os.path.join(d, "c.pid")]
 
 
+BACKEND = r"""
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 5999))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.close()
+"""
+
+LB_CONFIG = {"frontends": [{"name": "amqp", "bind": "0.0.0.0:5670", "backend": "rabbitmq"}],
+             "backends": [{"name": "rabbitmq", "check": {"type": "tcp", "inter_ms": 100, "rise": 1, "fall": 1},
+                           "servers": [{"name": "local", "address": "127.0.0.1:5999"}]}]}
+
+
 def one_run(lan, impl, scenario, version, advert_int, binary, phase):
     procs = []
     tag = "%s-%s-v%d-%s-%d" % (impl, scenario, version, advert_int, int(time.time() * 1000) % 100000)
@@ -124,6 +145,12 @@ def one_run(lan, impl, scenario, version, advert_int, binary, phase):
             stats = lan.start(1, ["/usr/bin/python3", "-c", STATS_PAGE], "stats-%s" % tag)
             procs.append(stats)
             time.sleep(0.3)
+        backends = {}
+        if scenario == "lbreal":
+            for h in (1, 2):
+                backends[h] = lan.start(h, ["/usr/bin/python3", "-c", BACKEND], "backend-h%d-%s" % (h, tag))
+                procs.append(backends[h])
+            time.sleep(0.3)
         daemons = {}
         for h, prio in ((1, 150), (2, 100)):
             name = "%s-h%d-%s" % (impl, h, tag)
@@ -133,7 +160,11 @@ def one_run(lan, impl, scenario, version, advert_int, binary, phase):
                 inst = lan.instance(prio, version=version, advert_int=advert_int)
                 if version == 2:
                     inst["advert_int"] = int(advert_int)
-                argv = lan.mqnode_argv([inst], name)
+                if scenario == "lbreal":
+                    inst["track"] = ["lb"]
+                    argv = lan.mqnode_argv([inst], name, roles="lb,vip", extra={"lb": LB_CONFIG})
+                else:
+                    argv = lan.mqnode_argv([inst], name)
                 argv[0] = os.path.abspath(binary)
             daemons[h] = lan.start(h, argv, name)
             procs.append(daemons[h])
@@ -149,6 +180,8 @@ def one_run(lan, impl, scenario, version, advert_int, binary, phase):
         if scenario == "kill":
             daemons[1].kill()
             lan.exec(1, ["ip", "link", "set", "eth0", "down"])
+        elif scenario == "lbreal":
+            backends[1].kill()
         elif impl == "keepalived":
             stats.kill()
         else:
@@ -171,6 +204,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1, help="seed of the random failure moments")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--only", help="comma list of scenarios to run (kill, lb, lbreal); default all")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("failover.py needs root (network namespaces, raw sockets)")
@@ -184,7 +218,12 @@ def main():
         ("mqnode", "lb", 2, 1),
         ("keepalived", "lb", 3, 0.1),
         ("mqnode", "lb", 3, 0.1),
+        ("mqnode", "lbreal", 2, 1),
+        ("mqnode", "lbreal", 3, 0.1),
     ]
+    if args.only:
+        keep = set(args.only.split(","))
+        cases = [c for c in cases if c[1] in keep]
     phase = random.Random(args.seed)
     V.remove_stale()
     lan = V.Lan(hosts=3).create()
@@ -203,11 +242,12 @@ def main():
     finally:
         lan.destroy()
     what = {"kill": "host dies (SIGKILL + link down)",
-            "lb": "load balancer fails (keepalived: track_script curl, interval 5)"}
+            "lb": "load balancer fails (keepalived: track_script curl, interval 5)",
+            "lbreal": "lb's backend dies (mqnode --role lb,vip, check 100 ms fall 1)"}
     print("| scenario | VRRP | advert_int | keepalived median (min–max) | mqnode median (min–max) | ratio of medians |")
     print("|---|---|---|---|---|---|")
     by = {(r["impl"], r["scenario"], r["version"], r["advert_int"]): r for r in results}
-    for scenario in ("kill", "lb"):
+    for scenario in ("kill", "lb", "lbreal"):
         for version, adv in ((2, 1), (3, 0.1)):
             k = by.get(("keepalived", scenario, version, adv))
             m = by.get(("mqnode", scenario, version, adv))

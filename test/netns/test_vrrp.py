@@ -220,3 +220,144 @@ def test_keepalived_interop(lan, version):
     only_holder(lan, 1, timeout=10)
     assert "dropped advert" not in m1b.output(), m1b.output()
     assert m1b.stop() == 0
+
+
+# --- track_script, notify hooks, the lb role tracked in-process ---------------------------
+
+@pytest.mark.parametrize("weight", [0, -60])
+def test_track_script_moves_vip(lan, weight):
+    """keepalived's vrrp_script: a script that starts failing moves the VIP (weight 0: Fault
+    and a priority-0 advert; weight -60: 150 → 90 < 100, the backup preempts); rise brings it
+    back."""
+    flag = os.path.join(lan.workdir, "lb-broken")
+    scripts = {"chk_haproxy": {"script": "/bin/sh -c 'test ! -e %s'" % flag, "interval": 0.1,
+                               "timeout": 2, "fall": 2, "rise": 2, "weight": weight}}
+    m1 = lan.mqnode(1, [lan.instance(150, track_script=["chk_haproxy"])],
+                    extra={"vrrp": {"track_scripts": scripts}})
+    m2 = lan.mqnode(2, [lan.instance(100)])
+    only_holder(lan, 1)
+    stays(lan, 1, 0.5)
+    open(flag, "w").close()
+    only_holder(lan, 2, timeout=10)
+    out = m1.output()
+    assert "status down: exit 1 (fall 2)" in out, out
+    if weight == 0:
+        assert re.search(r"to=fault .*reason=\"track_script 'chk_haproxy' failed: exit 1\"", out), out
+    else:
+        assert "to=backup priority=90" in out, out
+    os.unlink(flag)
+    only_holder(lan, 1, timeout=10)  # preempt: back to the higher priority
+    assert m1.stop() == 0
+    assert m2.stop() == 0
+
+
+def test_track_script_timeout_is_a_failure(lan):
+    scripts = {"slow": {"script": ["/bin/sleep", "30"], "interval": 0.2, "timeout": 0.3}}
+    m1 = lan.mqnode(1, [lan.instance(150, track_script=["slow"])],
+                    extra={"vrrp": {"track_scripts": scripts}})
+    m2 = lan.mqnode(2, [lan.instance(100)])
+    only_holder(lan, 2, timeout=15)
+    V.wait_for(lambda: "status down: timed out after" in m1.output(), 10, what="the timeout in h1's log")
+    stays(lan, 2, 1.0)
+    assert m1.stop() == 0
+    assert m2.stop() == 0
+    # Every sleep was killed with its process group: none is left in h1's namespace.
+    left = lan.exec(1, ["sh", "-c", "ps -eo pid,args | grep '[/]bin/sleep 30' || true"]).stdout
+    assert left.strip() == "", left
+
+
+def test_notify_hooks(lan):
+    """notify_master/backup/fault/stop and notify (keepalived's INSTANCE <name> <STATE> <prio>)
+    run on transitions; their exit status and output are logged."""
+    out_file = os.path.join(lan.workdir, "notify.out")
+    hook = os.path.join(lan.workdir, "notify.sh")
+    with open(hook, "w") as f:
+        f.write('#!/bin/sh\necho "$@" >> %s\necho "notified $3"\n' % out_file)
+    os.chmod(hook, 0o755)
+    flag = os.path.join(lan.workdir, "broken")
+    scripts = {"chk": {"script": ["/bin/sh", "-c", "test ! -e %s" % flag], "interval": 0.1}}
+    inst = lan.instance(150, track_script=["chk"], notify=hook,
+                        notify_master=["/bin/sh", "-c", "echo to-master >> %s" % out_file],
+                        notify_backup=["/bin/sh", "-c", "echo to-backup >> %s" % out_file],
+                        notify_fault="/bin/sh -c 'echo to-fault >> %s; exit 3'" % out_file,
+                        notify_stop=["/bin/sh", "-c", "echo stopped >> %s" % out_file])
+    m1 = lan.mqnode(1, [inst], extra={"vrrp": {"track_scripts": scripts}})
+
+    def lines():
+        try:
+            with open(out_file) as f:
+                return f.read().split("\n")[:-1]
+        except OSError:
+            return []
+
+    only_holder(lan, 1)
+    V.wait_for(lambda: "INSTANCE VI_1 MASTER 150" in lines(), 5, what="notify MASTER: %s" % lines())
+    open(flag, "w").close()
+    V.wait_for(lambda: "INSTANCE VI_1 FAULT 150" in lines(), 5, what="notify FAULT: %s" % lines())
+    assert m1.stop() == 0
+    # Per instance the hooks run one at a time, in transition order: notify_<state> first.
+    assert lines() == ["to-backup", "INSTANCE VI_1 BACKUP 150", "to-master", "INSTANCE VI_1 MASTER 150",
+                       "to-fault", "INSTANCE VI_1 FAULT 150", "stopped", "INSTANCE VI_1 STOP 150"], lines()
+    log = m1.output()
+    assert "notify_fault failed: exit 3" in log, log
+    assert re.search(r'notify ran: exit 0 .*output="notified MASTER"', log), log
+
+
+def test_track_script_config_errors_name_the_path(lan):
+    argv = lan.mqnode_argv([lan.instance(150, track_script=["nope"])], "badref",
+                           extra={"vrrp": {"track_scripts": {"chk": {"script": "/bin/true"}}}})
+    r = lan.exec(1, argv, check=False, timeout=30)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert '/vrrp/instances/0/track_script/0: no track script named "nope"' in r.stderr, r.stderr
+    argv = lan.mqnode_argv([lan.instance(150, track_script=["chk"])], "badpath",
+                           extra={"vrrp": {"track_scripts": {"chk": {"script": "/nonexistent/chk.sh -x"}}}})
+    r = lan.exec(1, argv, check=False, timeout=30)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "/vrrp/track_scripts/chk/script: cannot execute /nonexistent/chk.sh" in r.stderr, r.stderr
+
+
+BACKEND = r"""
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(16)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    c.close()
+"""
+
+
+def lb_config(port, inter_ms=100):
+    return {"frontends": [{"name": "amqp", "bind": "0.0.0.0:5670", "backend": "rabbitmq"}],
+            "backends": [{"name": "rabbitmq",
+                          "check": {"type": "tcp", "inter_ms": inter_ms, "rise": 1, "fall": 1},
+                          "servers": [{"name": "local", "address": "127.0.0.1:%d" % port}]}]}
+
+
+def test_lb_unhealthy_moves_vip(lan):
+    """--role lb,vip on two hosts, each lb with its own local backend. The master's backend
+    dies: its lb reports Down on the EventBus, the vip role goes to Fault in the same turn
+    of the loop (priority-0 advert) and the backup takes the VIP after its skew time."""
+    backs = {h: lan.start(h, ["/usr/bin/python3", "-u", "-c", BACKEND, "5999"], "backend-h%d" % h) for h in (1, 2)}
+    for b in backs.values():
+        V.wait_for(lambda: "listening" in b.output(), 10, what="backend listening")
+    m1 = lan.mqnode(1, [lan.instance(150, track=["lb"])], roles="lb,vip", extra={"lb": lb_config(5999)})
+    m2 = lan.mqnode(2, [lan.instance(100, track=["lb"])], roles="lb,vip", extra={"lb": lb_config(5999)})
+    only_holder(lan, 1)
+    stays(lan, 1, 0.5)
+    backs[1].kill()
+    t0 = time.monotonic()
+    only_holder(lan, 2, timeout=10)
+    elapsed = time.monotonic() - t0
+    out = m1.output()
+    assert re.search(r"to=fault .*reason=\"tracked module 'lb' down: no server available in backend rabbitmq\"", out), out
+    # check interval (0.1 s, fall 1) + skew (0.06 s) + polling of `ip addr`: well under the
+    # 0.36 s master-down interval plus slack; a polling tracker would need a whole interval more.
+    assert elapsed < 2.0, elapsed
+    # The lb on h1 comes back → Backup (priority 150 preempts: the VIP returns).
+    backs[1] = lan.start(1, ["/usr/bin/python3", "-u", "-c", BACKEND, "5999"], "backend-h1b")
+    only_holder(lan, 1, timeout=10)
+    assert m1.stop() == 0
+    assert m2.stop() == 0

@@ -181,7 +181,11 @@ class Lan:
         if not binary:
             raise RuntimeError("MQNODE_BIN is not set")
         cfg = {"vrrp": {"instances": instances}}
-        cfg.update(extra or {})
+        for k, v in (extra or {}).items():
+            if k == "vrrp":
+                cfg["vrrp"].update(v)  # e.g. track_scripts next to the instances
+            else:
+                cfg[k] = v
         path = os.path.join(self.workdir, name + ".json")
         with open(path, "w") as f:
             json.dump(cfg, f, indent=2)
