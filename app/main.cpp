@@ -46,6 +46,55 @@ std::string default_node_name() {
   return "mqnode@" + h.substr(0, h.find('.'));
 }
 
+// Reads /node and rejects sections no module handles yet.
+core::NodeInfo parse_node(core::ConfigNode& root) {
+  auto node = root.object("node");
+  core::NodeInfo info;
+  info.name = node.string("name", default_node_name());
+  info.data_dir = node.string("data_dir", "/var/lib/mqnode");
+  node.finish();
+  for (const char* later : {"cluster", "management"})
+    if (root.has(later))
+      throw core::ConfigError(fmt::format("/{}: this build has no {} module yet; remove the key", later, later));
+  return info;
+}
+
+// One config file serves every host: the slice of each role not in <configured> (those
+// already read by a running module) is validated with a throwaway module, so a typo shows
+// up wherever the file is used; then unknown top-level keys are rejected.
+void validate_sections(core::ConfigNode& root, const core::ModuleContext& ctx,
+                       const std::vector<std::unique_ptr<core::Module>>& configured) {
+  for (Role role : app::kAllRoles) {
+    auto key = app::config_key(role);
+    bool done = std::any_of(configured.begin(), configured.end(), [&](auto& m) { return m->name() == key; });
+    if (done || !root.has(key)) continue;
+    std::unique_ptr<core::Module> check;
+    try {
+      check = app::make_module(role, ctx);
+    } catch (const core::ConfigError&) {
+      throw core::ConfigError(fmt::format("/{}: this build has no module for this section yet; remove the key", key));
+    }
+    check->configure(root.object(key));
+  }
+  root.finish();
+}
+
+// SIGHUP: the file is validated as a whole (every section, as at startup) before any
+// running module sees its new slice; an error leaves everything as it was.
+void reload_config(const std::string& path, const core::ModuleContext& ctx,
+                   const std::vector<std::unique_ptr<core::Module>>& modules) {
+  nlohmann::json doc = load_config(path);
+  if (!doc.is_object()) throw core::ConfigError(fmt::format("/: expected an object, got {}", core::describe(doc)));
+  core::ConfigNode root(doc, "");
+  parse_node(root);
+  validate_sections(root, ctx, {});
+  for (auto& m : modules) {
+    core::ConfigNode slice = core::ConfigNode(doc, "").object(m->name());
+    if (!m->reload(std::move(slice)))
+      ctx.log.warn("reload: the {} module cannot reload; changes to /{} apply at the next restart", m->name(), m->name());
+  }
+}
+
 int run(const std::string& roles_arg, const std::string& config_path, const std::string& data_dir_arg,
         const std::string& level_arg) {
   auto sink = std::make_shared<core::LogSink>();
@@ -57,42 +106,25 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
   }
   sink->level = *level;
 
+  // A SIGHUP before the reload handler is installed must not kill the process (the file
+  // is being read anyway).
+  std::signal(SIGHUP, SIG_IGN);
   asio::io_context io(1);
   core::EventBus events;
   std::vector<std::unique_ptr<core::Module>> modules;
+  core::NodeInfo info;
   try {
     auto roles = app::parse_roles(roles_arg);
     nlohmann::json doc = load_config(config_path);
     if (!doc.is_object()) throw core::ConfigError(fmt::format("/: expected an object, got {}", core::describe(doc)));
     core::ConfigNode root(doc, "");
-    auto node = root.object("node");
-    core::NodeInfo info;
-    info.name = node.string("name", default_node_name());
-    info.data_dir = node.string("data_dir", "/var/lib/mqnode");
-    node.finish();
+    info = parse_node(root);
     if (!data_dir_arg.empty()) info.data_dir = data_dir_arg;
-    for (const char* later : {"cluster", "management"})
-      if (root.has(later))
-        throw core::ConfigError(fmt::format("/{}: this build has no {} module yet; remove the key", later, later));
 
     core::ModuleContext ctx{io, log, info, events};
     for (Role role : roles) modules.push_back(app::make_module(role, ctx));
     for (auto& m : modules) m->configure(root.object(m->name()));
-    // One config file serves every host: the slice of a role this host does not run is
-    // still validated, so a typo shows up wherever the file is used.
-    for (Role role : app::kAllRoles) {
-      auto key = app::config_key(role);
-      bool running = std::any_of(modules.begin(), modules.end(), [&](auto& m) { return m->name() == key; });
-      if (running || !root.has(key)) continue;
-      std::unique_ptr<core::Module> check;
-      try {
-        check = app::make_module(role, ctx);
-      } catch (const core::ConfigError&) {
-        throw core::ConfigError(fmt::format("/{}: this build has no module for this section yet; remove the key", key));
-      }
-      check->configure(root.object(key));
-    }
-    root.finish();
+    validate_sections(root, ctx, modules);
     log.info("starting mqnode {} node={} roles={} data_dir={}", MQNODE_VERSION, info.name, roles_arg, info.data_dir);
     for (auto& m : modules) m->start();
   } catch (const core::ConfigError& e) {
@@ -124,6 +156,21 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
         asio::detached);
   };
   signals.async_wait(on_signal);
+  // SIGHUP: re-read --config and hand each running module its new slice; a bad file is
+  // logged and changes nothing (HAProxy's reload, without a new process).
+  core::ModuleContext ctx{io, log, info, events};
+  asio::signal_set hup(io, SIGHUP);
+  std::function<void(const asio::error_code&, int)> on_hup = [&](const asio::error_code& ec, int) {
+    if (ec || stopping) return;
+    hup.async_wait(on_hup);
+    log.info("SIGHUP: reloading {}", config_path.empty() ? "the embedded defaults" : config_path);
+    try {
+      reload_config(config_path, ctx, modules);
+    } catch (const std::exception& e) {
+      log.error("reload failed, keeping the running config: {}", e.what());
+    }
+  };
+  hup.async_wait(on_hup);
   std::signal(SIGPIPE, SIG_IGN);
   io.run();
   return 0;

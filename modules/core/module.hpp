@@ -45,6 +45,10 @@ class Module {
   virtual void start() = 0;
   // Stops accepting, closes sessions politely, flushes state.
   virtual asio::awaitable<void> stop() = 0;
+  // SIGHUP: applies a new slice to the running module. Validates all of it before changing
+  // anything (throws ConfigError naming the path; the running config stays). Returns false
+  // when the module cannot reload (the default; app/ logs that a restart is needed).
+  virtual bool reload(ConfigNode /*slice*/) { return false; }
   virtual Health health() const = 0;
   virtual void dump(nlohmann::json& out) const = 0;
 };

@@ -1,16 +1,39 @@
 #include "lb/backend.hpp"
 
+#include <algorithm>
+
 namespace mqnode::lb {
 
 Backend::Backend(const BackendConfig& cfg, int iid, Clock::time_point now) : cfg_(cfg), iid_(iid), last_change_(now) {
-  std::vector<Server*> active;
   int sid = 0;
-  for (const auto& s : cfg_.servers) {
-    servers_.push_back(std::make_unique<Server>(s, cfg_.check, ++sid, now));
-    (s.backup ? backups_ : active).push_back(servers_.back().get());
-  }
-  active_ = make_balancer(cfg_.balance, std::move(active));
+  for (const auto& s : cfg_.servers) servers_.push_back(std::make_shared<Server>(s, cfg_.check, ++sid, now));
+  build_balancers();
   was_up_ = up();
+}
+
+void Backend::build_balancers() {
+  std::vector<Server*> active;
+  backups_.clear();
+  for (const auto& s : servers_) (s->backup() ? backups_ : active).push_back(s.get());
+  active_ = make_balancer(cfg_.balance, std::move(active));
+}
+
+void Backend::reconfigure(const BackendConfig& cfg, Clock::time_point now) {
+  int last_sid = 0;
+  for (const auto& s : servers_) last_sid = std::max(last_sid, s->sid());
+  std::vector<ServerPtr> next;
+  for (const auto& sc : cfg.servers) {
+    auto it = std::find_if(servers_.begin(), servers_.end(), [&](const auto& s) { return s->name() == sc.name; });
+    if (it != servers_.end()) {
+      (*it)->reconfigure(sc, cfg.check, now);
+      next.push_back(*it);
+    } else {
+      next.push_back(std::make_shared<Server>(sc, cfg.check, ++last_sid, now));
+    }
+  }
+  cfg_ = cfg;
+  servers_ = std::move(next);
+  build_balancers();
 }
 
 Server* Backend::find(std::string_view name) const {

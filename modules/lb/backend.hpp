@@ -22,6 +22,10 @@ class Backend {
   int iid() const { return iid_; }
   const std::vector<ServerPtr>& servers() const { return servers_; }
   Server* find(std::string_view name) const;
+  // Reload: the new config of this backend (same name). Servers that stay (by name) keep
+  // their state; new ones start as at startup; removed ones leave the rotation (their
+  // sessions keep them alive). New servers get sids after the highest one.
+  void reconfigure(const BackendConfig& cfg, Clock::time_point now);
 
   // The server for a new session, or nullptr when none is usable.
   Server* pick(const PickContext& ctx);
@@ -47,6 +51,8 @@ class Backend {
  private:
   BackendConfig cfg_;
   int iid_;
+  void build_balancers();
+
   std::vector<ServerPtr> servers_;
   std::unique_ptr<Balancer> active_;
   std::vector<Server*> backups_;

@@ -34,8 +34,8 @@ AmqpReply classify_amqp_reply(std::span<const uint8_t> in) {
   return in[7 + size] == 0xCE ? AmqpReply::Ok : AmqpReply::Bad;
 }
 
-HealthCheck::HealthCheck(asio::io_context& io, Server& server, CheckConfig cfg, OnResult on_result)
-    : io_(io), server_(server), cfg_(cfg), on_result_(std::move(on_result)), timer_(io) {}
+HealthCheck::HealthCheck(asio::io_context& io, std::shared_ptr<Server> server, CheckConfig cfg, OnResult on_result)
+    : io_(io), server_(std::move(server)), cfg_(cfg), on_result_(std::move(on_result)), timer_(io) {}
 
 void HealthCheck::start() {
   auto self = shared_from_this();
@@ -55,16 +55,16 @@ asio::awaitable<void> HealthCheck::run() {
   auto self = shared_from_this();
   asio::error_code ec;
   // Spread the first checks over one interval so N servers are not probed in lockstep.
-  auto first = cfg_.inter * (server_.sid() % 8) / 8;
+  auto first = cfg_.inter * (server_->sid() % 8) / 8;
   timer_.expires_after(first);
   co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   while (!stopped_) {
     bool ok = co_await check_once();
     if (stopped_) break;
-    on_result_(server_, ok);
+    on_result_(*server_, ok);
     Millis wait = cfg_.inter;
-    if (server_.transitioning()) wait = cfg_.fastinter;
-    else if (!server_.up()) wait = cfg_.downinter;
+    if (server_->transitioning()) wait = cfg_.fastinter;
+    else if (!server_->up()) wait = cfg_.downinter;
     timer_.expires_after(wait);
     co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
@@ -84,7 +84,7 @@ asio::awaitable<bool> HealthCheck::check_once() {
     asio::error_code ig;
     sock->close(ig);
   });
-  auto& res = server_.last_check();
+  auto& res = server_->last_check();
   auto finish = [&](bool ok, const char* status, std::string desc) {
     deadline.cancel();
     asio::error_code ig;
@@ -98,7 +98,7 @@ asio::awaitable<bool> HealthCheck::check_once() {
   };
 
   asio::error_code ec;
-  co_await sock->async_connect(server_.endpoint(), asio::redirect_error(asio::use_awaitable, ec));
+  co_await sock->async_connect(server_->endpoint(), asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
     if (timed_out) co_return finish(false, "L4TOUT", "Layer4 timeout");
     co_return finish(false, "L4CON", fmt::format("Layer4 connection problem: {}", ec.message()));

@@ -29,7 +29,9 @@ class HealthCheck : public std::enable_shared_from_this<HealthCheck> {
  public:
   using OnResult = std::function<void(Server&, bool ok)>;
 
-  HealthCheck(asio::io_context& io, Server& server, CheckConfig cfg, OnResult on_result);
+  // Holds <server> until the check ends (a reload may drop it from its backend meanwhile).
+  HealthCheck(asio::io_context& io, std::shared_ptr<Server> server, CheckConfig cfg, OnResult on_result);
+  Server& server() { return *server_; }
   void start();
   void stop();  // idempotent; the coroutine ends at its next wake-up
 
@@ -39,7 +41,7 @@ class HealthCheck : public std::enable_shared_from_this<HealthCheck> {
   asio::awaitable<bool> check_once();
 
   asio::io_context& io_;
-  Server& server_;
+  std::shared_ptr<Server> server_;
   CheckConfig cfg_;
   OnResult on_result_;
   asio::steady_timer timer_;

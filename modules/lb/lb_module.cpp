@@ -1,5 +1,7 @@
 #include "lb/lb_module.hpp"
 
+#include <algorithm>
+
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/redirect_error.hpp>
@@ -15,23 +17,54 @@ using namespace std::chrono_literals;
 
 // ---- frontend --------------------------------------------------------------------------
 
-void Frontend::start(asio::io_context& io, const core::Logger& log) {
+void Frontend::init(asio::io_context& io, const core::Logger& log) {
   log_ = &log;
   slot_ = std::make_unique<asio::steady_timer>(io);
-  for (const auto& b : cfg_.binds) {
-    auto acc = core::listen(io, b, fmt::format("/lb/frontends, \"{}\"", cfg_.name));
-    log.info("frontend {} listening on {}:{} backend={}", cfg_.name, acc->local_endpoint().address().to_string(),
-             acc->local_endpoint().port(), backend_.name());
-    asio::co_spawn(io, accept_loop(*acc), asio::detached);
-    acceptors_.push_back(std::move(acc));
+}
+
+void Frontend::start(asio::io_context& io, const core::Logger& log) {
+  init(io, log);
+  std::vector<Listener> ls;
+  for (const auto& b : cfg_.binds)
+    ls.push_back({b.to_string(), core::listen(io, b, fmt::format("/lb/frontends, \"{}\"", cfg_.name))});
+  set_listeners(std::move(ls));
+}
+
+void Frontend::set_listeners(std::vector<Listener> next) {
+  for (auto& old : listeners_) {
+    bool kept = std::any_of(next.begin(), next.end(), [&](const Listener& l) { return l.acceptor == old.acceptor; });
+    if (kept) continue;
+    asio::error_code ec;
+    auto ep = old.acceptor->local_endpoint(ec);
+    log_->info("frontend {} stopped listening on {}:{}", cfg_.name, ep.address().to_string(), ep.port());
+    old.acceptor->close(ec);
   }
+  for (auto& l : next) {
+    bool had = std::any_of(listeners_.begin(), listeners_.end(), [&](const Listener& o) { return o.acceptor == l.acceptor; });
+    if (had) continue;
+    log_->info("frontend {} listening on {}:{} backend={}", cfg_.name, l.acceptor->local_endpoint().address().to_string(),
+               l.acceptor->local_endpoint().port(), backend_->name());
+    spawn_accept_loop(l.acceptor);
+  }
+  listeners_ = std::move(next);
+}
+
+void Frontend::reconfigure(const FrontendConfig& cfg, std::shared_ptr<Backend> backend) {
+  cfg_ = cfg;
+  backend_ = std::move(backend);
+  if (slot_) slot_->cancel();  // a raised maxconn frees waiting accept loops
+}
+
+void Frontend::spawn_accept_loop(const AcceptorPtr& acc) {
+  auto self = shared_from_this();
+  asio::co_spawn(acc->get_executor(), [self, acc] { return self->accept_loop(acc); }, asio::detached);
 }
 
 void Frontend::stop() {
   stopping_ = true;
-  for (auto& a : acceptors_) {
+  for (auto& l : listeners_) {
     asio::error_code ec;
-    a->close(ec);
+    l.acceptor->close(ec);
   }
   if (slot_) slot_->cancel();
 }
@@ -42,32 +75,33 @@ void Frontend::release() {
 
 std::vector<asio::ip::tcp::endpoint> Frontend::local_endpoints() const {
   std::vector<asio::ip::tcp::endpoint> out;
-  for (const auto& a : acceptors_) {
+  for (const auto& l : listeners_) {
     asio::error_code ec;
-    out.push_back(a->local_endpoint(ec));
+    out.push_back(l.acceptor->local_endpoint(ec));
   }
   return out;
 }
 
-asio::awaitable<void> Frontend::accept_loop(asio::ip::tcp::acceptor& acc) {
+asio::awaitable<void> Frontend::accept_loop(AcceptorPtr acc) {
   asio::error_code ec;
-  asio::steady_timer backoff(acc.get_executor());
-  while (!stopping_) {
+  asio::steady_timer backoff(acc->get_executor());
+  // An acceptor closed by a reload (bind removed) or by stop() ends its loop.
+  while (!stopping_ && acc->is_open()) {
     if (stats.scur >= cfg_.maxconn && cfg_.overflow == OverflowMode::Queue) {
       // Leave new connections in the kernel's accept queue until a session ends.
       ++stats.queued;
       ++stats.qcur;
       if (stats.qcur > stats.qmax) stats.qmax = stats.qcur;
-      while (stats.scur >= cfg_.maxconn && !stopping_) {
+      while (stats.scur >= cfg_.maxconn && cfg_.overflow == OverflowMode::Queue && !stopping_ && acc->is_open()) {
         slot_->expires_at(asio::steady_timer::time_point::max());
         co_await slot_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
       --stats.qcur;
-      if (stopping_) break;
+      if (stopping_ || !acc->is_open()) break;
     }
-    asio::ip::tcp::socket sock(acc.get_executor());
-    co_await acc.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
-    if (stopping_) break;
+    asio::ip::tcp::socket sock(acc->get_executor());
+    co_await acc->async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_ || !acc->is_open()) break;
     if (ec) {
       log_->warn("accept failed frontend={} error=\"{}\"", cfg_.name, ec.message());
       backoff.expires_after(100ms);
@@ -81,7 +115,7 @@ asio::awaitable<void> Frontend::accept_loop(asio::ip::tcp::acceptor& acc) {
     }
     ++stats.stot;
     if (++stats.scur > stats.smax) stats.smax = stats.scur;
-    auto s = std::make_shared<ProxySession>(lb_, *this, std::move(sock), lb_.next_session_id());
+    auto s = std::make_shared<ProxySession>(lb_, shared_from_this(), std::move(sock), lb_.next_session_id());
     lb_.add_session(s);
     s->start();
   }
@@ -108,23 +142,14 @@ Backend* LbModule::find_backend(std::string_view name) const {
 void LbModule::start() {
   auto now = Clock::now();
   buffers_ = std::make_unique<BufferPool>(cfg_->buffer_size);
+  sweep_timer_ = std::make_unique<asio::steady_timer>(ctx_.io);
   // Proxy ids as HAProxy numbers them: in configuration order, frontends first here.
-  int iid = 0;
   std::vector<int> fe_iids;
-  for (std::size_t i = 0; i < cfg_->frontends.size(); ++i) fe_iids.push_back(++iid);
-  for (const auto& bc : cfg_->backends) backends_.push_back(std::make_unique<Backend>(bc, ++iid, now));
+  for (std::size_t i = 0; i < cfg_->frontends.size(); ++i) fe_iids.push_back(++last_iid_);
+  for (const auto& bc : cfg_->backends) backends_.push_back(std::make_shared<Backend>(bc, ++last_iid_, now));
   for (std::size_t i = 0; i < cfg_->frontends.size(); ++i) {
     const auto& fc = cfg_->frontends[i];
-    frontends_.push_back(std::make_unique<Frontend>(*this, fc, *backends_[fc.backend_index], fe_iids[i]));
-  }
-  for (auto& b : backends_) {
-    Backend* bp = b.get();
-    for (const auto& s : b->servers()) {
-      if (!s->checked()) continue;
-      auto hc = std::make_shared<HealthCheck>(ctx_.io, *s, b->config().check,
-                                              [this, bp](Server& srv, bool ok) { on_check_result(*bp, srv, ok); });
-      checks_.push_back(hc);
-    }
+    frontends_.push_back(std::make_shared<Frontend>(*this, fc, backends_[fc.backend_index], fe_iids[i]));
   }
   for (auto& f : frontends_) f->start(ctx_.io, log_);
   if (cfg_->stats.enabled) {
@@ -140,12 +165,195 @@ void LbModule::start() {
     auto ep = http_->local_endpoint();
     log_.info("stats on http://{}:{}{}", ep.address().to_string(), ep.port(), cfg_->stats.uri);
   }
-  for (auto& hc : checks_) hc->start();
+  start_checks();
   events_sub_ = ctx_.events.subscribe_health([this](std::string_view module, const core::Health& h) {
     if (module == "broker") on_broker_health(h);
   });
   if (const auto* h = ctx_.events.last_health("broker")) on_broker_health(*h);
   publish_health();
+}
+
+namespace {
+// std::push_heap and friends build a max-heap; this order makes it a min-heap on the time.
+bool later(const std::pair<Clock::time_point, uint64_t>& a, const std::pair<Clock::time_point, uint64_t>& b) {
+  return a.first > b.first;
+}
+}  // namespace
+
+void LbModule::schedule(Clock::time_point at, uint64_t session_id) {
+  if (stopping_ || !sweep_timer_) return;
+  if (deadlines_.size() > 2 * sessions_.size() + 1024) {
+    std::erase_if(deadlines_, [this](const auto& e) {
+      auto it = sessions_.find(e.second);
+      return it == sessions_.end() || it->second->next_check() != e.first;
+    });
+    std::make_heap(deadlines_.begin(), deadlines_.end(), later);
+  }
+  deadlines_.emplace_back(at, session_id);
+  std::push_heap(deadlines_.begin(), deadlines_.end(), later);
+  if (!in_sweep_ && (!sweep_armed_ || at < sweep_at_)) arm_sweep(at);
+}
+
+void LbModule::arm_sweep(Clock::time_point at) {
+  sweep_at_ = at;
+  sweep_armed_ = true;
+  sweep_timer_->expires_at(at);
+  // A re-arm cancels the pending wait; a handler already queued is recognised as stale.
+  sweep_timer_->async_wait([this, gen = ++sweep_gen_](const asio::error_code& ec) {
+    if (ec || gen != sweep_gen_) return;
+    sweep();
+  });
+}
+
+void LbModule::sweep() {
+  sweep_armed_ = false;
+  in_sweep_ = true;
+  auto now = Clock::now();
+  while (!deadlines_.empty() && deadlines_.front().first <= now) {
+    auto [at, id] = deadlines_.front();
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), later);
+    deadlines_.pop_back();
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second->next_check() != at) continue;  // ended, or stale entry
+    auto s = it->second;  // check_deadline may end it
+    s->check_deadline(now);
+  }
+  in_sweep_ = false;
+  if (!deadlines_.empty() && !stopping_) arm_sweep(deadlines_.front().first);
+}
+
+void LbModule::start_checks() {
+  for (auto& b : backends_) {
+    Backend* bp = b.get();
+    for (const auto& s : b->servers()) {
+      if (!s->checked()) continue;
+      auto hc = std::make_shared<HealthCheck>(ctx_.io, s, b->config().check,
+                                              [this, bp](Server& srv, bool ok) { on_check_result(*bp, srv, ok); });
+      checks_.push_back(hc);
+    }
+  }
+  for (auto& hc : checks_) hc->start();
+}
+
+void LbModule::stop_checks() {
+  for (auto& hc : checks_) hc->stop();
+  checks_.clear();
+}
+
+bool LbModule::reload(core::ConfigNode slice) {
+  // 1. Validate everything; nothing has changed if this throws.
+  auto next = std::make_shared<const LbConfig>(parse_lb_config(std::move(slice)));
+  if (stopping_ || !buffers_) return true;
+  const LbConfig& old = *cfg_;
+  // 2. Bind the new addresses before touching anything, so a bind failure changes nothing.
+  //    Addresses a frontend of the same name already listens on keep their acceptor.
+  std::vector<std::vector<Frontend::Listener>> listeners(next->frontends.size());
+  std::vector<std::pair<std::size_t, core::Endpoint>> deferred;  // held by another frontend now
+  auto find_fe = [&](const std::string& name) -> std::shared_ptr<Frontend> {
+    for (auto& f : frontends_)
+      if (f->name() == name) return f;
+    return nullptr;
+  };
+  auto held_elsewhere = [&](const std::string& bind, const std::string& fe_name) {
+    for (auto& f : frontends_)
+      for (auto& l : f->listeners())
+        if (l.bind == bind && f->name() != fe_name) return true;
+    return false;
+  };
+  try {
+    for (std::size_t i = 0; i < next->frontends.size(); ++i) {
+      const auto& fc = next->frontends[i];
+      auto cur = find_fe(fc.name);
+      for (const auto& b : fc.binds) {
+        auto key = b.to_string();
+        const Frontend::Listener* have = nullptr;
+        if (cur)
+          for (auto& l : cur->listeners())
+            if (l.bind == key) have = &l;
+        if (have) listeners[i].push_back(*have);
+        else if (held_elsewhere(key, fc.name)) deferred.emplace_back(i, b);
+        else listeners[i].push_back({key, core::listen(ctx_.io, b, fmt::format("/lb/frontends/{}/bind", i))});
+      }
+    }
+  } catch (const std::exception&) {
+    for (std::size_t i = 0; i < listeners.size(); ++i)
+      for (auto& l : listeners[i]) {
+        auto cur = find_fe(next->frontends[i].name);
+        bool kept = false;
+        if (cur)
+          for (auto& o : cur->listeners()) kept |= o.acceptor == l.acceptor;
+        asio::error_code ec;
+        if (!kept) l.acceptor->close(ec);
+      }
+    throw;
+  }
+  // 3. Apply. Settings that need a restart are reported and kept.
+  if (next->buffer_size != old.buffer_size)
+    log_.warn("reload: /lb/buffer_size changes at the next restart (keeping {})", old.buffer_size);
+  if (next->stats.enabled != old.stats.enabled || next->stats.bind.to_string() != old.stats.bind.to_string() ||
+      next->stats.uri != old.stats.uri)
+    log_.warn("reload: /lb/stats bind and uri change at the next restart (credentials, realm, refresh and admin apply now)");
+  auto now = Clock::now();
+  stop_checks();
+  std::vector<std::shared_ptr<Backend>> backends;
+  for (const auto& bc : next->backends) {
+    auto it = std::find_if(backends_.begin(), backends_.end(), [&](auto& b) { return b->name() == bc.name; });
+    if (it != backends_.end()) {
+      (*it)->reconfigure(bc, now);
+      backends.push_back(*it);
+    } else {
+      backends.push_back(std::make_shared<Backend>(bc, ++last_iid_, now));
+      log_.info("reload: backend {} added", bc.name);
+    }
+  }
+  for (auto& b : backends_)
+    if (std::none_of(backends.begin(), backends.end(), [&](auto& n) { return n == b; }))
+      log_.info("reload: backend {} removed ({} sessions keep running)", b->name(), b->stats.scur);
+  std::vector<std::shared_ptr<Frontend>> frontends;
+  for (std::size_t i = 0; i < next->frontends.size(); ++i) {
+    const auto& fc = next->frontends[i];
+    auto f = find_fe(fc.name);
+    if (f) {
+      f->reconfigure(fc, backends[fc.backend_index]);
+    } else {
+      f = std::make_shared<Frontend>(*this, fc, backends[fc.backend_index], ++last_iid_);
+      f->init(ctx_.io, log_);
+      log_.info("reload: frontend {} added", fc.name);
+    }
+    frontends.push_back(f);
+  }
+  for (auto& f : frontends_)
+    if (std::none_of(frontends.begin(), frontends.end(), [&](auto& n) { return n == f; })) {
+      log_.info("reload: frontend {} removed ({} sessions keep running)", f->name(), f->stats.scur);
+      f->stop();
+    }
+  for (std::size_t i = 0; i < frontends.size(); ++i) frontends[i]->set_listeners(std::move(listeners[i]));
+  // Addresses that moved from one frontend to another: free now, bound now.
+  for (auto& [i, b] : deferred) {
+    try {
+      auto ls = frontends[i]->listeners();
+      ls.push_back({b.to_string(), core::listen(ctx_.io, b, fmt::format("/lb/frontends/{}/bind", i))});
+      frontends[i]->set_listeners(std::move(ls));
+    } catch (const std::exception& e) {
+      log_.error("reload: {}", e.what());
+    }
+  }
+  backends_ = std::move(backends);
+  frontends_ = std::move(frontends);
+  cfg_ = next;
+  for (auto& b : backends_) {
+    b->on_server_change();
+    b->refresh_state(now);
+    for (const auto& s : b->servers())
+      if (s->config().local) {
+        if (const auto* h = ctx_.events.last_health("broker")) s->set_local_down(h->state == core::Health::State::Down);
+      }
+  }
+  start_checks();
+  publish_health();
+  log_.info("reload: {} frontends, {} backends; established sessions keep their config", frontends_.size(),
+            backends_.size());
+  return true;
 }
 
 void LbModule::on_broker_health(const core::Health& h) {
@@ -202,7 +410,9 @@ void LbModule::publish_health() {
 asio::awaitable<void> LbModule::stop() {
   stopping_ = true;
   for (auto& f : frontends_) f->stop();
-  for (auto& hc : checks_) hc->stop();
+  stop_checks();
+  if (sweep_timer_) sweep_timer_->cancel();
+  deadlines_.clear();
   if (http_) http_->stop();
   publish_health();
   auto sessions = sessions_;

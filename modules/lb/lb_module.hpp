@@ -22,35 +22,53 @@ namespace mqnode::lb {
 
 class LbModule;
 
-class Frontend {
+class Frontend : public std::enable_shared_from_this<Frontend> {
  public:
-  Frontend(LbModule& lb, const FrontendConfig& cfg, Backend& backend, int iid)
-      : lb_(lb), cfg_(cfg), backend_(backend), iid_(iid) {}
+  Frontend(LbModule& lb, const FrontendConfig& cfg, std::shared_ptr<Backend> backend, int iid)
+      : lb_(lb), cfg_(cfg), backend_(std::move(backend)), iid_(iid) {}
 
   const std::string& name() const { return cfg_.name; }
   const FrontendConfig& config() const { return cfg_; }
-  Backend& backend() { return backend_; }
-  const Backend& backend() const { return backend_; }
+  Backend& backend() { return *backend_; }
+  const Backend& backend() const { return *backend_; }
+  const std::shared_ptr<Backend>& backend_ptr() const { return backend_; }
   int iid() const { return iid_; }
   LbModule& lb() { return lb_; }
 
+  // Binds every address of the config (throws on failure) and starts accepting.
   void start(asio::io_context& io, const core::Logger& log);
+  // What start() does before binding (a frontend added by a reload gets bound listeners).
+  void init(asio::io_context& io, const core::Logger& log);
   void stop();
   // A session of this frontend ended: wakes an accept loop waiting for a slot.
   void release();
   std::vector<asio::ip::tcp::endpoint> local_endpoints() const;
 
+  // --- reload ---
+  using AcceptorPtr = std::shared_ptr<asio::ip::tcp::acceptor>;
+  struct Listener {
+    std::string bind;  // core::Endpoint::to_string() of the configured address
+    AcceptorPtr acceptor;
+  };
+  // New config and backend for the sessions accepted from now on.
+  void reconfigure(const FrontendConfig& cfg, std::shared_ptr<Backend> backend);
+  // Takes the listeners to use from now on (kept ones and newly bound ones); the others
+  // are closed (their established sessions are not touched).
+  void set_listeners(std::vector<Listener> next);
+  const std::vector<Listener>& listeners() const { return listeners_; }
+
   FrontendStats stats;
 
  private:
-  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acc);
+  void spawn_accept_loop(const AcceptorPtr& acc);
+  asio::awaitable<void> accept_loop(AcceptorPtr acc);
 
   LbModule& lb_;
   FrontendConfig cfg_;
-  Backend& backend_;
+  std::shared_ptr<Backend> backend_;
   int iid_;
   const core::Logger* log_ = nullptr;
-  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  std::vector<Listener> listeners_;
   std::unique_ptr<asio::steady_timer> slot_;  // accept loops wait on it while at maxconn
   bool stopping_ = false;
 };
@@ -63,6 +81,9 @@ class LbModule final : public core::Module {
   std::string_view name() const override { return "lb"; }
   void configure(core::ConfigNode slice) override;
   void start() override;
+  // SIGHUP: see docs/lb.md "Reload". Throws ConfigError (nothing changed) or
+  // std::runtime_error when a new bind address cannot be bound (nothing changed).
+  bool reload(core::ConfigNode slice) override;
   asio::awaitable<void> stop() override;
   core::Health health() const override;
   void dump(nlohmann::json& out) const override;
@@ -71,14 +92,20 @@ class LbModule final : public core::Module {
   asio::io_context& io() { return ctx_.io; }
   const core::Logger& log() const { return log_; }
   const LbConfig& config() const { return *cfg_; }
+  const std::shared_ptr<const LbConfig>& config_ptr() const { return cfg_; }
   const std::string& node_name() const { return ctx_.node.name; }
   BufferPool& buffers() { return *buffers_; }
   uint64_t next_session_id() { return ++last_session_id_; }
   void add_session(const ProxySessionPtr& s) { sessions_.emplace(s->id(), s); }
+  // Session timeouts: one module-wide min-heap of (deadline, session id) and one timer.
+  // An entry is only a reminder: when it comes due the session re-checks its current
+  // deadline (activity only moves it later) and schedules again or times out. Entries
+  // of ended sessions are dropped when due, or compacted away when they pile up.
+  void schedule(Clock::time_point at, uint64_t session_id);
   void remove_session(uint64_t id) { sessions_.erase(id); }
   std::size_t session_count() const { return sessions_.size(); }
-  const std::vector<std::unique_ptr<Frontend>>& frontends() const { return frontends_; }
-  const std::vector<std::unique_ptr<Backend>>& backends() const { return backends_; }
+  const std::vector<std::shared_ptr<Frontend>>& frontends() const { return frontends_; }
+  const std::vector<std::shared_ptr<Backend>>& backends() const { return backends_; }
   Backend* find_backend(std::string_view name) const;
 
   // Applies a change of a server's admin state/weight (runtime API) or check result:
@@ -92,18 +119,28 @@ class LbModule final : public core::Module {
  private:
   void on_broker_health(const core::Health& h);
   void publish_health();
+  void start_checks();
+  void stop_checks();
+  void arm_sweep(Clock::time_point at);
+  void sweep();
 
   core::ModuleContext ctx_;
   core::Logger log_;
   std::shared_ptr<const LbConfig> cfg_;
-  std::vector<std::unique_ptr<Backend>> backends_;
-  std::vector<std::unique_ptr<Frontend>> frontends_;
+  std::vector<std::shared_ptr<Backend>> backends_;
+  std::vector<std::shared_ptr<Frontend>> frontends_;
   std::vector<HealthCheckPtr> checks_;
   std::unique_ptr<BufferPool> buffers_;
   std::map<uint64_t, ProxySessionPtr> sessions_;
+  std::vector<std::pair<Clock::time_point, uint64_t>> deadlines_;  // min-heap on the time
+  std::unique_ptr<asio::steady_timer> sweep_timer_;
+  Clock::time_point sweep_at_{};
+  uint64_t sweep_gen_ = 0;
+  bool sweep_armed_ = false, in_sweep_ = false;
   std::unique_ptr<core::http::Server> http_;
   uint64_t last_session_id_ = 0;
   int events_sub_ = 0;
+  int last_iid_ = 0;
   bool stopping_ = false;
 };
 

@@ -2,8 +2,8 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
@@ -13,7 +13,6 @@
 namespace mqnode::lb {
 
 using namespace std::chrono_literals;
-using namespace asio::experimental::awaitable_operators;
 
 std::unique_ptr<char[]> BufferPool::get() {
   ++in_use_;
@@ -28,12 +27,14 @@ void BufferPool::put(std::unique_ptr<char[]> b) {
   if (free_.size() < keep_) free_.push_back(std::move(b));
 }
 
-ProxySession::ProxySession(LbModule& lb, Frontend& fe, asio::ip::tcp::socket client, uint64_t id)
+ProxySession::ProxySession(LbModule& lb, std::shared_ptr<Frontend> fe, asio::ip::tcp::socket client, uint64_t id)
     : lb_(lb),
-      fe_(fe),
+      cfg_(lb.config_ptr()),
+      fe_(std::move(fe)),
+      be_(fe_->backend_ptr()),
+      bc_(&cfg_->backends.at(fe_->config().backend_index)),
       client_(std::move(client)),
       upstream_(client_.get_executor()),
-      timer_(client_.get_executor()),
       id_(id),
       started_(Clock::now()),
       last_activity_(started_) {
@@ -43,15 +44,17 @@ ProxySession::ProxySession(LbModule& lb, Frontend& fe, asio::ip::tcp::socket cli
     peer_addr_ = ep.address();
     peer_ = fmt::format("{}:{}", peer_addr_.to_string(), ep.port());
   }
-  const auto& bc = fe_.backend().config();
-  idle_ = bc.timeout_tunnel.count() ? bc.timeout_tunnel : std::min(fe_.config().timeout_client, bc.timeout_server);
+  // The frontend's and backend's settings as of this session's start (the frontend's
+  // FrontendConfig is copied by value into its object, so read it now).
+  const auto& bc = *bc_;
+  idle_ = bc.timeout_tunnel.count() ? bc.timeout_tunnel : std::min(fe_->config().timeout_client, bc.timeout_server);
   connect_deadline_ = started_ + bc.timeout_connect;
 }
 
 void ProxySession::start() {
   auto self = shared_from_this();
+  schedule(connect_deadline_);
   asio::co_spawn(client_.get_executor(), [self] { return self->run(); }, asio::detached);
-  asio::co_spawn(client_.get_executor(), [self] { return self->watchdog(); }, asio::detached);
 }
 
 void ProxySession::close_sockets() {
@@ -59,7 +62,6 @@ void ProxySession::close_sockets() {
   asio::error_code ec;
   client_.close(ec);
   upstream_.close(ec);
-  timer_.cancel();
 }
 
 void ProxySession::kill(const char* code) {
@@ -72,30 +74,34 @@ Clock::time_point ProxySession::deadline() const {
   return phase_ == Phase::Connect ? connect_deadline_ : last_activity_ + idle_;
 }
 
-asio::awaitable<void> ProxySession::watchdog() {
-  auto self = shared_from_this();
-  asio::error_code ec;
-  while (!closed_) {
-    timer_.expires_at(deadline());
-    co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (closed_) break;
-    if (Clock::now() < deadline()) continue;  // activity moved the deadline
-    if (phase_ == Phase::Connect) {
-      // Ends the pending connect; connect() retries or gives up.
-      connect_timed_out_ = true;
-      asio::error_code ig;
-      upstream_.close(ig);
-      connect_deadline_ = Clock::now() + fe_.backend().config().timeout_connect;
-    } else {
-      term_ = "cD";
-      close_sockets();
-    }
+void ProxySession::schedule(Clock::time_point at) {
+  next_check_ = at;
+  lb_.schedule(at, id_);
+}
+
+void ProxySession::check_deadline(Clock::time_point now) {
+  if (closed_ || phase_ == Phase::Done) return;
+  auto d = deadline();
+  if (now < d) {
+    schedule(d);  // activity moved the deadline
+    return;
+  }
+  if (phase_ == Phase::Connect) {
+    // Ends the pending connect; connect() retries or gives up.
+    connect_timed_out_ = true;
+    asio::error_code ig;
+    upstream_.close(ig);
+    connect_deadline_ = now + bc_->timeout_connect;
+    schedule(connect_deadline_);
+  } else {
+    term_ = "cD";
+    close_sockets();
   }
 }
 
 asio::awaitable<bool> ProxySession::connect() {
-  Backend& be = fe_.backend();
-  const auto& bc = be.config();
+  Backend& be = *be_;
+  const auto& bc = *bc_;
   PickContext ctx;
   ctx.client = &peer_addr_;
   Server* failed = nullptr;
@@ -120,12 +126,12 @@ asio::awaitable<bool> ProxySession::connect() {
         ++failed->stats.wredis;
       }
     }
-    server_ = s;
+    server_ = s->shared_from_this();
     s->session_started(Clock::now());  // counts toward leastconn and maxconn while connecting
     ++be.stats.lbtot;
     connect_deadline_ = Clock::now() + bc.timeout_connect;
     connect_timed_out_ = false;
-    timer_.cancel();  // re-arm the watchdog on the new deadline
+    schedule(connect_deadline_);
     asio::error_code ec;
     upstream_ = asio::ip::tcp::socket(client_.get_executor());
     co_await upstream_.async_connect(s->endpoint(), asio::redirect_error(asio::use_awaitable, ec));
@@ -155,61 +161,80 @@ asio::awaitable<bool> ProxySession::connect() {
   co_return false;
 }
 
-asio::awaitable<void> ProxySession::pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, bool from_client) {
+void ProxySession::pump_wait(bool from_client) {
+  auto& from = from_client ? client_ : upstream_;
+  // Idle: wait for readability without holding a buffer.
+  from.async_wait(asio::socket_base::wait_read, [self = shared_from_this(), from_client](const asio::error_code& ec) {
+    self->pump_read(from_client, ec);
+  });
+}
+
+void ProxySession::pump_read(bool from_client, asio::error_code ec) {
+  if (ec) return pump_end(from_client, ec);
+  auto& from = from_client ? client_ : upstream_;
+  auto& to = from_client ? upstream_ : client_;
+  auto& buf = bufs_[from_client ? 0 : 1];
   auto& pool = lb_.buffers();
-  std::unique_ptr<char[]> buf;
-  asio::error_code ec;
-  for (;;) {
-    if (!buf) {
-      // Idle: wait for readability without holding a buffer.
-      co_await from.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;
-      buf = pool.get();
-    }
-    std::size_t n = from.read_some(asio::buffer(buf.get(), pool.size()), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      pool.put(std::move(buf));
-      continue;
-    }
-    if (ec == asio::error::eof) {
-      // Half-close: the other side learns that this one has finished sending.
-      asio::error_code ig;
-      to.shutdown(asio::socket_base::shutdown_send, ig);
-      ec = {};
-      break;
-    }
-    if (ec) break;
-    last_activity_ = Clock::now();
-    co_await asio::async_write(to, asio::buffer(buf.get(), n), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) break;
-    if (from_client) {
-      bytes_in_ += n;
-      fe_.stats.bin += n;
-      fe_.backend().stats.bin += n;
-      server_->stats.bin += n;
-    } else {
-      bytes_out_ += n;
-      fe_.stats.bout += n;
-      fe_.backend().stats.bout += n;
-      server_->stats.bout += n;
-    }
-    // A full read means more is probably waiting: keep the buffer and read again.
-    if (n < pool.size()) pool.put(std::move(buf));
+  if (!buf) buf = pool.get();
+  std::size_t n = from.read_some(asio::buffer(buf.get(), pool.size()), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    pool.put(std::move(buf));
+    return pump_wait(from_client);
   }
-  if (buf) pool.put(std::move(buf));
+  if (ec == asio::error::eof) {
+    // Half-close: the other side learns that this one has finished sending.
+    asio::error_code ig;
+    to.shutdown(asio::socket_base::shutdown_send, ig);
+    return pump_end(from_client, {});
+  }
+  if (ec) return pump_end(from_client, ec);
+  last_activity_ = Clock::now();
+  asio::async_write(to, asio::buffer(buf.get(), n),
+                    [self = shared_from_this(), from_client, n](const asio::error_code& ec, std::size_t) {
+                      self->pump_written(from_client, n, ec);
+                    });
+}
+
+void ProxySession::pump_written(bool from_client, std::size_t n, const asio::error_code& ec) {
+  if (ec) return pump_end(from_client, ec);
+  if (from_client) {
+    bytes_in_ += n;
+    fe_->stats.bin += n;
+    be_->stats.bin += n;
+    server_->stats.bin += n;
+  } else {
+    bytes_out_ += n;
+    fe_->stats.bout += n;
+    be_->stats.bout += n;
+    server_->stats.bout += n;
+  }
+  auto& pool = lb_.buffers();
+  // A full read means more is probably waiting: keep the buffer and read again.
+  if (n == pool.size()) return pump_read(from_client, {});
+  pool.put(std::move(bufs_[from_client ? 0 : 1]));
+  pump_wait(from_client);
+}
+
+void ProxySession::pump_end(bool from_client, const asio::error_code& ec) {
+  auto& buf = bufs_[from_client ? 0 : 1];
+  if (buf) lb_.buffers().put(std::move(buf));
   if (ec && !closed_) {
     // A reset or write failure on either side ends both directions.
     if (from_client) {
       term_ = "CD";
       ++server_->stats.cli_abrt;
-      ++fe_.backend().stats.cli_abrt;
+      ++be_->stats.cli_abrt;
     } else {
       term_ = "SD";
       ++server_->stats.srv_abrt;
-      ++fe_.backend().stats.srv_abrt;
+      ++be_->stats.srv_abrt;
     }
     close_sockets();
   }
+  if (--pumps_ > 0) return;
+  phase_ = Phase::Done;
+  close_sockets();
+  finish();
 }
 
 asio::awaitable<void> ProxySession::run() {
@@ -224,8 +249,12 @@ asio::awaitable<void> ProxySession::run() {
     upstream_.non_blocking(true, ec);
     phase_ = Phase::Data;
     last_activity_ = Clock::now();
-    timer_.cancel();
-    co_await (pump(client_, upstream_, true) && pump(upstream_, client_, false));
+    schedule(last_activity_ + idle_);
+    // The pumps hold the session from here; this coroutine (and its frame) ends.
+    pumps_ = 2;
+    pump_wait(true);
+    pump_wait(false);
+    co_return;
   }
   phase_ = Phase::Done;
   close_sockets();
@@ -237,16 +266,16 @@ void ProxySession::finish() {
   ended_ = true;
   auto now = Clock::now();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - started_).count();
-  --fe_.stats.scur;
+  --fe_->stats.scur;
   if (server_) {
     server_->session_ended();
-    --fe_.backend().stats.scur;  // server_ is set only once connected
+    --be_->stats.scur;  // server_ is set only once connected
   }
-  if (lb_.config().log_sessions)
+  if (cfg_->log_sessions)
     lb_.log().info("session id={} client={} frontend={} backend={} server={} bytes_in={} bytes_out={} duration_ms={} retries={} term={}",
-                   id_, peer_, fe_.name(), fe_.backend().name(), server_ ? server_->name() : "<NOSRV>", bytes_in_,
+                   id_, peer_, fe_->name(), be_->name(), server_ ? server_->name() : "<NOSRV>", bytes_in_,
                    bytes_out_, ms, retries_, term_);
-  fe_.release();
+  fe_->release();
   lb_.remove_session(id_);  // may drop the last reference but one (run() holds self)
 }
 

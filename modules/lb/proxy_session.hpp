@@ -4,6 +4,10 @@
 // Each pump holds at most one buffer, taken from a pool only while data is moving and
 // written out before the next read, so an idle session costs no buffer and a slow reader
 // stops the other side through TCP back-pressure instead of growing memory.
+// Idle sessions are kept small: the connect phase is a coroutine that ends once
+// connected; the pumps are plain completion handlers (one pending wait_read per
+// direction while idle), and timeouts come from the module's deadline heap
+// (LbModule::schedule), not a timer per session.
 #pragma once
 
 #include <cstdint>
@@ -12,12 +16,13 @@
 
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/steady_timer.hpp>
 
+#include "lb/config.hpp"
 #include "lb/server.hpp"
 
 namespace mqnode::lb {
 
+class Backend;
 class Frontend;
 class LbModule;
 
@@ -38,7 +43,9 @@ class BufferPool {
 
 class ProxySession : public std::enable_shared_from_this<ProxySession> {
  public:
-  ProxySession(LbModule& lb, Frontend& fe, asio::ip::tcp::socket client, uint64_t id);
+  // Keeps the module's current config, <fe> and its current backend for its whole life:
+  // a reload changes what new sessions get, never a running one.
+  ProxySession(LbModule& lb, std::shared_ptr<Frontend> fe, asio::ip::tcp::socket client, uint64_t id);
 
   void start();
   // Ends the session now (both sockets closed). <code> is HAProxy's two-letter
@@ -46,31 +53,45 @@ class ProxySession : public std::enable_shared_from_this<ProxySession> {
   // down with shutdown-sessions). Idempotent.
   void kill(const char* code);
 
+  // Called by the module's deadline sweep for an entry of this session that came due:
+  // acts on a timeout, or schedules the session's current deadline again.
+  void check_deadline(Clock::time_point now);
+  // The time of this session's one valid heap entry; other entries for it are stale.
+  Clock::time_point next_check() const { return next_check_; }
+
   uint64_t id() const { return id_; }
-  Server* server() const { return server_; }
+  Server* server() const { return server_.get(); }
   void dump(nlohmann::json& out) const;
 
  private:
   asio::awaitable<void> run();
   asio::awaitable<bool> connect();
-  asio::awaitable<void> pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, bool from_client);
-  asio::awaitable<void> watchdog();
+  // One direction of the data phase: wait readable → read → write → again.
+  void pump_wait(bool from_client);
+  void pump_read(bool from_client, asio::error_code ec);
+  void pump_written(bool from_client, std::size_t n, const asio::error_code& ec);
+  void pump_end(bool from_client, const asio::error_code& ec);
   Clock::time_point deadline() const;
+  void schedule(Clock::time_point at);
   void close_sockets();
   void finish();
 
   LbModule& lb_;
-  Frontend& fe_;
+  std::shared_ptr<const LbConfig> cfg_;
+  std::shared_ptr<Frontend> fe_;
+  std::shared_ptr<Backend> be_;
+  const BackendConfig* bc_;
   asio::ip::tcp::socket client_, upstream_;
-  asio::steady_timer timer_;
+  std::unique_ptr<char[]> bufs_[2];  // [0] client→server, [1] server→client; only while data moves
   uint64_t id_;
-  Server* server_ = nullptr;
+  std::shared_ptr<Server> server_;
   std::string peer_;
   asio::ip::address peer_addr_;
-  Clock::time_point started_, last_activity_, connect_deadline_;
+  Clock::time_point started_, last_activity_, connect_deadline_, next_check_{};
   Millis idle_{0};
   enum class Phase { Connect, Data, Done } phase_ = Phase::Connect;
   bool connect_timed_out_ = false;
+  uint8_t pumps_ = 0;  // directions still running
   bool closed_ = false;
   bool ended_ = false;
   const char* term_ = "--";  // HAProxy termination state

@@ -1,5 +1,7 @@
 #include "lb/server.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace mqnode::lb {
@@ -27,6 +29,24 @@ Server::Server(const ServerConfig& cfg, const CheckConfig& check, int sid, Clock
       last_change_(now) {
   // HAProxy starts a checked server at health == rise: up, but the first failure marks it down.
   if (checked_) fails_ = check_cfg_.fall - 1;
+}
+
+void Server::reconfigure(const ServerConfig& cfg, const CheckConfig& check, Clock::time_point now) {
+  if (cfg.address.to_string() != cfg_.address.to_string()) endpoint_ = cfg.address.resolve();
+  if (cfg.weight != cfg_.weight) weight_ = cfg.weight;
+  if (cfg.disabled != cfg_.disabled) set_maint(cfg.disabled, now);
+  bool was_checked = checked_;
+  checked_ = cfg.check && check.type != CheckType::None;
+  check_cfg_ = check;
+  if (!checked_) {
+    fails_ = succ_ = 0;
+    set_up(true, now);
+  } else if (!was_checked) {
+    fails_ = check_cfg_.fall - 1;  // as at startup: up, one failure away from down
+  }
+  fails_ = std::min(fails_, check_cfg_.fall - 1);
+  succ_ = std::min(succ_, check_cfg_.rise - 1);
+  cfg_ = cfg;
 }
 
 int Server::health() const {

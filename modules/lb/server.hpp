@@ -55,9 +55,13 @@ struct CheckResult {
   Clock::time_point at{};
 };
 
-class Server {
+class Server : public std::enable_shared_from_this<Server> {
  public:
   Server(const ServerConfig& cfg, const CheckConfig& check, int sid, Clock::time_point now);
+  // Reload: takes the new config of a server that stays (same name). Health and admin
+  // state, counters and a runtime weight are kept, except what the config changed
+  // (weight, disabled); a server that became unchecked is up.
+  void reconfigure(const ServerConfig& cfg, const CheckConfig& check, Clock::time_point now);
 
   const std::string& name() const { return cfg_.name; }
   const ServerConfig& config() const { return cfg_; }
@@ -129,6 +133,6 @@ class Server {
   Clock::duration downtime_{};
 };
 
-using ServerPtr = std::unique_ptr<Server>;
+using ServerPtr = std::shared_ptr<Server>;
 
 }  // namespace mqnode::lb

@@ -67,8 +67,8 @@ const std::string& StatsRow::get(std::string_view column) const {
   return i < values.size() ? values[i] : kEmpty;
 }
 
-std::vector<StatsRow> stats_rows(const std::vector<std::unique_ptr<Frontend>>& frontends,
-                                 const std::vector<std::unique_ptr<Backend>>& backends, Clock::time_point now,
+std::vector<StatsRow> stats_rows(const std::vector<std::shared_ptr<Frontend>>& frontends,
+                                 const std::vector<std::shared_ptr<Backend>>& backends, Clock::time_point now,
                                  bool stopping) {
   std::vector<StatsRow> rows;
   for (const auto& f : frontends) {
@@ -518,15 +518,19 @@ std::string run_command(LbModule& lb, std::string_view line) {
 }
 
 void add_stats_routes(http::Router& router, LbModule& lb) {
-  const StatsConfig& cfg = lb.config().stats;
-  auto authorized = [&cfg](const http::Request& req) {
+  // The uri is fixed at start; everything else is read per request, so a reload's new
+  // credentials, realm, refresh and admin apply at once.
+  const std::string uri = lb.config().stats.uri;
+  auto authorized = [&lb](const http::Request& req) {
+    const StatsConfig& cfg = lb.config().stats;
     return cfg.user.empty() || http::check_basic_auth(req, cfg.user, cfg.password);
   };
-  router.add_prefix("GET", cfg.uri, [&lb, &cfg, authorized](const http::Request& req) {
+  router.add_prefix("GET", uri, [&lb, uri, authorized](const http::Request& req) {
+    const StatsConfig& cfg = lb.config().stats;
     if (!authorized(req)) return http::Response::unauthorized(cfg.realm);
     // <uri>[;csv|;json][;norefresh] as HAProxy, also "<uri>/" and "<uri>?stats".
     std::string_view rest(req.path);
-    rest.remove_prefix(cfg.uri.size());
+    rest.remove_prefix(uri.size());
     if (rest == "/") rest = "";
     bool csv = false, json = false, refresh = true;
     while (!rest.empty()) {
@@ -546,9 +550,12 @@ void add_stats_routes(http::Router& router, LbModule& lb) {
       return r;
     }
     if (json) return http::Response::json(render_json(rows));
-    return http::Response::html(render_html(rows, cfg, lb.node_name(), refresh));
+    StatsConfig shown = cfg;
+    shown.uri = uri;
+    return http::Response::html(render_html(rows, shown, lb.node_name(), refresh));
   });
-  auto runtime = [&lb, &cfg, authorized](const http::Request& req) {
+  auto runtime = [&lb, authorized](const http::Request& req) {
+    const StatsConfig& cfg = lb.config().stats;
     if (!authorized(req)) return http::Response::unauthorized(cfg.realm);
     // Changing state needs credentials, as HAProxy's `stats admin` should always have.
     if (!cfg.admin || cfg.user.empty())
@@ -567,8 +574,9 @@ void add_stats_routes(http::Router& router, LbModule& lb) {
     }
     return http::Response::text(200, out);
   };
-  router.add("POST", cfg.uri + "/runtime", runtime);
-  router.add("GET", "/metrics", [&lb, &cfg, authorized](const http::Request& req) {
+  router.add("POST", uri + "/runtime", runtime);
+  router.add("GET", "/metrics", [&lb, authorized](const http::Request& req) {
+    const StatsConfig& cfg = lb.config().stats;
     if (!authorized(req)) return http::Response::unauthorized(cfg.realm);
     auto r = http::Response::text(200, render_prometheus(stats_rows(lb.frontends(), lb.backends(), Clock::now())));
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";

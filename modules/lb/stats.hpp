@@ -27,8 +27,8 @@ struct StatsRow {
 
 // One row per frontend, then per backend its servers and its BACKEND row (HAProxy's order
 // is configuration order; ours lists the frontends first).
-std::vector<StatsRow> stats_rows(const std::vector<std::unique_ptr<Frontend>>& frontends,
-                                 const std::vector<std::unique_ptr<Backend>>& backends, Clock::time_point now,
+std::vector<StatsRow> stats_rows(const std::vector<std::shared_ptr<Frontend>>& frontends,
+                                 const std::vector<std::shared_ptr<Backend>>& backends, Clock::time_point now,
                                  bool stopping = false);
 
 std::string render_csv(const std::vector<StatsRow>& rows);

@@ -175,6 +175,7 @@ class LbProcess:
         self.proc = None
         self.stderr_path = os.path.join(self.workdir, "lb.stderr")
         self.stopped_by_us = False
+        self._reloads = 0
 
     def start(self, roles="lb", timeout=20):
         cfg = os.path.join(self.workdir, "mqnode.json")
@@ -195,6 +196,29 @@ class LbProcess:
                 return self
             time.sleep(0.1)
         raise AssertionError("lb stats port did not open:\n" + self.stderr())
+
+    def reload(self, lb=None, raw=None, timeout=10):
+        """Rewrites the config file (a new /lb section, stats kept, or <raw> text as is),
+        sends SIGHUP and waits for the reload's outcome line; returns it."""
+        cfg = os.path.join(self.workdir, "mqnode.json")
+        if raw is not None:
+            text = raw
+        else:
+            lb = json.loads(json.dumps(lb))
+            lb.setdefault("stats", self.config["lb"]["stats"])
+            self.config["lb"] = lb
+            text = json.dumps(self.config, indent=1)
+        with open(cfg + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(cfg + ".tmp", cfg)
+        self.proc.send_signal(signal.SIGHUP)
+
+        def outcome():
+            lines = [l for l in self.stderr().splitlines() if ("reload failed" in l or "established sessions keep" in l)]
+            return lines[-1] if len(lines) > self._reloads else None
+        line = wait_for(outcome, timeout, what="reload outcome in the lb log")
+        self._reloads += 1
+        return line
 
     def stderr(self):
         try:

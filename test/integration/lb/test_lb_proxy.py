@@ -244,3 +244,52 @@ def test_runtime_api_disable_drain_weight(echoes, lb_factory):
     status, _ = lb.get("/haproxy/runtime", auth=False, data=b"disable server be/a")
     assert status == 401
     assert lb.row("be", "a")["status"] == "UP"
+
+
+def test_idle_timeout_closes_only_idle_sessions(echoes, lb_factory):
+    a, = echoes("a")
+    lb = lb_factory([srv(a)], frontend={"timeout_client_ms": 400})
+    wait_for(lambda: all_up(lb, "a"), 15, what="a UP")
+    idle = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10)
+    busy = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10)
+    assert read_line(idle) == "a" and read_line(busy) == "a"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.5:  # activity keeps pushing the busy session's deadline
+        busy.sendall(b"ping\n")
+        assert read_line(busy) == "ping"
+        time.sleep(0.1)
+    assert idle.recv(10) == b""  # closed by the lb after 400 ms without traffic
+    busy.sendall(b"still\n")
+    assert read_line(busy) == "still"
+    busy.close()
+    idle.close()
+    wait_for(lambda: "term=cD" in lb.stderr(), 5, what="a session logged with term=cD")
+
+
+def test_connect_timeout_retries_then_gives_up(lb_factory):
+    # A listener whose accept queue is full drops SYNs: connects to it hang.
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    port = hole.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", port))
+            fillers.append(f)
+        time.sleep(0.2)
+        lb = lb_factory([{"name": "hole", "address": "127.0.0.1:%d" % port, "check": False}],
+                        backend={"timeout_connect_ms": 300, "retries": 1})
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10) as c:
+            assert c.recv(10) == b""  # two attempts of 300 ms, then closed
+        took = time.monotonic() - t0
+        assert 0.5 < took < 5, took
+        wait_for(lambda: "term=sC" in lb.stderr(), 5, what="a session logged with term=sC")
+        assert lb.row("be", "hole")["econ"] == "2"
+    finally:
+        for f in fillers:
+            f.close()
+        hole.close()

@@ -44,8 +44,8 @@ struct Fixture {
   core::EventBus events;
   core::ModuleContext ctx{io, core::Logger(std::make_shared<core::LogSink>(), "lb"), {"n", "/tmp"}, events};
   LbModule module{ctx};
-  std::vector<std::unique_ptr<Backend>> backends;
-  std::vector<std::unique_ptr<Frontend>> frontends;
+  std::vector<std::shared_ptr<Backend>> backends;
+  std::vector<std::shared_ptr<Frontend>> frontends;
   Clock::time_point t0{};
 
   Fixture() {
@@ -53,11 +53,11 @@ struct Fixture {
     bc.name = "rabbitmq";
     bc.balance = Algorithm::StaticRr;
     bc.servers = {server_cfg("mq1"), server_cfg("mq2", 3), server_cfg("mq3", 1, true)};
-    backends.push_back(std::make_unique<Backend>(bc, 2, t0));
+    backends.push_back(std::make_shared<Backend>(bc, 2, t0));
     FrontendConfig fc;
     fc.name = "amqp";
     fc.maxconn = 100;
-    frontends.push_back(std::make_unique<Frontend>(module, fc, *backends[0], 1));
+    frontends.push_back(std::make_shared<Frontend>(module, fc, backends[0], 1));
   }
 };
 }  // namespace
