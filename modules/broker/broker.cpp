@@ -18,7 +18,7 @@ void BrokerStats::dump(nlohmann::json& out) const {
 
 Broker::Broker(asio::io_context& io, BrokerConfig cfg, core::Logger log, store::Store* store)
     : io_(io), cfg_(std::move(cfg)), access_(cfg_), log_(std::move(log)), store_(store) {
-  for (const auto& v : cfg_.vhosts) vhosts_.emplace(v, std::make_unique<Vhost>(v, store_));
+  for (const auto& v : cfg_.vhosts) vhosts_.emplace(v, std::make_unique<Vhost>(v, store_, &cfg_.policies));
 }
 
 bool Broker::update_alarms(const ResourceReading& r) {

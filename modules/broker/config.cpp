@@ -82,6 +82,15 @@ BrokerConfig parse_broker_config(core::ConfigNode node) {
       throw core::ConfigError(fmt::format("{}/{}/user: expected a user listed in /broker/users, got \"{}\"",
                                           node.path_of("permissions"), i, pc.user));
   }
+  for (auto& pn : node.objects("policies")) {
+    Policy p = parse_policy(pn);
+    if (std::find(c.vhosts.begin(), c.vhosts.end(), p.vhost) == c.vhosts.end())
+      throw core::ConfigError(fmt::format("{}/vhost: expected a vhost listed in /broker/vhosts, got \"{}\"", pn.path(), p.vhost));
+    for (const auto& o : c.policies.all())
+      if (o.name == p.name && o.vhost == p.vhost)
+        throw core::ConfigError(fmt::format("{}/name: expected a policy name not defined before in vhost \"{}\"", pn.path(), p.vhost));
+    c.policies.add(std::move(p));
+  }
   c.loopback_users = node.strings("loopback_users", c.loopback_users);
   c.heartbeat_s = static_cast<uint16_t>(node.integer("heartbeat_s", c.heartbeat_s, 0, 65535));
   c.frame_max = static_cast<uint32_t>(node.integer("frame_max", c.frame_max, 4096, 1 << 24));

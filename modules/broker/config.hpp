@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "broker/policy.hpp"
 #include "broker/resource_alarm.hpp"
 #include "core/endpoint.hpp"
 
@@ -37,6 +38,7 @@ struct BrokerConfig {
   uint32_t handshake_timeout_ms = 10000;
   uint32_t max_connections = 0;  // 0 = unlimited
   ResourceLimits resources;      // memory high watermark, disk free limit
+  PolicySet policies;            // /broker/policies
 };
 
 // Throws core::ConfigError naming the JSON path of the first bad value.

@@ -57,6 +57,7 @@ QueueArgs parse_queue_args(const amqp::FieldTable& args, const std::string& queu
       else if (v == "reject-publish") out.overflow = Overflow::RejectPublish;
       else if (v == "reject-publish-dlx") out.overflow = Overflow::RejectPublishDlx;
       else invalid(key, fmt::format("{{invalid_value,<<\"{}\">>}}", v));
+      out.overflow_set = true;
     } else if (key == "x-dead-letter-exchange") {
       out.dead_letter_exchange = string(key, value);
     } else if (key == "x-dead-letter-routing-key") {

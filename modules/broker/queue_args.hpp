@@ -21,6 +21,7 @@ struct QueueArgs {
   std::optional<int64_t> max_length;      // x-max-length (ready messages)
   std::optional<int64_t> max_length_bytes;  // x-max-length-bytes (ready message bodies)
   Overflow overflow = Overflow::DropHead;   // x-overflow
+  bool overflow_set = false;                // x-overflow was given (policies fill it otherwise)
   std::optional<std::string> dead_letter_exchange;     // x-dead-letter-exchange
   std::optional<std::string> dead_letter_routing_key;  // x-dead-letter-routing-key
   std::optional<int64_t> max_priority;        // x-max-priority (1..255)

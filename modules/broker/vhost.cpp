@@ -22,7 +22,8 @@ amqp::FieldTable decode_table(const store::Bytes& b) {
 }
 }  // namespace
 
-Vhost::Vhost(std::string name, store::Store* store) : name_(std::move(name)), store_(store) {
+Vhost::Vhost(std::string name, store::Store* store, const PolicySet* policies)
+    : name_(std::move(name)), store_(store), policies_(policies) {
   // RabbitMQ's predeclared exchanges (AMQP 0-9-1 §3.1.3.1 plus amq.rabbitmq.trace).
   const struct {
     const char* name;
@@ -118,7 +119,10 @@ QueuePtr Vhost::find_queue(std::string_view name) const {
 }
 
 void Vhost::apply(const ExchangeDeclared& c) {
-  exchanges_.emplace(c.def.name, make_exchange(c.def));
+  auto ex = make_exchange(c.def);
+  if (const Policy* p = policies_ ? policies_->match(name_, c.def.name, false) : nullptr)
+    ex->set_policy_alternate_exchange(p->alternate_exchange);
+  exchanges_.emplace(c.def.name, std::move(ex));
 }
 
 void Vhost::apply(const ExchangeDeleted& c) {
@@ -130,7 +134,9 @@ void Vhost::apply(const ExchangeDeleted& c) {
 }
 
 void Vhost::apply(const QueueDeclared& c) {
-  auto q = std::make_shared<Queue>(c.def, name_, store_, this);
+  QueueDefinition def = c.def;
+  def.args = effective_queue_args(def.args, policies_ ? policies_->match(name_, def.name, true) : nullptr);
+  auto q = std::make_shared<Queue>(std::move(def), name_, store_, this);
   queues_.emplace(c.def.name, std::move(q));
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "broker/exchange/exchange.hpp"
+#include "broker/policy.hpp"
 #include "broker/queue.hpp"
 
 namespace mqnode::broker {
@@ -40,7 +41,8 @@ using MetadataChange = std::variant<ExchangeDeclared, ExchangeDeleted, QueueDecl
 class Vhost final : public QueueOwner {
  public:
   // <store>: where durable definitions and persistent messages go (nullptr: memory only).
-  Vhost(std::string name, store::Store* store);
+  // <policies>: defaults for queues and exchanges by name (nullptr: none).
+  Vhost(std::string name, store::Store* store, const PolicySet* policies = nullptr);
   Vhost(const Vhost&) = delete;
   Vhost& operator=(const Vhost&) = delete;
 
@@ -93,6 +95,7 @@ class Vhost final : public QueueOwner {
 
   std::string name_;
   store::Store* store_;
+  const PolicySet* policies_;
   bool restoring_ = false;
   // Dead-lettering re-enters queues; work is queued and drained by the outermost call.
   std::deque<DeadLetter> dead_letters_;

@@ -258,3 +258,35 @@ def test_single_active_consumer(amqp, uname, cleanup):
 def amqp_events(amqp):
     for conn in amqp._conns:  # noqa: SLF001 - the fixture keeps the connections it opened
         conn.process_data_events(time_limit=0.05)
+
+
+def test_policies_from_the_config(broker_factory, uname):
+    if TARGET == "rabbitmq":
+        pytest.skip("the RabbitMQ fixture does not translate /broker/policies (rabbitmqctl set_policy)")
+    b = broker_factory(policies=[
+        {"name": "limits", "pattern": "^lim\\.", "priority": 5, "apply_to": "queues",
+         "definition": {"max-length": 2, "dead-letter-exchange": "", "dead-letter-routing-key": "dead.lim",
+                        "ha-mode": "all"}},
+        {"name": "ae", "pattern": "^routed$", "apply_to": "exchanges",
+         "definition": {"alternate-exchange": "amq.fanout"}},
+    ])
+    c = pika.BlockingConnection(pika.ConnectionParameters(b.connect_host, b.port))
+    ch = c.channel()
+    ch.queue_declare("dead.lim")  # not matched by the policy itself
+    ch.queue_declare("lim.q")
+    ch.queue_declare("lim.client", arguments={"x-max-length": 1})   # lower than the policy: applies
+    for q in ("lim.q", "lim.client"):
+        for i in range(3):
+            ch.basic_publish("", q, b"%d" % i)
+    assert bodies(ch, "lim.q") == [b"1", b"2"]
+    assert bodies(ch, "lim.client") == [b"2"]
+    # overflowed messages went to the policy's dead-letter target
+    dead = bodies(ch, "dead.lim")
+    assert dead.count(b"0") == 2 and dead.count(b"1") == 1
+    # the exchange policy gives "routed" an alternate exchange
+    ch.exchange_declare("routed", "direct")
+    ch.queue_declare("fan.q")
+    ch.queue_bind("fan.q", "amq.fanout")
+    ch.basic_publish("routed", "nowhere", b"via ae")
+    assert bodies(ch, "fan.q") == [b"via ae"]
+    c.close()

@@ -9,7 +9,7 @@ namespace mqnode::broker {
 std::string Exchange::alternate_exchange() const {
   const auto* v = def_.arguments.find("alternate-exchange");
   const auto* s = v ? v->as_string() : nullptr;
-  return s ? *s : std::string();
+  return s ? *s : policy_alternate_.value_or(std::string());
 }
 
 bool Exchange::bind(Binding b) {

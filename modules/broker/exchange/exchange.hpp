@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,8 +46,9 @@ class Exchange {
 
   const ExchangeDefinition& definition() const { return def_; }
   const std::string& name() const { return def_.name; }
-  // "alternate-exchange" argument, empty if none.
+  // "alternate-exchange" argument, else the one a policy gives, else empty.
   std::string alternate_exchange() const;
+  void set_policy_alternate_exchange(std::optional<std::string> ae) { policy_alternate_ = std::move(ae); }
 
   // False if an identical binding exists already (bind is idempotent).
   bool bind(Binding b);
@@ -67,6 +69,7 @@ class Exchange {
 
  private:
   ExchangeDefinition def_;
+  std::optional<std::string> policy_alternate_;
 };
 
 using ExchangePtr = std::unique_ptr<Exchange>;

@@ -1,0 +1,63 @@
+#include <doctest/doctest.h>
+
+#include "broker/policy.hpp"
+
+using namespace mqnode;
+using nlohmann::json;
+
+namespace {
+broker::Policy parse(const char* text) {
+  json j = json::parse(text);
+  return broker::parse_policy(core::ConfigNode(j, "/broker/policies/0"));
+}
+std::string error_of(const char* text) {
+  try {
+    parse(text);
+  } catch (const core::ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+}  // namespace
+
+TEST_CASE("policies: parsing, matching by priority, merging with client arguments") {
+  auto limits = parse(R"({"name": "limits", "pattern": "^q\\.", "priority": 1, "apply_to": "queues",
+                          "definition": {"max-length": 10, "message-ttl": 5000, "dead-letter-exchange": "dlx",
+                                         "ha-mode": "exactly", "ha-params": 2, "ha-sync-mode": "automatic"}})");
+  auto broad = parse(R"({"name": "broad", "pattern": ".*", "definition": {"max-length": 100, "alternate-exchange": "ae"}})");
+  broker::PolicySet set;
+  set.add(broad);
+  set.add(limits);
+  CHECK(set.match("/", "q.orders", true)->name == "limits");  // higher priority wins
+  CHECK(set.match("/", "other", true)->name == "broad");
+  CHECK(set.match("/", "q.orders", false)->name == "broad");  // limits applies to queues only
+  CHECK(set.match("vh", "q.orders", true) == nullptr);
+  CHECK(limits.ha_mode == "exactly");
+
+  broker::QueueArgs client;
+  client.max_length = 3;         // lower than the policy: the client's applies
+  client.message_ttl_ms = 60000; // higher: the policy's applies
+  client.dead_letter_exchange = "mine";  // the client's argument wins
+  auto eff = broker::effective_queue_args(client, set.match("/", "q.orders", true));
+  CHECK(eff.max_length == 3);
+  CHECK(eff.message_ttl_ms == 5000);
+  CHECK(eff.dead_letter_exchange == "mine");
+  auto only_policy = broker::effective_queue_args({}, set.match("/", "q.x", true));
+  CHECK(only_policy.max_length == 10);
+  CHECK(only_policy.dead_letter_exchange == "dlx");
+}
+
+TEST_CASE("policy errors name the JSON path") {
+  CHECK(error_of(R"({"name": "p", "pattern": "(", "definition": {"max-length": 1}})")
+            .starts_with("/broker/policies/0/pattern: expected a regular expression"));
+  CHECK(error_of(R"({"name": "p", "pattern": ".*", "definition": {"max-length": -1}})")
+            .starts_with("/broker/policies/0/definition/max-length: expected an integer in 0.."));
+  CHECK(error_of(R"({"name": "p", "pattern": ".*", "definition": {"ha-mode": "some"}})") ==
+        "/broker/policies/0/definition/ha-mode: expected \"all\", \"exactly\" or \"nodes\", got string \"some\"");
+  CHECK(error_of(R"({"name": "p", "pattern": ".*", "definition": {"ha-mode": "exactly"}})")
+            .starts_with("/broker/policies/0/definition/ha-params: expected a positive integer"));
+  CHECK(error_of(R"({"name": "p", "pattern": ".*", "definition": {"federation-upstream": "x"}})")
+            .starts_with("/broker/policies/0/definition/federation-upstream: unknown key"));
+  CHECK(error_of(R"({"name": "p", "pattern": ".*", "apply_to": "both", "definition": {}})")
+            .starts_with("/broker/policies/0/apply_to: expected"));
+}
