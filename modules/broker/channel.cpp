@@ -40,7 +40,10 @@ const char* yes_no(bool b) { return b ? "true" : "false"; }
 }  // namespace
 
 Channel::Channel(Connection& conn, uint16_t id)
-    : conn_(conn), id_(id), alive_(std::make_shared<Channel*>(this)) {
+    : conn_(conn),
+      id_(id),
+      store_since_(conn.broker().store() ? conn.broker().store()->next_message_id() : 0),
+      alive_(std::make_shared<Channel*>(this)) {
   ++conn_.broker().stats().channels;
 }
 
@@ -51,10 +54,14 @@ Channel::~Channel() {
 }
 
 void Channel::after_store_commit(std::function<void(Channel&, bool)> fn) {
-  conn_.broker().store()->after_commit([alive = std::weak_ptr<Channel*>(alive_), fn = std::move(fn)](bool ok) {
-    auto token = alive.lock();
-    if (token && *token && !(*token)->closing()) fn(**token, ok);
-  });
+  auto* store = conn_.broker().store();
+  store->after_commit(
+      [alive = std::weak_ptr<Channel*>(alive_), fn = std::move(fn)](bool ok) {
+        auto token = alive.lock();
+        if (token && *token && !(*token)->closing()) fn(**token, ok);
+      },
+      store_since_);
+  store_since_ = store->next_message_id();
 }
 
 template <class M>

@@ -135,7 +135,8 @@ class Channel final : public DeliveryTarget {
   void durable_committed(uint64_t upto, bool ok);
   // Sends the acks/nacks that are settled, oldest first, stopping at the first pending.
   void emit_confirms();
-  // Runs <fn> on this channel after the store's next commit, unless the channel is gone.
+  // Runs <fn> on this channel after the store's next commit, unless the channel is gone;
+  // ok covers every message this channel stored since its previous call.
   void after_store_commit(std::function<void(Channel&, bool ok)> fn);
 
   void write_delivery(std::string_view consumer_tag, uint64_t tag, bool redelivered, const Message& msg);
@@ -169,6 +170,7 @@ class Channel final : public DeliveryTarget {
   std::deque<std::pair<uint64_t, Confirm>> confirms_;  // oldest first
   uint64_t durable_registered_upto_ = 0;  // covered by an after_store_commit callback
   bool durable_unregistered_ = false;     // a pending confirm not yet covered
+  uint64_t store_since_ = 0;              // first store message id not yet vouched for
 
   // Store completions hold a weak_ptr to this; it dies with the channel.
   std::shared_ptr<Channel*> alive_;

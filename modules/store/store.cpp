@@ -180,7 +180,9 @@ uint64_t Store::put_message(std::string_view vhost, std::string_view queue, Mess
 
 void Store::delete_message(uint64_t id) { enqueue(DeleteMessage{id}); }
 
-void Store::after_commit(std::function<void(bool)> done) { enqueue(Completion{std::move(done)}); }
+void Store::after_commit(std::function<void(bool)> done, uint64_t since_message) {
+  enqueue(Completion{std::move(done), since_message, next_message_id_});
+}
 
 void Store::run() {
   Stmt put_msg(db_,
@@ -265,7 +267,24 @@ void Store::run() {
     int rc = transaction(false);
     // A full disk fails the batch; acks and definitions free or take little space, so they
     // are retried without the new messages (whose publishers get nacks).
-    if (rc != SQLITE_OK) transaction(true);
+    if (rc != SQLITE_OK) {
+      uint64_t lo = UINT64_MAX, hi = 0;
+      for (const auto& op : batch)
+        if (const auto* p = std::get_if<PutMessage>(&op)) {
+          lo = std::min(lo, p->id);
+          hi = std::max(hi, p->id);
+        }
+      if (hi) failed_.emplace_back(lo, hi);
+      transaction(true);
+    }
+    // A completion vouches for every message since its caller's previous one, including
+    // those in earlier batches: a failure there makes it a failure too.
+    for (auto& op : batch)
+      if (auto* c = std::get_if<Completion>(&op)) {
+        c->ok = rc == SQLITE_OK;
+        for (const auto& [lo, hi] : failed_)
+          if (lo < c->upto && hi >= c->since) c->ok = false;
+      }
     bool ok = rc == SQLITE_OK;
     // Completions and counters go back to the loop thread; message content is released
     // there too (its owner is a loop-side object).
@@ -284,7 +303,7 @@ void Store::run() {
                    path_, error, n);
       }
       for (auto& op : done)
-        if (auto* c = std::get_if<Completion>(&op)) c->done(ok);
+        if (auto* c = std::get_if<Completion>(&op)) c->done(c->ok);
     });
     batch = {};
   }

@@ -97,9 +97,13 @@ class Store {
   uint64_t put_message(std::string_view vhost, std::string_view queue, MessageContent content);
   void delete_message(uint64_t id);
 
-  // <done>(ok) runs on the loop once every write queued before this call is committed to
-  // disk (ok=true) or failed (ok=false: disk full, I/O error).
-  void after_commit(std::function<void(bool ok)> done);
+  // <done>(ok) runs on the loop once every write queued before this call is committed.
+  // ok=false when a message stored since id <since_message> (the caller's previous call:
+  // see next_message_id()) failed to be written (disk full, I/O error), even if a later
+  // commit succeeded.
+  void after_commit(std::function<void(bool ok)> done, uint64_t since_message = 0);
+  // The id the next stored message will get.
+  uint64_t next_message_id() const { return next_message_id_; }
 
   const StoreStats& stats() const { return stats_; }
   const std::string& path() const { return path_; }
@@ -124,6 +128,8 @@ class Store {
   };
   struct Completion {
     std::function<void(bool)> done;
+    uint64_t since = 0, upto = 0;  // the message ids it vouches for: [since, upto)
+    bool ok = false;               // decided on the store thread
   };
   using Op = std::variant<PutMessage, DeleteMessage, ExchangeRecord, DeleteExchange, QueueRecord, DeleteQueue,
                           BindingRecord, DeleteBinding, Completion>;
@@ -143,6 +149,8 @@ class Store {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Op> queue_;
+  // Id ranges of messages whose commit failed (store thread only).
+  std::vector<std::pair<uint64_t, uint64_t>> failed_;
   bool stopping_ = false;
   std::thread thread_;
 };
