@@ -18,20 +18,6 @@ INTER = 200
 
 
 @pytest.fixture
-def echoes():
-    made = []
-
-    def make(*names):
-        out = [EchoServer(n).start() for n in names]
-        made.extend(out)
-        return out
-
-    yield make
-    for e in made:
-        e.stop()
-
-
-@pytest.fixture
 def lb_factory():
     made = []
 

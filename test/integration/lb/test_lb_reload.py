@@ -9,7 +9,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lbutil import EchoServer, LbProcess, banner, free_port, lb_role_missing, read_line, wait_for  # noqa: E402
+from lbutil import LbProcess, banner, free_port, lb_role_missing, read_line, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(lb_role_missing() is not None, reason=str(lb_role_missing()))
 
@@ -31,20 +31,6 @@ def echo_roundtrip(s, payload):
         assert d, "session closed"
         got += d
     return got
-
-
-@pytest.fixture
-def echoes():
-    made = []
-
-    def make(*names):
-        out = [EchoServer(n).start() for n in names]
-        made.extend(out)
-        return out
-
-    yield make
-    for e in made:
-        e.stop()
 
 
 @pytest.fixture
