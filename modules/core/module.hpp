@@ -12,6 +12,7 @@
 
 #include "core/config.hpp"
 #include "core/log.hpp"
+#include "core/metrics.hpp"
 
 namespace mqnode::core {
 
@@ -51,6 +52,8 @@ class Module {
   virtual bool reload(ConfigNode /*slice*/) { return false; }
   virtual Health health() const = 0;
   virtual void dump(nlohmann::json& out) const = 0;
+  // Appends the module's counters and gauges to a Prometheus scrape (names mqnode_<module>_*).
+  virtual void metrics(MetricsWriter& /*out*/) const {}
 };
 
 }  // namespace mqnode::core
