@@ -18,7 +18,21 @@ void BrokerStats::dump(nlohmann::json& out) const {
 
 Broker::Broker(asio::io_context& io, BrokerConfig cfg, core::Logger log, store::Store* store)
     : io_(io), cfg_(std::move(cfg)), access_(cfg_), log_(std::move(log)), store_(store) {
-  for (const auto& v : cfg_.vhosts) vhosts_.emplace(v, std::make_unique<Vhost>(v, store_, &cfg_.policies));
+  for (const auto& v : cfg_.vhosts) vhosts_.emplace(v, std::make_unique<Vhost>(v, store_, &cfg_.policies, cfg_.queue_ram_bytes));
+}
+
+bool Broker::store_flow() {
+  if (!store_flow_ && store_ && store_->stats().pending_bytes > cfg_.store_backlog_bytes) {
+    store_flow_ = true;
+    ++stats_.store_flow_pauses;
+  }
+  return store_flow_;
+}
+
+void Broker::on_store_commit() {
+  if (!store_flow_ || store_->stats().pending_bytes > cfg_.store_backlog_bytes / 2) return;
+  store_flow_ = false;
+  for (auto& [id, c] : connections_) c->resume_reading();
 }
 
 bool Broker::update_alarms(const ResourceReading& r) {

@@ -27,6 +27,7 @@ class Channel;
   C(connections_accepted) C(connections_refused) C(connection_errors) C(channel_errors)        \
   C(frames_malformed) C(messages_published) C(messages_routed) C(messages_unroutable)         \
   C(messages_delivered) C(messages_acked) C(messages_redelivered) C(messages_returned)        \
+  C(store_flow_pauses)                                                                          \
   G(connections) G(channels) G(consumers)
 
 struct BrokerStats {
@@ -59,6 +60,11 @@ class Broker {
   // connection. Returns true when the alarm state changed.
   bool update_alarms(const ResourceReading& r);
   const AlarmState& alarm() const { return alarm_; }
+  // Back-pressure: true while more message bytes wait for the store than
+  // /broker/store_backlog_bytes; publishers then stop being read until half of it is written.
+  bool store_flow();
+  // The store committed a batch: lifts the back-pressure once the backlog halved.
+  void on_store_commit();
 
   uint64_t next_connection_id() { return ++last_connection_id_; }
   void add_connection(std::shared_ptr<Connection> c);
@@ -88,6 +94,7 @@ class Broker {
   std::unordered_map<std::string, Channel*> reply_channels_;
   uint64_t last_connection_id_ = 0;
   AlarmState alarm_;
+  bool store_flow_ = false;
 };
 
 }  // namespace mqnode::broker

@@ -30,6 +30,7 @@ void BrokerModule::start() {
                                           ctx_.log.child("store"));
   broker_ = std::make_unique<Broker>(ctx_.io, cfg_, ctx_.log, store_.get());
   broker_->restore(store_->load());
+  store_->on_commit([b = broker_.get()] { b->on_store_commit(); });
   for (const auto& l : cfg_.listeners) {
     auto acc = core::listen(ctx_.io, l, "/broker/listeners");
     ctx_.log.info("listening for AMQP on {}:{}", acc->local_endpoint().address().to_string(), acc->local_endpoint().port());

@@ -98,6 +98,10 @@ BrokerConfig parse_broker_config(core::ConfigNode node) {
   c.max_message_size = static_cast<uint64_t>(node.integer("max_message_size", static_cast<int64_t>(c.max_message_size), 1, 512ll << 20));
   c.handshake_timeout_ms = static_cast<uint32_t>(node.integer("handshake_timeout_ms", c.handshake_timeout_ms, 100, 3600000));
   c.max_connections = static_cast<uint32_t>(node.integer("max_connections", 0, 0, 10000000));
+  c.queue_ram_bytes = static_cast<uint64_t>(
+      node.integer("queue_ram_bytes", static_cast<int64_t>(c.queue_ram_bytes), 64 << 10, 1ll << 40));
+  c.store_backlog_bytes = static_cast<uint64_t>(
+      node.integer("store_backlog_bytes", static_cast<int64_t>(c.store_backlog_bytes), 1 << 20, 1ll << 40));
   c.resources.memory_relative = node.number("vm_memory_high_watermark", c.resources.memory_relative, 0.0, 1.0);
   c.resources.memory_absolute =
       static_cast<uint64_t>(node.integer("vm_memory_high_watermark_bytes", 0, 0, std::numeric_limits<int64_t>::max()));

@@ -160,11 +160,13 @@ asio::awaitable<void> Connection::reader() {
         in_end_ -= in_start_;
         in_start_ = 0;
       }
-      // A publisher blocked by a resource alarm is not read from until the alarm clears.
-      while (blocked_ && state_ == State::Open) {
+      // A publisher blocked by a resource alarm is not read from until the alarm clears;
+      // one that publishes faster than the store writes waits until the disk catches up.
+      while (state_ == State::Open && (blocked_ || (flow_paused_ = publisher_ && broker_.store_flow()))) {
         unblock_timer_.expires_at(asio::steady_timer::time_point::max());
         co_await unblock_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
+      flow_paused_ = false;
       // Room for at least a quarter buffer, and for a whole frame once its header is in.
       if (in_.size() - in_end_ < in_.size() / 4) in_.resize(in_.size() * 2);
       std::size_t n = co_await socket_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
@@ -647,6 +649,10 @@ void Connection::alarm_changed() {
   if (!block) unblock_timer_.cancel();
 }
 
+void Connection::resume_reading() {
+  if (flow_paused_) unblock_timer_.cancel();
+}
+
 void Connection::resume_deliveries() {
   for (auto& [n, ch] : channels_) ch->resume_deliveries();
 }
@@ -666,7 +672,7 @@ asio::awaitable<void> Connection::heartbeat() {
     sent_since_tick_ = false;
     // A connection we stopped reading cannot be judged by what we receive (RabbitMQ
     // pauses its heartbeat monitor while a connection is blocked too).
-    missed_heartbeats_ = received_since_tick_ || blocked_ ? 0 : missed_heartbeats_ + 1;
+    missed_heartbeats_ = received_since_tick_ || blocked_ || flow_paused_ ? 0 : missed_heartbeats_ + 1;
     received_since_tick_ = false;
     // RabbitMQ gives up after two silent intervals.
     if (missed_heartbeats_ >= 2) {

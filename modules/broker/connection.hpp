@@ -73,6 +73,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void note_publish();
   // The broker's resource alarm changed: block or unblock this connection if it publishes.
   void alarm_changed();
+  // The store caught up: a publisher paused by back-pressure reads again.
+  void resume_reading();
 
   // Exclusive queues die with their connection.
   void own_exclusive_queue(const std::string& name) { exclusive_queues_.push_back(name); }
@@ -124,7 +126,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Resource alarms (RabbitMQ's connection.blocked): a blocked publisher is not read from.
   bool publisher_ = false;
-  bool blocked_ = false;
+  bool blocked_ = false;      // by a resource alarm (connection.blocked sent)
+  bool flow_paused_ = false;  // by store back-pressure (silent, RabbitMQ's "flow" state)
   asio::steady_timer unblock_timer_;
 
   ClientCapabilities caps_;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "amqp/properties.hpp"
+
 namespace mqnode::broker {
 
 const char* death_reason_name(DeathReason r) {
@@ -19,53 +21,161 @@ int64_t Queue::now_ms() {
       .count();
 }
 
-std::deque<QueueEntry>& ReadyList::level_of(const QueueEntry& e) {
-  // Priorities above the queue's maximum count as the maximum (RabbitMQ).
-  return levels_[std::min<std::size_t>(e.msg->priority, levels_.size() - 1)];
+uint64_t ram_cost(const Message& m) {
+  // Message, its vectors and strings, the shared_ptr control block and the index entry.
+  constexpr uint64_t kOverhead = 224;
+  return m.body.size() + m.properties.size() + m.exchange.size() + m.routing_key.size() + kOverhead;
 }
 
-void ReadyList::push_back(QueueEntry e) {
-  bytes_ += e.msg->body.size();
+namespace {
+
+// The one place a message read back from the store becomes a Message again.
+MessagePtr message_from_record(store::MessageRecord&& r) {
+  auto m = std::make_shared<Message>();
+  m->exchange = std::move(r.exchange);
+  m->routing_key = std::move(r.routing_key);
+  m->properties = std::move(r.properties);
+  m->body = std::move(r.body);
+  auto summary = amqp::validate_properties(m->properties);
+  m->persistent = summary.delivery_mode == 2;
+  m->priority = summary.priority;
+  return m;
+}
+
+}  // namespace
+
+ReadyList::Level& ReadyList::level_of(uint8_t priority) {
+  // Priorities above the queue's maximum count as the maximum (RabbitMQ).
+  return levels_[std::min<std::size_t>(priority, levels_.size() - 1)];
+}
+
+ReadyList::Level* ReadyList::top() {
+  for (auto it = levels_.rbegin(); it != levels_.rend(); ++it)
+    if (!it->entries.empty()) return &*it;
+  return nullptr;
+}
+
+void ReadyList::make_resident(Level& l) {
+  resident_cost_ += ram_cost(*l.entries[l.resident].msg);
+  ++l.resident;
+  l.released_end = std::max(l.released_end, l.resident);
+}
+
+void ReadyList::push_back(QueueEntry e, bool resident) {
+  bytes_ += e.body_size;
   ++size_;
-  level_of(e).push_back(std::move(e));
+  Level& l = level_of(e.priority);
+  l.entries.push_back(std::move(e));
+  if (resident && l.resident + 1 == l.entries.size()) make_resident(l);
 }
 
 void ReadyList::push_front(QueueEntry e) {
-  bytes_ += e.msg->body.size();
+  bytes_ += e.body_size;
   ++size_;
-  level_of(e).push_front(std::move(e));
+  Level& l = level_of(e.priority);
+  resident_cost_ += ram_cost(*e.msg);
+  l.entries.push_front(std::move(e));
+  ++l.resident;
+  ++l.released_end;
 }
 
-QueueEntry& ReadyList::front() {
-  for (auto it = levels_.rbegin(); it != levels_.rend(); ++it)
-    if (!it->empty()) return it->front();
-  return levels_.front().front();  // unreachable when the precondition holds
-}
+QueueEntry& ReadyList::front() { return top()->entries.front(); }
 
 QueueEntry ReadyList::pop_front() {
-  for (auto it = levels_.rbegin(); it != levels_.rend(); ++it) {
-    if (it->empty()) continue;
-    QueueEntry e = std::move(it->front());
-    it->pop_front();
-    bytes_ -= e.msg->body.size();
-    --size_;
-    return e;
+  Level& l = *top();
+  QueueEntry e = std::move(l.entries.front());
+  l.entries.pop_front();
+  if (l.resident > 0) {
+    --l.resident;
+    resident_cost_ -= ram_cost(*e.msg);
   }
-  return {};
+  if (l.released_end > 0) --l.released_end;
+  bytes_ -= e.body_size;
+  --size_;
+  return e;
 }
 
 void ReadyList::clear() {
-  for (auto& l : levels_) l.clear();
+  for (auto& l : levels_) l = Level{};
   size_ = 0;
   bytes_ = 0;
+  resident_cost_ = 0;
 }
 
-Queue::Queue(QueueDefinition def, std::string vhost, store::Store* store, QueueOwner* owner)
+bool ReadyList::has_paged(uint8_t priority) const {
+  const Level& l = levels_[std::min<std::size_t>(priority, levels_.size() - 1)];
+  return l.resident < l.entries.size();
+}
+
+bool ReadyList::any_paged() const {
+  return std::any_of(levels_.begin(), levels_.end(), [](const Level& l) { return l.resident < l.entries.size(); });
+}
+
+std::size_t ReadyList::resident() const {
+  std::size_t n = 0;
+  for (const auto& l : levels_) n += l.resident;
+  return n;
+}
+
+bool ReadyList::head_ready() {
+  Level* l = top();
+  if (!l) return false;
+  if (l->resident == 0 && l->entries.front().msg) make_resident(*l);
+  return l->resident > 0;
+}
+
+void ReadyList::fill_head(MessagePtr msg) {
+  Level& l = *top();
+  l.entries.front().msg = std::move(msg);
+  make_resident(l);
+}
+
+std::vector<std::pair<uint8_t, uint64_t>> ReadyList::heads_to_load(uint64_t budget, std::size_t max) {
+  std::vector<std::pair<uint8_t, uint64_t>> ids;
+  uint64_t planned = 0;
+  for (std::size_t i = levels_.size(); i-- > 0;) {
+    Level& l = levels_[i];
+    // Held entries come back for free; released ones are listed, in order, up to the first
+    // held one (ids must stay a contiguous run from the level's first paged entry).
+    for (std::size_t k = l.resident; k < l.entries.size() && resident_cost_ + planned < budget && ids.size() < max;
+         ++k) {
+      const QueueEntry& e = l.entries[k];
+      if (e.msg) {
+        if (k != l.resident) break;
+        make_resident(l);
+        continue;
+      }
+      ids.emplace_back(static_cast<uint8_t>(i), e.store_id);
+      planned += e.body_size;
+    }
+  }
+  return ids;
+}
+
+void ReadyList::fill(uint8_t level, uint64_t store_id, MessagePtr msg) {
+  Level& l = levels_[level];
+  if (l.resident >= l.entries.size() || l.entries[l.resident].store_id != store_id) return;  // taken meanwhile
+  l.entries[l.resident].msg = std::move(msg);
+  make_resident(l);
+}
+
+void ReadyList::release(const store::Store& store) {
+  for (auto& l : levels_) {
+    l.released_end = std::max(l.released_end, l.resident);
+    while (l.released_end < l.entries.size() && store.durable(l.entries[l.released_end].store_id)) {
+      l.entries[l.released_end].msg.reset();
+      ++l.released_end;
+    }
+  }
+}
+
+Queue::Queue(QueueDefinition def, std::string vhost, store::Store* store, QueueOwner* owner, uint64_t ram_window)
     : def_(std::move(def)),
       vhost_(std::move(vhost)),
       store_(store),
       owner_(owner),
-      ready_(static_cast<uint8_t>(def_.args.max_priority.value_or(0))) {}
+      ready_(static_cast<uint8_t>(def_.args.max_priority.value_or(0))),
+      ram_window_(def_.args.queue_mode == "lazy" ? std::min(ram_window, kLazyRamWindow) : ram_window) {}
 
 bool Queue::over_limit(uint64_t extra_messages, uint64_t extra_bytes) const {
   const auto& a = def_.args;
@@ -86,23 +196,70 @@ EnqueueResult Queue::enqueue(MessagePtr msg) {
   if (e.msg->ttl_ms >= 0 && (ttl < 0 || e.msg->ttl_ms < ttl)) ttl = e.msg->ttl_ms;
   int64_t now = ttl >= 0 ? now_ms() : 0;
   if (ttl >= 0) e.expires_at = now + ttl;
-  if (store_ && def_.durable && e.msg->persistent) {
-    const Message& m = *e.msg;
-    e.store_id = store_->put_message(vhost_, def_.name,
-                                     store::MessageContent{e.msg, m.exchange, m.routing_key, m.properties, m.body});
-  }
+  const Message& m = *e.msg;
+  auto content = [&] { return store::MessageContent{e.msg, m.exchange, m.routing_key, m.properties, m.body}; };
+  if (store_ && def_.durable && m.persistent) e.store_id = store_->put_message(vhost_, def_.name, content());
   bool durable = e.store_id != 0;
-  ready_.push_back(std::move(e));
+  // Beyond the RAM window (or behind messages already paged out: order is kept) the
+  // message is written to the store and its content dropped once the write commits.
+  bool resident = !paging() || (!ready_.has_paged(e.priority) && ready_.resident_cost() + ram_cost(m) <= ram_window_);
+  if (!resident && !e.store_id) e.store_id = store_->put_message(vhost_, def_.name, content(), /*transient=*/true);
+  ready_.push_back(std::move(e), resident);
   if (!consumers_.empty()) dispatch();
   // drop-head: the oldest messages make room (RabbitMQ's default overflow).
-  while (!ready_.empty() && over_limit(0, 0)) dead_letter(ready_.pop_front(), DeathReason::MaxLen);
+  while (!ready_.empty() && over_limit(0, 0))
+    dead_letter(dead_letters_need_content() ? take_head() : ready_.pop_front(), DeathReason::MaxLen);
   // A TTL of 0 means "deliver now or never".
   if (ttl >= 0) drop_expired_head(now);
   return {true, durable};
 }
 
-void Queue::restore(MessagePtr msg, uint64_t store_id) {
-  ready_.push_back({std::move(msg), true, store_id});
+void Queue::restore(uint64_t store_id, uint8_t priority, uint64_t body_size) {
+  QueueEntry e;
+  e.store_id = store_id;
+  e.priority = priority;
+  e.body_size = static_cast<uint32_t>(body_size);
+  e.redelivered = true;
+  ready_.push_back(std::move(e), false);
+}
+
+void Queue::release_paged() {
+  if (paging() && ready_.any_paged()) ready_.release(*store_);
+  page_in();
+}
+
+QueueEntry Queue::take_head() {
+  if (!ready_.head_ready()) {
+    auto rec = store_->read_message(ready_.front().store_id);
+    // A paged-out row can only be missing if the store lost it; deliver nothing rather
+    // than a message without content.
+    if (!rec) return ready_.pop_front();
+    ready_.fill_head(message_from_record(std::move(*rec)));
+  }
+  return ready_.pop_front();
+}
+
+void Queue::page_in() {
+  if (!paging() || loading_ || deleted_ || ready_.resident_cost() > ram_window_ / 2 || !ready_.any_paged()) return;
+  auto ids = ready_.heads_to_load(ram_window_, 4096);
+  if (ids.empty()) return;
+  loading_ = true;
+  std::vector<uint64_t> just_ids;
+  just_ids.reserve(ids.size());
+  for (const auto& [level, id] : ids) just_ids.push_back(id);
+  store_->load_messages(std::move(just_ids), [weak = weak_from_this(), ids = std::move(ids)](
+                                                 std::vector<store::MessageRecord> recs) mutable {
+    auto self = weak.lock();
+    if (!self) return;
+    self->loading_ = false;
+    std::size_t i = 0;
+    for (auto& rec : recs) {
+      while (i < ids.size() && ids[i].second != rec.id) ++i;
+      if (i == ids.size()) break;
+      self->ready_.fill(ids[i].first, rec.id, message_from_record(std::move(rec)));
+    }
+    self->dispatch();
+  });
 }
 
 void Queue::forget(const QueueEntry& e) {
@@ -118,7 +275,7 @@ void Queue::dead_letter(QueueEntry e, DeathReason why) {
 
 void Queue::drop_expired_head(int64_t now) {
   while (!ready_.empty() && ready_.front().expires_at && ready_.front().expires_at <= now)
-    dead_letter(ready_.pop_front(), DeathReason::Expired);
+    dead_letter(dead_letters_need_content() ? take_head() : ready_.pop_front(), DeathReason::Expired);
 }
 
 void Queue::expire(int64_t now_ms) {
@@ -143,7 +300,10 @@ std::optional<QueueEntry> Queue::get() {
   touch();
   if (!ready_.empty() && ready_.front().expires_at) drop_expired_head(now_ms());
   if (ready_.empty()) return std::nullopt;
-  return ready_.pop_front();
+  QueueEntry e = take_head();
+  page_in();
+  if (!e.msg) return std::nullopt;
+  return e;
 }
 
 std::size_t Queue::purge() {
@@ -189,11 +349,13 @@ void Queue::dispatch() {
       drop_expired_head(now_ms());
       if (ready_.empty()) break;
     }
+    if (!ready_.head_ready()) break;  // page_in() below brings it; its completion dispatches
     Consumer* chosen = pick_consumer();
     if (!chosen) break;
     chosen->target.deliver(*chosen, ready_.pop_front());
   }
   dispatching_ = false;
+  page_in();
 }
 
 Consumer* Queue::pick_consumer() {
@@ -221,6 +383,11 @@ Consumer* Queue::pick_consumer() {
 }
 
 std::vector<Consumer*> Queue::mark_deleted() {
+  // A durable queue's rows go with its delete_queue; a transient one's paged-out rows here.
+  if (paging() && !def_.durable)
+    ready_.for_each([this](const QueueEntry& e) {
+      if (e.store_id) store_->delete_message(e.store_id);
+    });
   deleted_ = true;
   ready_.clear();
   return std::exchange(consumers_, {});

@@ -1,6 +1,11 @@
-// A classic in-memory queue: ready messages in FIFO order, its consumers served round-robin
-// within their prefetch credit. Delivery goes through the DeliveryTarget interface (a
-// channel), so the queue knows nothing about sockets and can be unit-tested alone.
+// A classic queue: ready messages in FIFO order, its consumers served round-robin within
+// their prefetch credit. Delivery goes through the DeliveryTarget interface (a channel), so
+// the queue knows nothing about sockets and can be unit-tested alone.
+//
+// Paging (like RabbitMQ's lazy / v2 classic queues): a queue keeps at most its RAM window
+// of messages (bodies plus a per-message estimate) resident at its head; later messages are
+// written to the store and only a small index entry stays in RAM. As the head drains, the
+// store's reader thread loads the next ones back before they are due.
 #pragma once
 
 #include <cstdint>
@@ -21,11 +26,22 @@ class Queue;
 struct Consumer;
 
 struct QueueEntry {
-  MessagePtr msg;
-  bool redelivered = false;
+  explicit QueueEntry(MessagePtr m = {})
+      : msg(std::move(m)),
+        body_size(msg ? static_cast<uint32_t>(msg->body.size()) : 0),
+        priority(msg ? msg->priority : 0) {}
+
+  MessagePtr msg;            // null while paged out: the body waits in the store
   uint64_t store_id = 0;     // its row in the store; 0 = kept in memory only
   int64_t expires_at = 0;    // steady-clock ms when its TTL runs out; 0 = never
+  uint32_t body_size = 0;    // msg->body.size(), known while paged out too
+  uint8_t priority = 0;      // msg->priority, likewise
+  bool redelivered = false;
 };
+
+// What a resident message costs in RAM: its content plus an estimate of the structures
+// around it (Message, shared_ptr block, index entry).
+uint64_t ram_cost(const Message& m);
 
 // Why a message leaves a queue without being consumed (the x-death "reason").
 enum class DeathReason { Rejected, Expired, MaxLen };
@@ -43,29 +59,58 @@ class QueueOwner {
 };
 
 // Ready messages in delivery order: one FIFO per priority level (x-max-priority), the
-// highest level first; a queue without priorities has a single level.
+// highest level first; a queue without priorities has a single level. Each level is a
+// resident prefix (content in RAM) followed by paged entries: first those whose content is
+// released (only in the store), then those still held until their write is committed.
 class ReadyList {
  public:
   explicit ReadyList(uint8_t max_priority = 0) : levels_(std::size_t{max_priority} + 1) {}
-  void push_back(QueueEntry e);   // at the tail of its priority level
-  void push_front(QueueEntry e);  // at the head of its level (requeue)
+  // At the tail of its priority level: resident only if the level has no paged entries.
+  void push_back(QueueEntry e, bool resident = true);
+  void push_front(QueueEntry e);  // at the head of its level (requeue); precondition: e.msg
   QueueEntry& front();            // precondition: !empty()
+  // Precondition: !empty(); the head need not be resident (a paged head leaves unread).
   QueueEntry pop_front();
   bool empty() const { return size_ == 0; }
   std::size_t size() const { return size_; }
-  uint64_t bytes() const { return bytes_; }
+  uint64_t bytes() const { return bytes_; }  // message bodies, resident or not
   void clear();
   template <class F>
   void for_each(F&& f) const {
     for (const auto& level : levels_)
-      for (const auto& e : level) f(e);
+      for (const auto& e : level.entries) f(e);
   }
 
+  // Paging.
+  bool has_paged(uint8_t priority) const;
+  bool any_paged() const;
+  uint64_t resident_cost() const { return resident_cost_; }
+  std::size_t resident() const;
+  // True when the head is resident, after promoting it if its content is still held.
+  bool head_ready();
+  // Gives the head its content (read back from the store) and makes it resident.
+  void fill_head(MessagePtr msg);
+  // Promotes held heads and lists the ids of released ones to load, highest level first,
+  // until <budget> bytes or <max> ids. Each id comes with its level.
+  std::vector<std::pair<uint8_t, uint64_t>> heads_to_load(uint64_t budget, std::size_t max);
+  // A loaded message for <level>: resident if it is still the first paged entry there.
+  void fill(uint8_t level, uint64_t store_id, MessagePtr msg);
+  // Drops the content of held entries whose store write is committed.
+  void release(const store::Store& store);
+
  private:
-  std::deque<QueueEntry>& level_of(const QueueEntry& e);
-  std::vector<std::deque<QueueEntry>> levels_;  // index = priority
+  struct Level {
+    std::deque<QueueEntry> entries;
+    std::size_t resident = 0;      // entries [0, resident) have their content in RAM
+    std::size_t released_end = 0;  // entries [resident, released_end) have none
+  };
+  Level& level_of(uint8_t priority);
+  Level* top();  // the highest non-empty level
+  void make_resident(Level& l);  // promotes entries[l.resident]; precondition: it has msg
+  std::vector<Level> levels_;    // index = priority
   std::size_t size_ = 0;
   uint64_t bytes_ = 0;
+  uint64_t resident_cost_ = 0;
 };
 
 struct EnqueueResult {
@@ -108,11 +153,16 @@ struct QueueDefinition {
   QueueArgs args;  // <arguments> parsed
 };
 
-class Queue {
+class Queue : public std::enable_shared_from_this<Queue> {
  public:
   // <owner>: auto-delete and dead-lettering (nullptr: neither). <store>: where persistent
-  // messages of a durable queue are written (nullptr: memory only).
-  Queue(QueueDefinition def, std::string vhost, store::Store* store, QueueOwner* owner);
+  // messages of a durable queue are written and where messages beyond <ram_window> bytes
+  // are paged out (nullptr: memory only, no paging).
+  Queue(QueueDefinition def, std::string vhost, store::Store* store, QueueOwner* owner,
+        uint64_t ram_window = kDefaultRamWindow);
+  static constexpr uint64_t kDefaultRamWindow = 8ull << 20;
+  // x-queue-mode=lazy: RabbitMQ's "keep as little as possible in RAM".
+  static constexpr uint64_t kLazyRamWindow = 256ull << 10;
 
   const QueueDefinition& definition() const { return def_; }
   const std::string& name() const { return def_.name; }
@@ -121,9 +171,9 @@ class Queue {
   // Appends and delivers at once when a consumer has credit, applying the queue's TTL and
   // length limits (x-message-ttl, x-max-length(-bytes), x-overflow).
   EnqueueResult enqueue(MessagePtr msg);
-  // Puts back a message recovered from the store at start (flagged redelivered: it may
-  // have been delivered before the restart).
-  void restore(MessagePtr msg, uint64_t store_id);
+  // Puts back a message recovered from the store at start, paged out (it is loaded when
+  // due) and flagged redelivered (it may have been delivered before the restart).
+  void restore(uint64_t store_id, uint8_t priority, uint64_t body_size);
   // The message left the queue for good (acked, dropped, or delivered without ack):
   // removes its stored copy.
   void forget(const QueueEntry& e);
@@ -143,6 +193,11 @@ class Queue {
 
   std::size_t message_count() const { return ready_.size(); }
   uint64_t message_bytes() const { return ready_.bytes(); }
+  // Ready messages with their content in RAM, and what they cost there.
+  std::size_t messages_resident() const { return ready_.resident(); }
+  uint64_t resident_cost() const { return ready_.resident_cost(); }
+  // Housekeeping: drops the RAM copy of paged-out messages whose write is committed.
+  void release_paged();
 
   // Dead-letters ready messages at the head whose TTL ran out by <now_ms>, and reports
   // whether the queue itself expired (x-expires: unused that long).
@@ -167,12 +222,23 @@ class Queue {
   bool over_limit(uint64_t extra_messages, uint64_t extra_bytes) const;
   // Drops expired entries at the head; true if the head is now live (or none).
   void drop_expired_head(int64_t now);
+  // Takes the head off for good, with its content (read from the store now if paged out:
+  // only for paths that cannot wait, e.g. basic.get).
+  QueueEntry take_head();
+  // Asks the store's reader for the next paged-out messages when the resident part is
+  // below half the window.
+  void page_in();
+  bool paging() const { return store_ != nullptr; }
+  // Without a dead-letter exchange a paged-out message dies without being read back.
+  bool dead_letters_need_content() const { return owner_ && def_.args.dead_letter_exchange; }
 
   QueueDefinition def_;
   std::string vhost_;
   store::Store* store_;
   QueueOwner* owner_;
   ReadyList ready_;
+  uint64_t ram_window_;
+  bool loading_ = false;  // a page-in request is with the store's reader
   int64_t last_used_ = now_ms();
   std::vector<Consumer*> consumers_;
   std::size_t round_robin_ = 0;

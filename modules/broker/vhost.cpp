@@ -22,8 +22,8 @@ amqp::FieldTable decode_table(const store::Bytes& b) {
 }
 }  // namespace
 
-Vhost::Vhost(std::string name, store::Store* store, const PolicySet* policies)
-    : name_(std::move(name)), store_(store), policies_(policies) {
+Vhost::Vhost(std::string name, store::Store* store, const PolicySet* policies, uint64_t queue_ram_bytes)
+    : name_(std::move(name)), store_(store), policies_(policies), queue_ram_bytes_(queue_ram_bytes) {
   // RabbitMQ's predeclared exchanges (AMQP 0-9-1 §3.1.3.1 plus amq.rabbitmq.trace).
   const struct {
     const char* name;
@@ -96,14 +96,7 @@ void Vhost::restore(const store::Snapshot& snap) {
     if (m.vhost != name_) continue;
     auto q = find_queue(m.queue);
     if (!q) continue;
-    auto msg = std::make_shared<Message>();
-    msg->exchange = m.exchange;
-    msg->routing_key = m.routing_key;
-    msg->properties = m.properties;
-    msg->body = m.body;
-    msg->persistent = true;
-    msg->priority = amqp::validate_properties(msg->properties).priority;
-    q->restore(std::move(msg), m.id);
+    q->restore(m.id, amqp::validate_properties(m.properties).priority, m.body_size);
   }
   restoring_ = false;
 }
@@ -136,7 +129,7 @@ void Vhost::apply(const ExchangeDeleted& c) {
 void Vhost::apply(const QueueDeclared& c) {
   QueueDefinition def = c.def;
   def.args = effective_queue_args(def.args, policies_ ? policies_->match(name_, def.name, true) : nullptr);
-  auto q = std::make_shared<Queue>(std::move(def), name_, store_, this);
+  auto q = std::make_shared<Queue>(std::move(def), name_, store_, this, queue_ram_bytes_);
   queues_.emplace(c.def.name, std::move(q));
 }
 
@@ -192,6 +185,7 @@ void Vhost::tick(int64_t now) {
   std::vector<std::string> expired;
   for (auto& [name, q] : queues_) {
     q->expire(now);
+    q->release_paged();
     if (q->unused_since(now)) expired.push_back(name);
   }
   for (const auto& name : expired) commit(QueueDeleted{name});
@@ -199,7 +193,7 @@ void Vhost::tick(int64_t now) {
 
 void Vhost::dead_letter(Queue& q, QueueEntry e, DeathReason why) {
   q.forget(e);  // the original copy leaves the store either way
-  if (!q.definition().args.dead_letter_exchange) return;
+  if (!q.definition().args.dead_letter_exchange || !e.msg) return;
   dead_letters_.push_back({q.name(), q.definition().args, std::move(e), why});
   if (dead_lettering_) return;
   dead_lettering_ = true;

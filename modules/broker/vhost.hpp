@@ -42,7 +42,9 @@ class Vhost final : public QueueOwner {
  public:
   // <store>: where durable definitions and persistent messages go (nullptr: memory only).
   // <policies>: defaults for queues and exchanges by name (nullptr: none).
-  Vhost(std::string name, store::Store* store, const PolicySet* policies = nullptr);
+  // <queue_ram_bytes>: each queue's RAM window (see Queue).
+  Vhost(std::string name, store::Store* store, const PolicySet* policies = nullptr,
+        uint64_t queue_ram_bytes = Queue::kDefaultRamWindow);
   Vhost(const Vhost&) = delete;
   Vhost& operator=(const Vhost&) = delete;
 
@@ -96,6 +98,7 @@ class Vhost final : public QueueOwner {
   std::string name_;
   store::Store* store_;
   const PolicySet* policies_;
+  uint64_t queue_ram_bytes_;
   bool restoring_ = false;
   // Dead-lettering re-enters queues; work is queued and drained by the outermost call.
   std::deque<DeadLetter> dead_letters_;

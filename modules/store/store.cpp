@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS bindings(
   PRIMARY KEY(vhost, source, to_exchange, destination, routing_key, arguments));
 CREATE TABLE IF NOT EXISTS messages(
   id INTEGER PRIMARY KEY, vhost TEXT NOT NULL, queue TEXT NOT NULL, exchange TEXT NOT NULL,
-  routing_key TEXT NOT NULL, properties BLOB NOT NULL, body BLOB NOT NULL);
+  routing_key TEXT NOT NULL, properties BLOB NOT NULL, body BLOB NOT NULL,
+  transient INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS messages_by_queue ON messages(vhost, queue, id);
 )sql";
 
@@ -97,15 +98,29 @@ Store::Store(asio::io_context& io, const std::string& path, core::Logger log)
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=FULL");
     exec(kSchema);
+    // Stores written before paging existed lack the column.
+    bool has_transient = false;
+    {
+      Stmt cols(db_, "SELECT name FROM pragma_table_info('messages')");
+      while (cols.step_row()) has_transient |= cols.col_text(0) == "transient";
+    }
+    if (!has_transient) exec("ALTER TABLE messages ADD COLUMN transient INTEGER NOT NULL DEFAULT 0");
     Stmt max_id(db_, "SELECT COALESCE(MAX(id), 0) FROM messages");
     if (max_id.step_row()) next_message_id_ = static_cast<uint64_t>(max_id.col_int(0)) + 1;
+    committed_below_ = next_message_id_;
+    // Bodies paged out by the previous run belong to messages that did not survive it.
+    exec("DELETE FROM messages WHERE transient=1");
+    if (sqlite3_open_v2(path.c_str(), &read_db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK)
+      throw std::runtime_error(read_db_ ? sqlite3_errmsg(read_db_) : "out of memory");
   } catch (const std::exception& e) {
+    sqlite3_close(read_db_);
     sqlite3_close(db_);
-    db_ = nullptr;
+    db_ = read_db_ = nullptr;
     throw std::runtime_error(fmt::format("cannot use the store {}: {} (a corrupt file? move it away to start empty)",
                                          path, e.what()));
   }
   thread_ = std::thread([this] { run(); });
+  reader_ = std::thread([this] { reader(); });
 }
 
 Store::~Store() {
@@ -114,7 +129,14 @@ Store::~Store() {
     stopping_ = true;
   }
   cv_.notify_one();
+  {
+    std::lock_guard lock(load_mu_);
+    reader_stopping_ = true;
+  }
+  load_cv_.notify_one();
   if (thread_.joinable()) thread_.join();
+  if (reader_.joinable()) reader_.join();
+  sqlite3_close(read_db_);
   sqlite3_close(db_);
 }
 
@@ -146,10 +168,16 @@ Snapshot Store::load() {
           {s.col_text(0), s.col_text(1), s.col_int(2) != 0, s.col_text(3), s.col_text(4), s.col_blob(5)});
   }
   {
-    Stmt s(db_, "SELECT id, vhost, queue, exchange, routing_key, properties, body FROM messages ORDER BY id");
-    while (s.step_row())
-      snap.messages.push_back({static_cast<uint64_t>(s.col_int(0)), s.col_text(1), s.col_text(2), s.col_text(3),
-                               s.col_text(4), s.col_blob(5), s.col_blob(6)});
+    Stmt s(db_, "SELECT id, vhost, queue, properties, length(body) FROM messages ORDER BY id");
+    while (s.step_row()) {
+      MessageRecord m;
+      m.id = static_cast<uint64_t>(s.col_int(0));
+      m.vhost = s.col_text(1);
+      m.queue = s.col_text(2);
+      m.properties = s.col_blob(3);
+      m.body_size = static_cast<uint64_t>(s.col_int(4));
+      snap.messages.push_back(std::move(m));
+    }
   }
   return snap;
 }
@@ -172,13 +200,71 @@ void Store::delete_queue(std::string vhost, std::string name) { enqueue(DeleteQu
 void Store::put_binding(BindingRecord r) { enqueue(std::move(r)); }
 void Store::delete_binding(BindingRecord r) { enqueue(DeleteBinding{std::move(r)}); }
 
-uint64_t Store::put_message(std::string_view vhost, std::string_view queue, MessageContent content) {
+uint64_t Store::put_message(std::string_view vhost, std::string_view queue, MessageContent content, bool transient) {
   uint64_t id = next_message_id_++;
-  enqueue(PutMessage{id, std::string(vhost), std::string(queue), std::move(content)});
+  stats_.pending_bytes += content.body.size();
+  enqueue(PutMessage{id, std::string(vhost), std::string(queue), std::move(content), transient});
   return id;
 }
 
 void Store::delete_message(uint64_t id) { enqueue(DeleteMessage{id}); }
+
+bool Store::durable(uint64_t id) const {
+  if (id >= committed_below_) return false;
+  for (const auto& [lo, hi] : failed_loop_)
+    if (id >= lo && id <= hi) return false;
+  return true;
+}
+
+void Store::load_messages(std::vector<uint64_t> ids, std::function<void(std::vector<MessageRecord>)> done) {
+  {
+    std::lock_guard lock(load_mu_);
+    loads_.push_back({std::move(ids), std::move(done)});
+  }
+  load_cv_.notify_one();
+}
+
+std::optional<MessageRecord> Store::read_message(uint64_t id) {
+  std::lock_guard lock(read_mu_);
+  return read_locked(id);
+}
+
+std::optional<MessageRecord> Store::read_locked(uint64_t id) {
+  Stmt s(read_db_, "SELECT vhost, queue, exchange, routing_key, properties, body FROM messages WHERE id=?");
+  s.integer(1, static_cast<int64_t>(id));
+  if (!s.step_row()) return std::nullopt;
+  MessageRecord m{id, s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_blob(4), s.col_blob(5)};
+  m.body_size = m.body.size();
+  return m;
+}
+
+void Store::reader() {
+  for (;;) {
+    std::vector<LoadRequest> work;
+    {
+      std::unique_lock lock(load_mu_);
+      load_cv_.wait(lock, [&] { return !loads_.empty() || reader_stopping_; });
+      if (loads_.empty()) break;
+      work.swap(loads_);
+    }
+    for (auto& req : work) {
+      std::vector<MessageRecord> found;
+      found.reserve(req.ids.size());
+      {
+        // One read transaction for the whole request: one snapshot, one lock round.
+        std::lock_guard lock(read_mu_);
+        sqlite3_exec(read_db_, "BEGIN", nullptr, nullptr, nullptr);
+        for (uint64_t id : req.ids)
+          if (auto m = read_locked(id)) found.push_back(std::move(*m));
+        sqlite3_exec(read_db_, "COMMIT", nullptr, nullptr, nullptr);
+      }
+      asio::post(io_, [this, done = std::move(req.done), found = std::move(found)]() mutable {
+        stats_.messages_loaded += found.size();
+        done(std::move(found));
+      });
+    }
+  }
+}
 
 void Store::after_commit(std::function<void(bool)> done, uint64_t since_message) {
   enqueue(Completion{std::move(done), since_message, next_message_id_});
@@ -186,8 +272,8 @@ void Store::after_commit(std::function<void(bool)> done, uint64_t since_message)
 
 void Store::run() {
   Stmt put_msg(db_,
-               "INSERT INTO messages(id, vhost, queue, exchange, routing_key, properties, body) "
-               "VALUES(?,?,?,?,?,?,?)");
+               "INSERT INTO messages(id, vhost, queue, exchange, routing_key, properties, body, transient) "
+               "VALUES(?,?,?,?,?,?,?,?)");
   Stmt del_msg(db_, "DELETE FROM messages WHERE id=?");
   Stmt put_ex(db_, "INSERT OR REPLACE INTO exchanges VALUES(?,?,?,?,?,?)");
   Stmt del_ex(db_, "DELETE FROM exchanges WHERE vhost=? AND name=?");
@@ -226,6 +312,7 @@ void Store::run() {
                    .text(5, p->content.routing_key)
                    .blob(6, p->content.properties)
                    .blob(7, p->content.body)
+                   .integer(8, p->transient)
                    .run();
           ++written;
         } else if (auto* d = std::get_if<DeleteMessage>(&op)) {
@@ -265,15 +352,16 @@ void Store::run() {
       return rc;
     };
     int rc = transaction(false);
+    uint64_t lo = UINT64_MAX, hi = 0, bytes = 0;
+    for (const auto& op : batch)
+      if (const auto* p = std::get_if<PutMessage>(&op)) {
+        lo = std::min(lo, p->id);
+        hi = std::max(hi, p->id);
+        bytes += p->content.body.size();
+      }
     // A full disk fails the batch; acks and definitions free or take little space, so they
     // are retried without the new messages (whose publishers get nacks).
     if (rc != SQLITE_OK) {
-      uint64_t lo = UINT64_MAX, hi = 0;
-      for (const auto& op : batch)
-        if (const auto* p = std::get_if<PutMessage>(&op)) {
-          lo = std::min(lo, p->id);
-          hi = std::max(hi, p->id);
-        }
       if (hi) failed_.emplace_back(lo, hi);
       transaction(true);
     }
@@ -289,8 +377,11 @@ void Store::run() {
     // Completions and counters go back to the loop thread; message content is released
     // there too (its owner is a loop-side object).
     auto n = batch.size();
-    asio::post(io_, [this, ok, error, n, written, deleted, metadata, done = std::move(batch)]() mutable {
+    asio::post(io_, [this, ok, error, n, written, deleted, metadata, lo, hi, bytes, done = std::move(batch)]() mutable {
       stats_.pending_ops -= n;
+      stats_.pending_bytes -= bytes;
+      if (hi && !ok) failed_loop_.emplace_back(lo, hi);
+      if (hi) committed_below_ = std::max(committed_below_, hi + 1);
       if (ok) {
         ++stats_.commits;
         stats_.messages_written += written;
@@ -304,6 +395,7 @@ void Store::run() {
       }
       for (auto& op : done)
         if (auto* c = std::get_if<Completion>(&op)) c->done(c->ok);
+      if (commit_listener_) commit_listener_();
     });
     batch = {};
   }

@@ -1,8 +1,10 @@
 // Durable state in one SQLite file (WAL, synchronous=FULL) in the node's data dir: durable
-// exchanges, queues and bindings, and persistent messages on durable queues. The loop
-// queues writes; a thread of the store's own commits whatever has accumulated in one
-// transaction (group commit) and posts completions back to the loop, so the loop never
-// waits on the disk and one fsync covers many publishes.
+// exchanges, queues and bindings, persistent messages on durable queues, and the bodies that
+// queues page out of RAM (transient rows, dropped at the next start). The loop queues
+// writes; a thread of the store's own commits whatever has accumulated in one transaction
+// (group commit) and posts completions back to the loop, so the loop never waits on the
+// disk and one fsync covers many publishes. A second thread with its own read connection
+// loads paged-out bodies back for the queues.
 #pragma once
 
 #include <condition_variable>
@@ -10,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -47,9 +50,11 @@ struct MessageRecord {
   uint64_t id = 0;
   std::string vhost, queue, exchange, routing_key;
   Bytes properties, body;
+  uint64_t body_size = 0;  // the body's length (load() leaves <body> itself on disk)
 };
 
-// Everything on disk, read once at start (messages in publish order).
+// Everything on disk, read once at start (messages in publish order, without their bodies
+// and exchange/routing key: queues load those when they page the messages in).
 struct Snapshot {
   std::vector<ExchangeRecord> exchanges;
   std::vector<QueueRecord> queues;
@@ -64,8 +69,9 @@ struct MessageContent {
   std::span<const uint8_t> properties, body;
 };
 
-#define MQ_STORE_STATS(C, G) \
-  C(commits) C(commit_failures) C(messages_written) C(messages_deleted) C(metadata_writes) G(pending_ops)
+#define MQ_STORE_STATS(C, G)                                                                        \
+  C(commits) C(commit_failures) C(messages_written) C(messages_deleted) C(metadata_writes)           \
+  C(messages_loaded) G(pending_ops) G(pending_bytes)
 
 struct StoreStats {
 #define MQ_COUNTER(n) uint64_t n = 0;
@@ -94,8 +100,23 @@ class Store {
   void put_binding(BindingRecord r);
   void delete_binding(BindingRecord r);
   // Returns the id under which the message is stored (assigned at once, in order).
-  uint64_t put_message(std::string_view vhost, std::string_view queue, MessageContent content);
+  // <transient>: a body paged out of RAM, not a persistent message: not restored at start.
+  uint64_t put_message(std::string_view vhost, std::string_view queue, MessageContent content,
+                       bool transient = false);
   void delete_message(uint64_t id);
+  // True once message <id> is committed (readable by load_messages/read_message). A message
+  // whose write failed never becomes durable.
+  bool durable(uint64_t id) const;
+
+  // Reads committed messages <ids> on the reader thread; <done> gets the records found
+  // (in <ids> order; a deleted one is missing) on the loop.
+  void load_messages(std::vector<uint64_t> ids, std::function<void(std::vector<MessageRecord>)> done);
+  // The same for one message, on the caller's thread: for the rare paths that cannot wait
+  // (basic.get or dead-lettering reaching a paged-out head). Committed data only.
+  std::optional<MessageRecord> read_message(uint64_t id);
+
+  // <listener> runs on the loop after every commit (flow control watches pending_bytes).
+  void on_commit(std::function<void()> listener) { commit_listener_ = std::move(listener); }
 
   // <done>(ok) runs on the loop once every write queued before this call is committed.
   // ok=false when a message stored since id <since_message> (the caller's previous call:
@@ -113,6 +134,7 @@ class Store {
     uint64_t id;
     std::string vhost, queue;
     MessageContent content;
+    bool transient;
   };
   struct DeleteMessage {
     uint64_t id;
@@ -134,8 +156,15 @@ class Store {
   using Op = std::variant<PutMessage, DeleteMessage, ExchangeRecord, DeleteExchange, QueueRecord, DeleteQueue,
                           BindingRecord, DeleteBinding, Completion>;
 
+  struct LoadRequest {
+    std::vector<uint64_t> ids;
+    std::function<void(std::vector<MessageRecord>)> done;
+  };
+
   void enqueue(Op op);
-  void run();  // the store thread
+  void run();     // the store thread
+  void reader();  // the reader thread
+  std::optional<MessageRecord> read_locked(uint64_t id);
   bool commit(std::vector<Op>& ops, std::string& error);
   void exec(const char* sql);
 
@@ -153,6 +182,21 @@ class Store {
   std::vector<std::pair<uint64_t, uint64_t>> failed_;
   bool stopping_ = false;
   std::thread thread_;
+
+  // Loop side: what is known committed, for durable().
+  uint64_t committed_below_ = 1;
+  std::vector<std::pair<uint64_t, uint64_t>> failed_loop_;
+  std::function<void()> commit_listener_;
+
+  // The reader: its own connection (WAL readers never wait for the writer); read_message()
+  // on the loop shares it under <read_mu_>.
+  sqlite3* read_db_ = nullptr;
+  std::mutex read_mu_;
+  std::mutex load_mu_;
+  std::condition_variable load_cv_;
+  std::vector<LoadRequest> loads_;
+  bool reader_stopping_ = false;
+  std::thread reader_;
 };
 
 }  // namespace mqnode::store

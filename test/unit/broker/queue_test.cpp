@@ -1,8 +1,10 @@
 #include <doctest/doctest.h>
 
 #include "broker/queue.hpp"
+#include "support/temp_store.hpp"
 
 using namespace mqnode::broker;
+namespace test = mqnode::test;
 
 namespace {
 // A consumer's channel reduced to its credit: takes up to <credit> messages.
@@ -22,6 +24,7 @@ struct CreditTarget final : DeliveryTarget {
 MessagePtr msg(std::string key, std::size_t body = 0, int64_t ttl = -1) {
   auto m = std::make_shared<Message>();
   m->routing_key = std::move(key);
+  m->properties = {0, 0};  // no property set
   m->body.resize(body);
   m->ttl_ms = ttl;
   return m;
@@ -151,7 +154,7 @@ TEST_CASE("queue delivery") {
   }
   SUBCASE("requeued messages go back to the head, in order, flagged redelivered") {
     q->enqueue(msg("3"));
-    std::vector<QueueEntry> back{{msg("1"), false}, {msg("2"), false}};
+    std::vector<QueueEntry> back{QueueEntry(msg("1")), QueueEntry(msg("2"))};
     q->requeue(std::move(back));
     REQUIRE(q->message_count() == 3);
     auto e1 = q->get(), e2 = q->get(), e3 = q->get();
@@ -239,4 +242,68 @@ TEST_CASE("priority levels and consumer priorities") {
     q->enqueue(msg("x"));
     CHECK(second.got.size() == 1);
   }
+}
+
+TEST_CASE("paging: beyond its RAM window a queue keeps only index entries, and delivers everything in order") {
+  test::TempDir dir;
+  asio::io_context io;
+  mqnode::store::Store store(io, (dir.path / "mqnode.db").string(), test::quiet_log());
+  RecordingOwner owner;
+  QueueDefinition d;
+  d.name = "q";
+  constexpr uint64_t kWindow = 64 << 10;
+  auto q = std::make_shared<Queue>(d, "/", &store, &owner, kWindow);
+  constexpr int kCount = 500;
+  for (int i = 0; i < kCount; ++i) {
+    REQUIRE(q->enqueue(msg(std::to_string(i), 1024)).accepted);
+  }
+  CHECK(q->message_count() == kCount);
+  CHECK(q->message_bytes() == kCount * 1024);
+  CHECK(q->resident_cost() <= kWindow);
+  CHECK(q->messages_resident() < 64);
+  CHECK(store.stats().pending_bytes > 0);  // the rest is on its way to the store
+
+  // Once written, the paged-out copies leave RAM.
+  test::run_until(io, [&] { return store.stats().pending_bytes == 0; });
+  const auto resident = q->messages_resident();
+  q->release_paged();
+  CHECK(store.stats().messages_loaded == 0);  // the head is still a full half-window
+
+  // basic.get on whatever the head is, then a consumer drains the rest through page-ins.
+  auto first = q->get();
+  REQUIRE(first);
+  CHECK(first->msg->routing_key == "0");
+  CreditTarget t;
+  t.credit = kCount;
+  auto c = std::make_shared<Consumer>(t, "c", q);
+  q->add_consumer(c.get());
+  test::run_until(io, [&] { return t.got.size() == kCount - 1; });
+  for (int i = 1; i < kCount; ++i) CHECK(t.got[static_cast<std::size_t>(i - 1)].second == std::to_string(i));
+  CHECK(store.stats().messages_loaded == kCount - resident);  // each paged-out one read back once
+  CHECK(q->message_count() == 0);
+  CHECK(q->resident_cost() == 0);
+  q->remove_consumer(c.get());
+}
+
+TEST_CASE("paging: a paged-out head is read back at once for basic.get and for dead-lettering") {
+  test::TempDir dir;
+  asio::io_context io;
+  mqnode::store::Store store(io, (dir.path / "mqnode.db").string(), test::quiet_log());
+  RecordingOwner owner;
+  QueueDefinition d;
+  d.name = "q";
+  d.args.dead_letter_exchange = "dlx";
+  d.args.max_length = 3;
+  auto q = std::make_shared<Queue>(d, "/", &store, &owner, 0);  // a zero window pages out everything
+  for (const char* k : {"a", "b", "c"}) q->enqueue(msg(k, 10));
+  CHECK(q->messages_resident() == 0);
+  test::run_until(io, [&] { return store.stats().pending_bytes == 0; });
+  q->release_paged();  // (no page-in: the window is empty)
+  q->enqueue(msg("d", 10));  // over x-max-length: the head is dead-lettered with its content
+  REQUIRE(owner.dead.size() == 1);
+  CHECK(owner.dead[0].first == "a");
+  auto e = q->get();
+  REQUIRE(e);
+  CHECK(e->msg->routing_key == "b");
+  CHECK(e->msg->body.size() == 10);
 }
