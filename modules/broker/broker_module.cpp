@@ -42,12 +42,13 @@ void BrokerModule::start() {
 }
 
 asio::awaitable<void> BrokerModule::housekeeping() {
-  // Message TTLs and x-expires every 100 ms (RabbitMQ's own expiry is not more precise);
-  // memory and disk alarms every second, as RabbitMQ's memory monitor.
+  // Message TTLs, x-expires and paging every 100 ms (RabbitMQ's own expiry is not more
+  // precise); memory and disk alarms too: reading them costs two syscalls, and a flood
+  // can add a lot of memory in RabbitMQ's one-second monitor interval.
   asio::steady_timer t(ctx_.io);
   asio::error_code ec;
-  for (unsigned n = 0; !stopping_; ++n) {
-    if (n % 10 == 0 && broker_->update_alarms(read_resources(ctx_.node.data_dir))) publish_health();
+  while (!stopping_) {
+    if (broker_->update_alarms(read_resources(ctx_.node.data_dir))) publish_health();
     t.expires_after(100ms);
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
