@@ -74,6 +74,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The broker's resource alarm changed: block or unblock this connection if it publishes.
   void alarm_changed();
 
+  // Deliveries awaiting acknowledgement on all of its channels (management, metrics).
+  uint64_t messages_unacked() const;
+
   // Exclusive queues die with their connection.
   void own_exclusive_queue(const std::string& name) { exclusive_queues_.push_back(name); }
 
