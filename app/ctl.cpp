@@ -1,6 +1,7 @@
 #include "ctl.hpp"
 
 #include <iostream>
+#include <system_error>
 
 #include <asio/io_context.hpp>
 #include <asio/local/stream_protocol.hpp>
@@ -28,7 +29,11 @@ core::http::Response exchange(const std::string& socket, const std::string& meth
   asio::io_context io;
   asio::local::stream_protocol::socket sock(io);
   asio::error_code ec;
-  sock.connect(asio::local::stream_protocol::endpoint(socket), ec);
+  try {
+    sock.connect(asio::local::stream_protocol::endpoint(socket), ec);
+  } catch (const std::system_error& e) {  // a path longer than a socket address holds
+    ec = e.code();
+  }
   if (ec)
     throw CtlFailure{kExitUnavailable,
                      fmt::format("Error: unable to connect to the node's control socket {}: {}\n"

@@ -107,6 +107,8 @@ void Queue::drop_head_over_limit() {
 
 void Queue::set_args(QueueArgs args) {
   args.max_priority = def_.args.max_priority;
+  // RabbitMQ restarts the expiry timer with the new value.
+  if (args.expires_ms != def_.args.expires_ms) last_used_ = now_ms();
   def_.args = std::move(args);
   // RabbitMQ drops at once only under drop-head; reject-publish refuses new messages until
   // consumers bring the queue under the limit.

@@ -162,7 +162,8 @@ class Queue {
   // A policy change gave the queue new effective arguments (RabbitMQ re-applies policies
   // to live queues): a lower length limit drops the oldest messages at once under
   // drop-head; a TTL applies to messages enqueued from now on, as RabbitMQ stamps expiry at
-  // enqueue. x-max-priority stays as declared: the priority levels are fixed at creation.
+  // enqueue; a new x-expires counts from now. x-max-priority stays as declared: the
+  // priority levels are fixed at creation.
   void set_args(QueueArgs args);
 
  private:

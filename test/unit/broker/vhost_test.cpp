@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "amqp/properties.hpp"
 #include "broker/vhost.hpp"
 
@@ -146,4 +149,19 @@ TEST_CASE("a policy change applies at once to existing queues and exchanges") {
   CHECK(vh.find_exchange("routed")->alternate_exchange().empty());
   for (int i = 0; i < 10; ++i) vh.find_queue("lim")->enqueue(message("lim"));
   CHECK(vh.find_queue("lim")->message_count() == 14);     // no limit any more
+}
+
+TEST_CASE("an expires policy counts from when it is set, as RabbitMQ restarts the expiry timer") {
+  PolicySet policies;
+  Vhost vh("/", nullptr, &policies);
+  vh.commit(QueueDeclared{qdef("idle")});
+  // Idle for longer than the policy's expires before the policy exists.
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  auto j = nlohmann::json::parse(R"({"name": "e", "pattern": "^idle$", "definition": {"expires": 100}})");
+  policies.set(parse_policy(mqnode::core::ConfigNode(j, "")));
+  vh.apply_policies();
+  vh.tick(Queue::now_ms());
+  CHECK(vh.find_queue("idle") != nullptr);
+  vh.tick(Queue::now_ms() + 100);
+  CHECK(vh.find_queue("idle") == nullptr);
 }
