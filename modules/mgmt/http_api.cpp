@@ -1,5 +1,6 @@
 #include "mgmt/http_api.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include <fmt/format.h>

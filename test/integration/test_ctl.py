@@ -219,3 +219,27 @@ def test_status_shows_every_module(broker):
     assert status["modules"]["broker"]["health"] == {"state": "ok", "detail": ""}
     assert "stats" in status["modules"]["broker"]["status"]
     assert status["modules"]["management"]["status"]["control_socket"].endswith("/mqnode.sock")
+
+
+@mqnode_only
+def test_a_node_without_the_broker_role_serves_status_but_no_policies(tmp_path):
+    cfg = tmp_path / "lb.json"
+    cfg.write_text(json.dumps({"lb": {}}))
+    data = tmp_path / "d"
+    log = open(tmp_path / "stderr", "wb")
+    proc = subprocess.Popen([BIN, "--role", "lb", "--config", str(cfg), "--data-dir", str(data)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 15
+        while not os.path.exists(data / "mqnode.sock"):
+            assert proc.poll() is None and time.monotonic() < deadline, "the lb node did not come up"
+            time.sleep(0.05)
+        ctl = [BIN, "ctl", "--data-dir", str(data)]
+        p = subprocess.run(ctl + ["status"], capture_output=True, text=True, timeout=20)
+        assert p.returncode == 0 and set(json.loads(p.stdout)["modules"]) == {"lb", "management"}
+        p = subprocess.run(ctl + ["list_policies"], capture_output=True, text=True, timeout=20)
+        assert p.returncode == 69 and "runs no broker" in p.stderr, (p.returncode, p.stderr)
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0, (tmp_path / "stderr").read_text()
+        log.close()

@@ -74,3 +74,44 @@ TEST_CASE("the management config and the control socket path") {
   CHECK_THROWS_AS(mgmt::parse_mgmt_config(core::ConfigNode(typo, "/management")), core::ConfigError);
   CHECK(mgmt::control_socket_path("/var/lib/mqnode") == "/var/lib/mqnode/mqnode.sock");
 }
+
+TEST_CASE("routing: the same routes with and without the administrator check; no broker, no policies") {
+  auto sink = std::make_shared<core::LogSink>();
+  sink->level = core::LogLevel::Error;
+  mgmt::HttpApi api({{"mqnode@test", "/nonexistent"}, {}, nullptr}, core::Logger(sink, "test"));
+  auto get = [](std::string path) {
+    core::http::Request r;
+    r.method = "GET";
+    r.path = std::move(path);
+    return r;
+  };
+  auto local = api.router(false);
+  auto tcp = api.router(true);
+
+  auto overview = local->dispatch(get("/api/overview"));
+  CHECK(overview.status == 200);
+  auto j = nlohmann::json::parse(overview.body);
+  CHECK(j["product_name"] == "mqnode");
+  CHECK(j["node"] == "mqnode@test");
+
+  auto refused = tcp->dispatch(get("/api/overview"));
+  CHECK(refused.status == 401);
+  CHECK(nlohmann::json::parse(refused.body)["error"] == "not_authorised");
+  REQUIRE(refused.headers.size() == 1);
+  CHECK(refused.headers[0].first == "WWW-Authenticate");
+  auto with_creds = get("/api/overview");
+  with_creds.headers["authorization"] = "Basic Z3Vlc3Q6Z3Vlc3Q=";  // guest:guest, but no broker has users
+  CHECK(tcp->dispatch(with_creds).status == 401);
+
+  auto policies = local->dispatch(get("/api/policies/%2F"));
+  CHECK(policies.status == 503);
+  CHECK(nlohmann::json::parse(policies.body)["reason"] == "this node runs no broker (start it with --role disc)");
+
+  for (auto* router : {&local, &tcp}) {
+    auto m = (*router)->dispatch(get("/metrics"));
+    CHECK(m.status == 200);
+    CHECK(m.content_type == core::kMetricsContentType);
+    CHECK(m.body.find("mqnode_build_info{version=\"") != std::string::npos);
+  }
+  CHECK(local->dispatch(get("/api/nothing")).status == 404);
+}
