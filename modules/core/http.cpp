@@ -577,8 +577,9 @@ void Server::listen_unix(const std::string& path, unsigned mode) {
   auto& acc = st_->acceptor;
   Protocol::endpoint gep(local);
   acc.open(gep.protocol());
-  // The umask decides the socket file's mode at bind(); nothing else in the process
-  // creates files between these lines (startup, loop thread).
+  // The umask decides the socket file's mode at bind() (a chmod afterwards would leave a
+  // window). It is process-wide: callers bind at startup, when the store's thread (the only
+  // other one) has its files open already and creates none.
   mode_t old = ::umask(static_cast<mode_t>(~mode & 0777));
   asio::error_code ec;
   acc.bind(gep, ec);
