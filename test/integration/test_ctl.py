@@ -106,6 +106,21 @@ def test_dead_letter_policy_on_an_existing_queue(broker, amqp, uname, policy):
     assert death["reason"] == "rejected" and death["queue"] == q
 
 
+def test_alternate_exchange_policy_on_an_existing_exchange(broker, amqp, uname, policy):
+    ch = amqp.channel()
+    ex, ae, caught = uname("x"), uname("ae"), uname("caught")
+    ch.exchange_declare(ex, "direct")
+    ch.exchange_declare(ae, "fanout")
+    ch.queue_declare(caught)
+    ch.queue_bind(caught, ae)
+    publish(ch, "nowhere", b"lost", exchange=ex)
+    policy(uname("p"), rx(ex), {"alternate-exchange": ae}, "--apply-to", "exchanges")
+    time.sleep(0.3)  # as above: RabbitMQ applies it asynchronously
+    publish(ch, "nowhere", b"caught", exchange=ex)
+    wait_message_count(ch, caught, 1)
+    assert [b for _, _, b in drain_get(ch, caught)] == [b"caught"]
+
+
 def test_list_policies_has_rabbitmqctls_columns(broker, uname, policy):
     name = uname("p")
     policy(name, "^never-matches\\.", {"max-length": 7, "overflow": "reject-publish"},
