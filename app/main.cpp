@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -18,9 +19,12 @@
 #include <nlohmann/json.hpp>
 
 #include "broker/auth.hpp"
+#include "broker/broker_module.hpp"
 #include "core/config.hpp"
 #include "core/events.hpp"
 #include "core/log.hpp"
+#include "ctl.hpp"
+#include "mgmt/mgmt_module.hpp"
 #include "roles.hpp"
 
 using namespace mqnode;
@@ -46,17 +50,31 @@ std::string default_node_name() {
   return "mqnode@" + h.substr(0, h.find('.'));
 }
 
+constexpr const char* kDefaultDataDir = "/var/lib/mqnode";
+
 // Reads /node and rejects sections no module handles yet.
 core::NodeInfo parse_node(core::ConfigNode& root) {
   auto node = root.object("node");
   core::NodeInfo info;
   info.name = node.string("name", default_node_name());
-  info.data_dir = node.string("data_dir", "/var/lib/mqnode");
+  info.data_dir = node.string("data_dir", kDefaultDataDir);
   node.finish();
-  for (const char* later : {"cluster", "management"})
-    if (root.has(later))
-      throw core::ConfigError(fmt::format("/{}: this build has no {} module yet; remove the key", later, later));
+  if (root.has("cluster")) throw core::ConfigError("/cluster: this build has no cluster module yet; remove the key");
   return info;
+}
+
+// The management module every node runs (not a role), after the role modules, which it
+// shows through the API.
+std::unique_ptr<core::Module> make_mgmt(const core::ModuleContext& ctx,
+                                        const std::vector<std::unique_ptr<core::Module>>& roles) {
+  std::vector<const core::Module*> views;
+  broker::BrokerModule* broker = nullptr;
+  for (const auto& m : roles) {
+    views.push_back(m.get());
+    if (auto* b = dynamic_cast<broker::BrokerModule*>(m.get())) broker = b;
+  }
+  core::ModuleContext child{ctx.io, ctx.log.child("mgmt"), ctx.node, ctx.events};
+  return std::make_unique<mgmt::MgmtModule>(child, std::move(views), broker);
 }
 
 // One config file serves every host: the slice of each role not in <configured> (those
@@ -76,6 +94,8 @@ void validate_sections(core::ConfigNode& root, const core::ModuleContext& ctx,
     }
     check->configure(root.object(key));
   }
+  bool mgmt_done = std::any_of(configured.begin(), configured.end(), [](auto& m) { return m->name() == "management"; });
+  if (!mgmt_done) make_mgmt(ctx, {})->configure(root.object("management"));
   root.finish();
 }
 
@@ -123,9 +143,16 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
 
     core::ModuleContext ctx{io, log, info, events};
     for (Role role : roles) modules.push_back(app::make_module(role, ctx));
+    modules.push_back(make_mgmt(ctx, modules));
     for (auto& m : modules) m->configure(root.object(m->name()));
     validate_sections(root, ctx, modules);
     log.info("starting mqnode {} node={} roles={} data_dir={}", MQNODE_VERSION, info.name, roles_arg, info.data_dir);
+    // Every node keeps something there (the control socket at least).
+    std::error_code fs_ec;
+    std::filesystem::create_directories(info.data_dir, fs_ec);
+    if (fs_ec)
+      throw std::runtime_error(fmt::format("cannot create the data dir {} (/node/data_dir or --data-dir): {}",
+                                           info.data_dir, fs_ec.message()));
     for (auto& m : modules) m->start();
   } catch (const core::ConfigError& e) {
     std::cerr << "mqnode: config error: " << e.what() << "\n";
@@ -176,6 +203,18 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
   return 0;
 }
 
+// Where `mqnode ctl` finds the node's control socket: ctl's --data-dir, the one before
+// "ctl", the /node/data_dir of the config file (ctl's -c, else the one before "ctl"), or
+// the default, in that order.
+std::string ctl_data_dir(const app::Ctl& ctl, const std::string& data_dir, const std::string& config) {
+  if (!ctl.data_dir().empty()) return ctl.data_dir();
+  if (!data_dir.empty()) return data_dir;
+  nlohmann::json doc = load_config(!ctl.config().empty() ? ctl.config() : config);
+  const auto ptr = nlohmann::json::json_pointer("/node/data_dir");
+  if (doc.is_object() && doc.contains(ptr) && doc[ptr].is_string()) return doc[ptr].get<std::string>();
+  return kDefaultDataDir;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -189,8 +228,14 @@ int main(int argc, char** argv) {
   auto* hash = cli.add_subcommand("hash_password", "print a password hash for /broker/users/*/password_hash");
   std::string password;
   hash->add_option("password", password, "the password")->required();
+  app::Ctl ctl(cli);
   cli.require_subcommand(0, 1);
-  CLI11_PARSE(cli, argc, argv);
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = cli.exit(e);
+    return rc != 0 && ctl.selected() ? app::kExitUsage : rc;
+  }
 
   if (*version) {
     std::cout << "mqnode " << MQNODE_VERSION << "\n";
@@ -199,6 +244,14 @@ int main(int argc, char** argv) {
   if (*hash) {
     std::cout << broker::hash_password(password) << "\n";
     return 0;
+  }
+  if (ctl.selected()) {
+    try {
+      return ctl.run(ctl_data_dir(ctl, data_dir, config));
+    } catch (const core::ConfigError& e) {
+      std::cerr << "mqnode ctl: " << e.what() << "\n";
+      return app::kExitUsage;
+    }
   }
   return run(roles, config, data_dir, level);
 }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <asio/io_context.hpp>
 #include <nlohmann/json.hpp>
@@ -22,16 +23,28 @@ namespace mqnode::broker {
 class Connection;
 class Channel;
 
-// Counters declared once; dump() and metrics read the same list.
-#define MQ_BROKER_STATS(C, G)                                                                   \
-  C(connections_accepted) C(connections_refused) C(connection_errors) C(channel_errors)        \
-  C(frames_malformed) C(messages_published) C(messages_routed) C(messages_unroutable)         \
-  C(messages_delivered) C(messages_acked) C(messages_redelivered) C(messages_returned)        \
-  C(store_flow_pauses)                                                                          \
-  G(connections) G(channels) G(consumers)
+// Counters (C) and gauges (G) declared once with their help text; dump() and
+// BrokerModule::metrics() read the same list.
+#define MQ_BROKER_STATS(C, G)                                                                     \
+  C(connections_accepted, "AMQP connections accepted")                                           \
+  C(connections_refused, "AMQP connections refused (max_connections, failed login)")             \
+  C(connection_errors, "AMQP connections closed by a connection exception")                      \
+  C(channel_errors, "AMQP channels closed by a channel exception")                               \
+  C(frames_malformed, "frames that could not be decoded")                                        \
+  C(messages_published, "messages published by clients")                                         \
+  C(messages_routed, "published messages routed to at least one queue")                          \
+  C(messages_unroutable, "published messages routed to no queue")                                \
+  C(messages_delivered, "messages delivered to consumers and basic.get")                         \
+  C(messages_acked, "deliveries acknowledged by clients")                                        \
+  C(messages_redelivered, "deliveries flagged redelivered")                                      \
+  C(messages_returned, "unroutable mandatory messages returned to publishers")                   \
+  C(store_flow_pauses, "times publishers were paused because the store fell behind")             \
+  G(connections, "open AMQP connections")                                                        \
+  G(channels, "open AMQP channels")                                                              \
+  G(consumers, "consumers")
 
 struct BrokerStats {
-#define MQ_COUNTER(n) uint64_t n = 0;
+#define MQ_COUNTER(n, help) uint64_t n = 0;
   MQ_BROKER_STATS(MQ_COUNTER, MQ_COUNTER)
 #undef MQ_COUNTER
   void dump(nlohmann::json& out) const;
@@ -51,6 +64,19 @@ class Broker {
   const BrokerStats& stats() const { return stats_; }
 
   Vhost* find_vhost(std::string_view name);
+  const std::map<std::string, std::unique_ptr<Vhost>, std::less<>>& vhosts() const { return vhosts_; }
+
+  // Runtime policies (rabbitmqctl set_policy / clear_policy / list_policies).
+  // set_policy validates like /broker/policies, replaces a policy of the same vhost and
+  // name, writes it to the store and applies it at once to the vhost's queues and
+  // exchanges. Both throw PolicyError (unknown vhost or policy, or the reason it is invalid).
+  void set_policy(const std::string& vhost, const std::string& name, const std::string& pattern,
+                  const nlohmann::json& definition, int64_t priority, const std::string& apply_to);
+  void clear_policy(const std::string& vhost, const std::string& name);
+  // The policies of <vhost>, or of every vhost when it is empty, in definition order.
+  std::vector<const Policy*> list_policies(std::string_view vhost) const;
+  // Messages delivered and not yet acknowledged, over every channel.
+  uint64_t messages_unacked() const;
   store::Store* store() { return store_; }
   // Rebuilds the vhosts' durable definitions and messages from the store (at start).
   void restore(const store::Snapshot& snap);
@@ -83,12 +109,16 @@ class Broker {
   void dump(nlohmann::json& out) const;
 
  private:
+  Vhost& vhost_or_throw(const std::string& name);
+
   asio::io_context& io_;
   BrokerConfig cfg_;
   AccessControl access_;
   core::Logger log_;
   store::Store* store_;
   BrokerStats stats_;
+  // /broker/policies plus the runtime ones; the vhosts match against it.
+  PolicySet policies_;
   std::map<std::string, std::unique_ptr<Vhost>, std::less<>> vhosts_;
   std::map<uint64_t, std::shared_ptr<Connection>> connections_;
   std::unordered_map<std::string, Channel*> reply_channels_;

@@ -21,11 +21,6 @@ void BrokerModule::configure(core::ConfigNode slice) {
 }
 
 void BrokerModule::start() {
-  std::error_code fs_ec;
-  std::filesystem::create_directories(ctx_.node.data_dir, fs_ec);
-  if (fs_ec)
-    throw std::runtime_error(fmt::format("cannot create the data dir {} (/node/data_dir or --data-dir): {}",
-                                         ctx_.node.data_dir, fs_ec.message()));
   store_ = std::make_unique<store::Store>(ctx_.io, (std::filesystem::path(ctx_.node.data_dir) / "mqnode.db").string(),
                                           ctx_.log.child("store"));
   broker_ = std::make_unique<Broker>(ctx_.io, cfg_, ctx_.log, store_.get());
@@ -132,6 +127,59 @@ std::vector<asio::ip::tcp::endpoint> BrokerModule::local_endpoints() const {
 void BrokerModule::dump(nlohmann::json& out) const {
   if (broker_) broker_->dump(out);
   if (store_) store_->stats().dump(out["store"]);
+}
+
+void BrokerModule::metrics(core::MetricsWriter& out) const {
+  using Type = core::MetricsWriter::Type;
+  if (!broker_) return;
+  const BrokerStats& st = broker_->stats();
+#define MQ_COUNTER(n, help)                                        \
+  out.family("mqnode_broker_" #n "_total", Type::Counter, help); \
+  out.sample(static_cast<double>(st.n));
+#define MQ_GAUGE(n, help)                                  \
+  out.family("mqnode_broker_" #n, Type::Gauge, help); \
+  out.sample(static_cast<double>(st.n));
+  MQ_BROKER_STATS(MQ_COUNTER, MQ_GAUGE)
+#undef MQ_COUNTER
+#undef MQ_GAUGE
+  out.family("mqnode_broker_messages_unacked", Type::Gauge, "deliveries awaiting acknowledgement");
+  out.sample(static_cast<double>(broker_->messages_unacked()));
+  out.family("mqnode_broker_alarm", Type::Gauge, "1 while a resource alarm blocks publishers");
+  out.sample({{"resource", "memory"}}, broker_->alarm().memory ? 1 : 0);
+  out.sample({{"resource", "disk"}}, broker_->alarm().disk ? 1 : 0);
+
+  // Per queue, as RabbitMQ's rabbitmq_queue_* families (one sample per vhost and queue).
+  struct QueueFamily {
+    const char* name;
+    const char* help;
+    double (*value)(const Queue&);
+  };
+  static constexpr QueueFamily kQueueFamilies[] = {
+      {"mqnode_queue_messages_ready", "messages ready for delivery",
+       [](const Queue& q) { return static_cast<double>(q.message_count()); }},
+      {"mqnode_queue_messages_ready_bytes", "body bytes of the ready messages",
+       [](const Queue& q) { return static_cast<double>(q.message_bytes()); }},
+      {"mqnode_queue_consumers", "consumers of the queue",
+       [](const Queue& q) { return static_cast<double>(q.consumer_count()); }},
+  };
+  for (const auto& f : kQueueFamilies) {
+    out.family(f.name, Type::Gauge, f.help);
+    for (const auto& [vname, vh] : broker_->vhosts())
+      for (const auto& [qname, q] : vh->queues()) out.sample({{"vhost", vname}, {"queue", qname}}, f.value(*q));
+  }
+
+  if (!store_) return;
+  // The store's counters are declared without help texts (MQ_STORE_STATS); their names say it.
+  const store::StoreStats& ss = store_->stats();
+#define MQ_COUNTER(n)                                                                       \
+  out.family("mqnode_store_" #n "_total", Type::Counter, "SQLite store: " #n " since start"); \
+  out.sample(static_cast<double>(ss.n));
+#define MQ_GAUGE(n)                                                       \
+  out.family("mqnode_store_" #n, Type::Gauge, "SQLite store: " #n " now"); \
+  out.sample(static_cast<double>(ss.n));
+  MQ_STORE_STATS(MQ_COUNTER, MQ_GAUGE)
+#undef MQ_COUNTER
+#undef MQ_GAUGE
 }
 
 }  // namespace mqnode::broker

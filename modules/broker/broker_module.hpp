@@ -23,6 +23,11 @@ class BrokerModule final : public core::Module {
   asio::awaitable<void> stop() override;
   core::Health health() const override;
   void dump(nlohmann::json& out) const override;
+  void metrics(core::MetricsWriter& out) const override;
+
+  // The running broker (nullptr before start()): how the management API reaches
+  // policies, users and queues.
+  Broker* broker() { return broker_.get(); }
 
   // Bound addresses (port 0 in the config resolves here).
   std::vector<asio::ip::tcp::endpoint> local_endpoints() const;

@@ -54,6 +54,8 @@ class Channel final : public DeliveryTarget {
   void deliver(Consumer& c, QueueEntry entry) override;
   void cancelled_by_server(Consumer& c) override;
 
+  std::size_t unacked_count() const { return unacked_.size(); }
+
   // Direct reply-to delivery into this channel's reply consumer.
   void deliver_reply(const MessagePtr& msg);
 

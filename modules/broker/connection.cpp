@@ -124,6 +124,12 @@ Connection::Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id
 
 Connection::~Connection() = default;
 
+uint64_t Connection::messages_unacked() const {
+  uint64_t n = 0;
+  for (const auto& [id, ch] : channels_) n += ch->unacked_count();
+  return n;
+}
+
 void Connection::start() {
   auto self = shared_from_this();
   log_.debug("accepted conn={} peer={}", id_, peer_);

@@ -76,6 +76,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // The store caught up: a publisher paused by back-pressure reads again.
   void resume_reading();
 
+  // Deliveries awaiting acknowledgement on all of its channels (management, metrics).
+  uint64_t messages_unacked() const;
+
   // Exclusive queues die with their connection.
   void own_exclusive_queue(const std::string& name) { exclusive_queues_.push_back(name); }
 

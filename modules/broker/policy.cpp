@@ -31,6 +31,11 @@ Policy parse_policy(core::ConfigNode n) {
   if (!n.has("definition")) n.fail("definition", "an object with at least one key");
   p.definition = n.raw("definition");
   auto d = n.object("definition");
+  // Marks every supported key known up front, so an unknown key's error lists them all.
+  for (const char* key : {"message-ttl", "expires", "max-length", "max-length-bytes", "max-priority", "overflow",
+                          "dead-letter-exchange", "dead-letter-routing-key", "alternate-exchange", "ha-mode",
+                          "ha-params", "ha-sync-mode"})
+    d.raw(key);
   auto non_negative = [&](const char* key, bool zero_ok) -> std::optional<int64_t> {
     if (!d.has(key)) return std::nullopt;
     return d.integer(key, 0, zero_ok ? 0 : 1, std::numeric_limits<int64_t>::max());
@@ -70,6 +75,34 @@ Policy parse_policy(core::ConfigNode n) {
   d.finish();
   n.finish();
   return p;
+}
+
+const char* apply_to_name(ApplyTo a) {
+  switch (a) {
+    case ApplyTo::Queues: return "queues";
+    case ApplyTo::Exchanges: return "exchanges";
+    case ApplyTo::All: return "all";
+  }
+  return "all";
+}
+
+void PolicySet::set(Policy p) {
+  for (auto& o : policies_)
+    if (o.vhost == p.vhost && o.name == p.name) {
+      o = std::move(p);
+      return;
+    }
+  policies_.push_back(std::move(p));
+}
+
+bool PolicySet::erase(const std::string& vhost, const std::string& name) {
+  return std::erase_if(policies_, [&](const Policy& p) { return p.vhost == vhost && p.name == name; }) != 0;
+}
+
+const Policy* PolicySet::find(const std::string& vhost, const std::string& name) const {
+  for (const auto& p : policies_)
+    if (p.vhost == vhost && p.name == name) return &p;
+  return nullptr;
 }
 
 const Policy* PolicySet::match(const std::string& vhost, const std::string& name, bool is_queue) const {

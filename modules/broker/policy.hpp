@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <regex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -33,12 +34,27 @@ struct Policy {
   std::regex regex;
 };
 
+// A runtime policy change the broker refuses (Broker::set_policy / clear_policy):
+// <not_found> for an unknown vhost or policy, otherwise bad input. what() is the reason
+// shown to the user.
+struct PolicyError : std::runtime_error {
+  PolicyError(bool nf, const std::string& reason) : std::runtime_error(reason), not_found(nf) {}
+  bool not_found;
+};
+
 // Parses one policy; throws core::ConfigError naming the JSON path.
 Policy parse_policy(core::ConfigNode node);
+// "queues" | "exchanges" | "all": the spelling of the config, the store and rabbitmqctl.
+const char* apply_to_name(ApplyTo a);
 
 class PolicySet {
  public:
   void add(Policy p) { policies_.push_back(std::move(p)); }
+  // Adds <p>, or replaces the policy of the same vhost and name in place.
+  void set(Policy p);
+  // Removes the policy; false when there is none of that name.
+  bool erase(const std::string& vhost, const std::string& name);
+  const Policy* find(const std::string& vhost, const std::string& name) const;
   const std::vector<Policy>& all() const { return policies_; }
   // The highest-priority policy applying to <name> (a queue when <is_queue>) in <vhost>.
   const Policy* match(const std::string& vhost, const std::string& name, bool is_queue) const;

@@ -207,11 +207,25 @@ EnqueueResult Queue::enqueue(MessagePtr msg) {
   ready_.push_back(std::move(e), resident);
   if (!consumers_.empty()) dispatch();
   // drop-head: the oldest messages make room (RabbitMQ's default overflow).
-  while (!ready_.empty() && over_limit(0, 0))
-    dead_letter(dead_letters_need_content() ? take_head() : ready_.pop_front(), DeathReason::MaxLen);
+  drop_head_over_limit();
   // A TTL of 0 means "deliver now or never".
   if (ttl >= 0) drop_expired_head(now);
   return {true, durable};
+}
+
+void Queue::drop_head_over_limit() {
+  while (!ready_.empty() && over_limit(0, 0))
+    dead_letter(dead_letters_need_content() ? take_head() : ready_.pop_front(), DeathReason::MaxLen);
+}
+
+void Queue::set_args(QueueArgs args) {
+  args.max_priority = def_.args.max_priority;
+  // RabbitMQ restarts the expiry timer with the new value.
+  if (args.expires_ms != def_.args.expires_ms) last_used_ = now_ms();
+  def_.args = std::move(args);
+  // RabbitMQ drops at once only under drop-head; reject-publish refuses new messages until
+  // consumers bring the queue under the limit.
+  if (def_.args.overflow == Overflow::DropHead) drop_head_over_limit();
 }
 
 void Queue::restore(uint64_t store_id, uint8_t priority, uint64_t body_size) {

@@ -214,12 +214,20 @@ class Queue : public std::enable_shared_from_this<Queue> {
   void dead_letter(QueueEntry e, DeathReason why);
   // Marks the queue gone: later enqueues/requeues are dropped, consumers are detached.
   std::vector<Consumer*> mark_deleted();
+  // A policy change gave the queue new effective arguments (RabbitMQ re-applies policies
+  // to live queues): a lower length limit drops the oldest messages at once under
+  // drop-head; a TTL applies to messages enqueued from now on, as RabbitMQ stamps expiry at
+  // enqueue; a new x-expires counts from now. x-max-priority stays as declared: the
+  // priority levels are fixed at creation.
+  void set_args(QueueArgs args);
 
  private:
   // The consumer the next message goes to: the single active one (x-single-active-
   // consumer), else round-robin among the highest-priority consumers with credit.
   Consumer* pick_consumer();
   bool over_limit(uint64_t extra_messages, uint64_t extra_bytes) const;
+  // Dead-letters the oldest ready messages while the queue is over its length limits.
+  void drop_head_over_limit();
   // Drops expired entries at the head; true if the head is now live (or none).
   void drop_expired_head(int64_t now);
   // Takes the head off for good, with its content (read from the store now if paged out:

@@ -111,11 +111,30 @@ QueuePtr Vhost::find_queue(std::string_view name) const {
   return it == queues_.end() ? nullptr : it->second;
 }
 
+const Policy* Vhost::policy_for(const std::string& name, bool is_queue) const {
+  return policies_ ? policies_->match(name_, name, is_queue) : nullptr;
+}
+
 void Vhost::apply(const ExchangeDeclared& c) {
   auto ex = make_exchange(c.def);
-  if (const Policy* p = policies_ ? policies_->match(name_, c.def.name, false) : nullptr)
-    ex->set_policy_alternate_exchange(p->alternate_exchange);
+  if (const Policy* p = policy_for(c.def.name, false)) ex->set_policy_alternate_exchange(p->alternate_exchange);
   exchanges_.emplace(c.def.name, std::move(ex));
+}
+
+void Vhost::apply_policies() {
+  for (auto& [name, ex] : exchanges_) {
+    const Policy* p = policy_for(name, false);
+    ex->set_policy_alternate_exchange(p ? p->alternate_exchange : std::nullopt);
+  }
+  // By name: dropping messages dead-letters them, which may enqueue into other queues.
+  std::vector<std::string> names;
+  for (const auto& [name, q] : queues_) names.push_back(name);
+  for (const auto& name : names)
+    if (auto q = find_queue(name)) {
+      // The arguments were checked when the queue was declared, so this does not throw.
+      QueueArgs client = parse_queue_args(q->definition().arguments, name, name_);
+      q->set_args(effective_queue_args(client, policy_for(name, true)));
+    }
 }
 
 void Vhost::apply(const ExchangeDeleted& c) {
@@ -128,7 +147,7 @@ void Vhost::apply(const ExchangeDeleted& c) {
 
 void Vhost::apply(const QueueDeclared& c) {
   QueueDefinition def = c.def;
-  def.args = effective_queue_args(def.args, policies_ ? policies_->match(name_, def.name, true) : nullptr);
+  def.args = effective_queue_args(def.args, policy_for(def.name, true));
   auto q = std::make_shared<Queue>(std::move(def), name_, store_, this, queue_ram_bytes_);
   queues_.emplace(c.def.name, std::move(q));
 }

@@ -58,6 +58,10 @@ class Vhost final : public QueueOwner {
   void restore(const store::Snapshot& snap);
   // Housekeeping (about every 100 ms): message TTLs and x-expires.
   void tick(int64_t now_ms);
+  // The policies changed: recomputes every queue's effective arguments (its client
+  // arguments merged with the policy that now matches) and every exchange's policy
+  // alternate exchange, as RabbitMQ does on set_policy / clear_policy.
+  void apply_policies();
 
   // QueueOwner
   void queue_unused(Queue& q) override;
@@ -77,6 +81,8 @@ class Vhost final : public QueueOwner {
   void route(const Exchange& ex, const Message& msg, std::vector<Queue*>& out) const;
 
  private:
+  // The policy in force for a queue (<is_queue>) or exchange of this vhost, or nullptr.
+  const Policy* policy_for(const std::string& name, bool is_queue) const;
   void apply(const ExchangeDeclared& c);
   void apply(const ExchangeDeleted& c);
   void apply(const QueueDeclared& c);

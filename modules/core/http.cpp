@@ -1,12 +1,17 @@
 #include "core/http.hpp"
 
 #include <http_parser.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
+#include <filesystem>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/local/stream_protocol.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
@@ -66,6 +71,7 @@ Response Response::not_found() {
 std::string_view reason_phrase(int status) {
   switch (status) {
     case 200: return "OK";
+    case 201: return "Created";
     case 204: return "No Content";
     case 303: return "See Other";
     case 400: return "Bad Request";
@@ -118,6 +124,17 @@ std::string url_decode(std::string_view s, bool plus_is_space) {
   return out;
 }
 
+std::string url_encode(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
+      out += static_cast<char>(c);
+    else
+      out += fmt::format("%{:02X}", c);
+  }
+  return out;
+}
+
 std::map<std::string, std::string> parse_form(std::string_view s) {
   std::map<std::string, std::string> out;
   while (!s.empty()) {
@@ -163,21 +180,30 @@ std::optional<std::string> base64_decode(std::string_view s) {
   return out;
 }
 
-bool check_basic_auth(const Request& req, std::string_view user, std::string_view password) {
+std::optional<std::pair<std::string, std::string>> basic_credentials(const Request& req) {
   const std::string& h = req.header("authorization");
-  if (h.size() < 6) return false;
+  if (h.size() < 6) return std::nullopt;
   std::string scheme = h.substr(0, 6);
   std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (scheme != "basic ") return false;
+  if (scheme != "basic ") return std::nullopt;
   std::string_view b64(h);
   b64.remove_prefix(6);
   while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
   auto decoded = base64_decode(b64);
-  if (!decoded) return false;
+  if (!decoded) return std::nullopt;
+  auto colon = decoded->find(':');  // RFC 7617: the user id cannot contain ':'
+  if (colon == std::string::npos) return std::nullopt;
+  return std::pair{decoded->substr(0, colon), decoded->substr(colon + 1)};
+}
+
+bool check_basic_auth(const Request& req, std::string_view user, std::string_view password) {
+  auto creds = basic_credentials(req);
+  if (!creds) return false;
+  std::string got = creds->first + ":" + creds->second;
   std::string expected = std::string(user) + ":" + std::string(password);
-  unsigned diff = decoded->size() != expected.size();
+  unsigned diff = got.size() != expected.size();
   for (std::size_t i = 0; i < expected.size(); ++i)
-    diff |= static_cast<unsigned char>(i < decoded->size() ? (*decoded)[i] : 0) ^ static_cast<unsigned char>(expected[i]);
+    diff |= static_cast<unsigned char>(i < got.size() ? got[i] : 0) ^ static_cast<unsigned char>(expected[i]);
   return diff == 0;
 }
 
@@ -313,6 +339,43 @@ const http_parser_settings& settings() {
 }
 }  // namespace
 
+std::optional<Response> parse_response(std::string_view wire) {
+  struct State {
+    Response r;
+    std::string field;
+    bool complete = false;
+  } st;
+  http_parser_settings cb{};
+  cb.on_header_field = [](http_parser* p, const char* at, std::size_t n) {
+    auto& s = *static_cast<State*>(p->data);
+    s.field.assign(at, n);
+    std::transform(s.field.begin(), s.field.end(), s.field.begin(), [](unsigned char c) { return std::tolower(c); });
+    return 0;
+  };
+  cb.on_header_value = [](http_parser* p, const char* at, std::size_t n) {
+    auto& s = *static_cast<State*>(p->data);
+    if (s.field == "content-type") s.r.content_type.assign(at, n);
+    return 0;
+  };
+  cb.on_body = [](http_parser* p, const char* at, std::size_t n) {
+    static_cast<State*>(p->data)->r.body.append(at, n);
+    return 0;
+  };
+  cb.on_message_complete = [](http_parser* p) {
+    static_cast<State*>(p->data)->complete = true;
+    return 0;
+  };
+  http_parser parser;
+  http_parser_init(&parser, HTTP_RESPONSE);
+  parser.data = &st;
+  st.r.content_type.clear();
+  http_parser_execute(&parser, &cb, wire.data(), wire.size());
+  if (!st.complete) http_parser_execute(&parser, &cb, nullptr, 0);  // EOF ends a body without a length
+  if (!st.complete || HTTP_PARSER_ERRNO(&parser) != HPE_OK) return std::nullopt;
+  st.r.status = static_cast<int>(parser.status_code);
+  return std::move(st.r);
+}
+
 RequestParser::RequestParser(std::size_t max_header_bytes, std::size_t max_body_bytes)
     : parser_(std::make_unique<http_parser>()), max_header_bytes_(max_header_bytes), max_body_bytes_(max_body_bytes) {
   http_parser_init(parser_.get(), HTTP_REQUEST);
@@ -358,13 +421,29 @@ Request RequestParser::take() {
 
 // ---- server --------------------------------------------------------------------------
 
+using Protocol = asio::generic::stream_protocol;
+
+namespace {
+// The TCP form of <ep>, or an unspecified endpoint when it is not an IP address.
+asio::ip::tcp::endpoint as_tcp(const Protocol::endpoint& ep) {
+  asio::ip::tcp::endpoint out;
+  int family = ep.protocol().family();
+  if ((family == AF_INET || family == AF_INET6) && ep.size() <= out.capacity()) {
+    std::memcpy(out.data(), ep.data(), ep.size());
+    out.resize(ep.size());
+  }
+  return out;
+}
+}  // namespace
+
 struct Server::Shared {
   Shared(asio::io_context& io, Logger l, std::shared_ptr<const Router> r, ServerOptions o)
       : log(std::move(l)), router(std::move(r)), opts(o), acceptor(io) {}
   Logger log;
   std::shared_ptr<const Router> router;
   ServerOptions opts;
-  asio::ip::tcp::acceptor acceptor;
+  asio::basic_socket_acceptor<Protocol> acceptor;
+  std::string unix_path;  // removed at stop() when set
   std::map<uint64_t, std::weak_ptr<Conn>> conns;
   uint64_t next_id = 0;
   bool stopped = false;
@@ -372,7 +451,7 @@ struct Server::Shared {
 
 class Server::Conn : public std::enable_shared_from_this<Conn> {
  public:
-  Conn(std::shared_ptr<Shared> st, asio::ip::tcp::socket sock, uint64_t id)
+  Conn(std::shared_ptr<Shared> st, Protocol::socket sock, uint64_t id)
       : st_(std::move(st)), sock_(std::move(sock)), timer_(sock_.get_executor()), id_(id) {}
 
   void start() {
@@ -405,7 +484,7 @@ class Server::Conn : public std::enable_shared_from_this<Conn> {
   asio::awaitable<void> run() {
     auto self = shared_from_this();
     asio::error_code ec;
-    asio::ip::tcp::endpoint peer = sock_.remote_endpoint(ec);
+    asio::ip::tcp::endpoint peer = as_tcp(sock_.remote_endpoint(ec));
     RequestParser parser;
     std::string buf;
     std::size_t start = 0;
@@ -460,7 +539,7 @@ class Server::Conn : public std::enable_shared_from_this<Conn> {
   }
 
   std::shared_ptr<Shared> st_;
-  asio::ip::tcp::socket sock_;
+  Protocol::socket sock_;
   asio::steady_timer timer_;
   uint64_t id_;
   std::chrono::steady_clock::time_point deadline_;
@@ -475,16 +554,49 @@ Server::~Server() {
 
 void Server::listen(const asio::ip::tcp::endpoint& ep) {
   auto& acc = st_->acceptor;
-  acc.open(ep.protocol());
+  Protocol::endpoint gep(ep);
+  acc.open(gep.protocol());
   acc.set_option(asio::socket_base::reuse_address(true));
-  acc.bind(ep);
-  acc.listen(asio::socket_base::max_listen_connections);
-  asio::co_spawn(acc.get_executor(), accept_loop(st_), asio::detached);
+  acc.bind(gep);
+  start_accepting();
+}
+
+void Server::listen_unix(const std::string& path, unsigned mode) {
+  asio::local::stream_protocol::endpoint local(path);
+  std::error_code fs_ec;
+  if (std::filesystem::is_socket(path, fs_ec)) {
+    // Someone answering means a live server; a refused connect means a stale file.
+    asio::local::stream_protocol::socket probe(st_->acceptor.get_executor());
+    asio::error_code ec;
+    probe.connect(local, ec);
+    if (!ec)
+      throw std::runtime_error(fmt::format("{} is in use: another process (a node with the same data dir?) serves it",
+                                           path));
+    std::filesystem::remove(path, fs_ec);
+  }
+  auto& acc = st_->acceptor;
+  Protocol::endpoint gep(local);
+  acc.open(gep.protocol());
+  // The umask decides the socket file's mode at bind() (a chmod afterwards would leave a
+  // window). It is process-wide: callers bind at startup, when the store's thread (the only
+  // other one) has its files open already and creates none.
+  mode_t old = ::umask(static_cast<mode_t>(~mode & 0777));
+  asio::error_code ec;
+  acc.bind(gep, ec);
+  ::umask(old);
+  if (ec) throw std::system_error(ec, path);
+  st_->unix_path = path;
+  start_accepting();
+}
+
+void Server::start_accepting() {
+  st_->acceptor.listen(asio::socket_base::max_listen_connections);
+  asio::co_spawn(st_->acceptor.get_executor(), accept_loop(st_), asio::detached);
 }
 
 asio::ip::tcp::endpoint Server::local_endpoint() const {
   asio::error_code ec;
-  return st_->acceptor.local_endpoint(ec);
+  return as_tcp(st_->acceptor.local_endpoint(ec));
 }
 
 void Server::set_router(std::shared_ptr<const Router> router) {
@@ -500,6 +612,10 @@ void Server::stop() {
   st_->stopped = true;
   asio::error_code ec;
   st_->acceptor.close(ec);
+  if (!st_->unix_path.empty()) {
+    std::error_code fs_ec;
+    std::filesystem::remove(st_->unix_path, fs_ec);
+  }
   auto conns = st_->conns;
   for (auto& [id, w] : conns)
     if (auto c = w.lock()) c->close();
@@ -509,7 +625,7 @@ asio::awaitable<void> Server::accept_loop(std::shared_ptr<Shared> st) {
   asio::steady_timer backoff(st->acceptor.get_executor());
   asio::error_code ec;
   while (!st->stopped) {
-    asio::ip::tcp::socket sock(st->acceptor.get_executor());
+    Protocol::socket sock(st->acceptor.get_executor());
     co_await st->acceptor.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
     if (st->stopped) break;
     if (ec) {

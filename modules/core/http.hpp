@@ -1,7 +1,8 @@
-// The one HTTP/1.1 server of the node (lb stats page now, management API later): node's
-// http-parser (Debian libhttp-parser-dev) for the request syntax, Asio coroutines for the
-// connections, a small router of exact paths and prefixes, and helpers for basic auth.
-// Handlers are synchronous and run on the loop thread: they must not block.
+// The one HTTP/1.1 server of the node (lb stats page, management API and control socket):
+// node's http-parser (Debian libhttp-parser-dev) for the request syntax, Asio coroutines for
+// the connections on TCP or a Unix stream socket, a small router of exact paths and
+// prefixes, and helpers for basic auth. Handlers are synchronous and run on the loop
+// thread: they must not block.
 #pragma once
 
 #include <chrono>
@@ -16,6 +17,8 @@
 #include <vector>
 
 #include <asio/awaitable.hpp>
+#include <asio/basic_socket_acceptor.hpp>
+#include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
@@ -32,7 +35,7 @@ struct Request {
   std::string query;   // after '?', not decoded
   std::map<std::string, std::string> headers;  // names lower-cased; repeats joined with ","
   std::string body;
-  asio::ip::tcp::endpoint peer;
+  asio::ip::tcp::endpoint peer;  // unspecified (0.0.0.0:0) on a Unix socket
 
   // The header value or "" (<name> lower-case).
   const std::string& header(std::string_view name) const;
@@ -61,10 +64,15 @@ std::string serialize(const Response& r, bool keep_alive, bool head_only = false
 
 // RFC 3986 percent-decoding; '+' becomes ' ' when <plus_is_space> (form encoding).
 std::string url_decode(std::string_view s, bool plus_is_space = true);
+// Percent-encodes everything but RFC 3986's unreserved characters (a path segment or query
+// value: "/" → "%2F").
+std::string url_encode(std::string_view s);
 // "a=1&b=x%20y" → {a:1, b:"x y"}; later repeats win.
 std::map<std::string, std::string> parse_form(std::string_view s);
 std::optional<std::string> base64_decode(std::string_view s);
-// True when the request carries "Authorization: Basic base64(user:password)" matching.
+// The user and password of an "Authorization: Basic base64(user:password)" header.
+std::optional<std::pair<std::string, std::string>> basic_credentials(const Request& req);
+// True when the request carries basic credentials matching <user> and <password>.
 // Compares in constant time per byte so timing does not leak how much of it matched.
 bool check_basic_auth(const Request& req, std::string_view user, std::string_view password);
 std::string html_escape(std::string_view s);
@@ -88,6 +96,11 @@ class Router {
   };
   std::vector<Route> routes_;
 };
+
+// Parses a complete response (as read up to EOF from a "Connection: close" exchange) with
+// http_parser; nullopt when it is not a whole, valid HTTP/1.x response. For clients of our
+// own servers (mqnode ctl over the control socket).
+std::optional<Response> parse_response(std::string_view wire);
 
 // Incremental request parser around http_parser: feed() any split of the byte stream.
 // Pipelined requests are returned one at a time (the parser pauses after each).
@@ -126,7 +139,8 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{30000};  // keep-alive and slow requests
 };
 
-// Serves <router> on one listening address. Owned by a module; stop() before destruction.
+// Serves <router> on one listening address, TCP or a Unix stream socket (one code path:
+// Asio's generic stream protocol). Owned by a module; stop() before destruction.
 class Server {
  public:
   Server(asio::io_context& io, Logger log, std::shared_ptr<const Router> router, ServerOptions opts = {});
@@ -134,6 +148,12 @@ class Server {
 
   // Binds and starts accepting; throws std::system_error.
   void listen(const asio::ip::tcp::endpoint& ep);
+  // Binds the Unix socket <path> with permissions <mode> (set while binding, so the socket
+  // is never reachable with looser ones) and starts accepting. A socket file left by a
+  // process that died is replaced; one that still answers means another process serves
+  // it: throws std::runtime_error saying so. stop() removes the file.
+  void listen_unix(const std::string& path, unsigned mode);
+  // The TCP address listened on (port 0 resolved); unspecified for a Unix socket.
   asio::ip::tcp::endpoint local_endpoint() const;
   // Swaps the routes (config reload); requests in flight finish on the old ones.
   void set_router(std::shared_ptr<const Router> router);
@@ -146,6 +166,7 @@ class Server {
   class Conn;
   struct Shared;  // what connections need; outlives the Server if they do
   static asio::awaitable<void> accept_loop(std::shared_ptr<Shared> st);
+  void start_accepting();  // after bind
 
   std::shared_ptr<Shared> st_;
 };

@@ -1,4 +1,4 @@
-// The surface every role module offers to app/ (and, later, to mgmt/ and vrrp tracking):
+// The surface every module offers to app/, to mgmt/ (status, metrics) and to vrrp tracking:
 // configure from its JSON slice, start on the shared io_context, stop gracefully, report
 // health and a status document.
 #pragma once
@@ -24,7 +24,7 @@ struct Health {
 
 struct NodeInfo {
   std::string name;      // node name, e.g. "mqnode@host"
-  std::string data_dir;  // where durable state lives
+  std::string data_dir;  // where durable state lives; exists by start() (app/ creates it)
 };
 
 class EventBus;

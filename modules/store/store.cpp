@@ -26,6 +26,10 @@ CREATE TABLE IF NOT EXISTS messages(
   routing_key TEXT NOT NULL, properties BLOB NOT NULL, body BLOB NOT NULL,
   transient INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS messages_by_queue ON messages(vhost, queue, id);
+CREATE TABLE IF NOT EXISTS policies(
+  vhost TEXT NOT NULL, name TEXT NOT NULL, pattern TEXT NOT NULL, apply_to TEXT NOT NULL,
+  definition TEXT NOT NULL, priority INTEGER NOT NULL,
+  PRIMARY KEY(vhost, name));
 )sql";
 
 // RAII prepared statement; binds by position, loop-free helpers for the few shapes we use.
@@ -179,6 +183,11 @@ Snapshot Store::load() {
       snap.messages.push_back(std::move(m));
     }
   }
+  {
+    Stmt s(db_, "SELECT vhost, name, pattern, apply_to, definition, priority FROM policies");
+    while (s.step_row())
+      snap.policies.push_back({s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_text(4), s.col_int(5)});
+  }
   return snap;
 }
 
@@ -199,6 +208,10 @@ void Store::put_queue(QueueRecord r) { enqueue(std::move(r)); }
 void Store::delete_queue(std::string vhost, std::string name) { enqueue(DeleteQueue{std::move(vhost), std::move(name)}); }
 void Store::put_binding(BindingRecord r) { enqueue(std::move(r)); }
 void Store::delete_binding(BindingRecord r) { enqueue(DeleteBinding{std::move(r)}); }
+void Store::put_policy(PolicyRecord r) { enqueue(std::move(r)); }
+void Store::delete_policy(std::string vhost, std::string name) {
+  enqueue(DeletePolicy{std::move(vhost), std::move(name)});
+}
 
 uint64_t Store::put_message(std::string_view vhost, std::string_view queue, MessageContent content, bool transient) {
   uint64_t id = next_message_id_++;
@@ -286,6 +299,8 @@ void Store::run() {
   Stmt del_b(db_,
              "DELETE FROM bindings WHERE vhost=? AND source=? AND to_exchange=? AND destination=? AND routing_key=? "
              "AND arguments=?");
+  Stmt put_pol(db_, "INSERT OR REPLACE INTO policies VALUES(?,?,?,?,?,?)");
+  Stmt del_pol(db_, "DELETE FROM policies WHERE vhost=? AND name=?");
 
   std::vector<Op> batch;
   for (;;) {
@@ -341,6 +356,13 @@ void Store::run() {
         } else if (auto* db = std::get_if<DeleteBinding>(&op)) {
           rc = del_b.text(1, db->r.vhost).text(2, db->r.source).integer(3, db->r.to_exchange).text(4, db->r.destination)
                    .text(5, db->r.key).blob(6, db->r.arguments).run();
+          ++metadata;
+        } else if (auto* pp = std::get_if<PolicyRecord>(&op)) {
+          rc = put_pol.text(1, pp->vhost).text(2, pp->name).text(3, pp->pattern).text(4, pp->apply_to)
+                   .text(5, pp->definition).integer(6, pp->priority).run();
+          ++metadata;
+        } else if (auto* dp = std::get_if<DeletePolicy>(&op)) {
+          rc = del_pol.text(1, dp->vhost).text(2, dp->name).run();
           ++metadata;
         }
       }

@@ -1,10 +1,10 @@
 // Durable state in one SQLite file (WAL, synchronous=FULL) in the node's data dir: durable
-// exchanges, queues and bindings, persistent messages on durable queues, and the bodies that
-// queues page out of RAM (transient rows, dropped at the next start). The loop queues
-// writes; a thread of the store's own commits whatever has accumulated in one transaction
-// (group commit) and posts completions back to the loop, so the loop never waits on the
-// disk and one fsync covers many publishes. A second thread with its own read connection
-// loads paged-out bodies back for the queues.
+// exchanges, queues and bindings, runtime policies, persistent messages on durable queues,
+// and the bodies that queues page out of RAM (transient rows, dropped at the next start).
+// The loop queues writes; a thread of the store's own commits whatever has accumulated in
+// one transaction (group commit) and posts completions back to the loop, so the loop never
+// waits on the disk and one fsync covers many publishes. A second thread with its own read
+// connection loads paged-out bodies back for the queues.
 #pragma once
 
 #include <condition_variable>
@@ -46,6 +46,11 @@ struct BindingRecord {
   std::string destination, key;
   Bytes arguments;
 };
+// A runtime policy (rabbitmqctl set_policy); <definition> is its JSON text.
+struct PolicyRecord {
+  std::string vhost, name, pattern, apply_to, definition;
+  int64_t priority = 0;
+};
 struct MessageRecord {
   uint64_t id = 0;
   std::string vhost, queue, exchange, routing_key;
@@ -60,6 +65,7 @@ struct Snapshot {
   std::vector<QueueRecord> queues;
   std::vector<BindingRecord> bindings;
   std::vector<MessageRecord> messages;
+  std::vector<PolicyRecord> policies;
 };
 
 // A message's content, kept alive by <owner> until the store thread has written it.
@@ -99,6 +105,8 @@ class Store {
   void delete_queue(std::string vhost, std::string name);
   void put_binding(BindingRecord r);
   void delete_binding(BindingRecord r);
+  void put_policy(PolicyRecord r);
+  void delete_policy(std::string vhost, std::string name);
   // Returns the id under which the message is stored (assigned at once, in order).
   // <transient>: a body paged out of RAM, not a persistent message: not restored at start.
   uint64_t put_message(std::string_view vhost, std::string_view queue, MessageContent content,
@@ -148,13 +156,16 @@ class Store {
   struct DeleteBinding {
     BindingRecord r;
   };
+  struct DeletePolicy {
+    std::string vhost, name;
+  };
   struct Completion {
     std::function<void(bool)> done;
     uint64_t since = 0, upto = 0;  // the message ids it vouches for: [since, upto)
     bool ok = false;               // decided on the store thread
   };
   using Op = std::variant<PutMessage, DeleteMessage, ExchangeRecord, DeleteExchange, QueueRecord, DeleteQueue,
-                          BindingRecord, DeleteBinding, Completion>;
+                          BindingRecord, DeleteBinding, PolicyRecord, DeletePolicy, Completion>;
 
   struct LoadRequest {
     std::vector<uint64_t> ids;

@@ -243,6 +243,8 @@ class MqnodeBroker(Broker):
             raise BrokerError("MQNODE_BIN=%s is not an executable file" % self.binary)
         self.config_path = os.path.join(workdir, "mqnode.json")
         self.data_dir = os.path.join(workdir, "data")
+        # Top-level config sections besides "broker" (e.g. {"management": {...}}).
+        self.sections = {}
 
     def broker_section(self):
         b = copy.deepcopy(self.config)
@@ -252,7 +254,7 @@ class MqnodeBroker(Broker):
     def start(self, timeout=15.0):
         os.makedirs(self.data_dir, exist_ok=True)
         with open(self.config_path, "w") as f:
-            json.dump({"broker": self.broker_section()}, f, indent=2)
+            json.dump(dict(self.sections, broker=self.broker_section()), f, indent=2)
         env = dict(os.environ)
         # Make sanitizer reports deterministic and visible on stderr.
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
@@ -270,6 +272,12 @@ class MqnodeBroker(Broker):
             self.terminate(5)
             raise
         return self
+
+    def ctl(self, *args, timeout=60):
+        """`mqnode ctl` against this node (as RabbitBroker.ctl runs rabbitmqctl)."""
+        return subprocess.run([self.binary, "ctl", "--data-dir", self.data_dir] + list(args),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
 
 
 class RabbitBroker(Broker):

@@ -56,8 +56,28 @@ TEST_CASE("policy errors name the JSON path") {
         "/broker/policies/0/definition/ha-mode: expected \"all\", \"exactly\" or \"nodes\", got string \"some\"");
   CHECK(error_of(R"({"name": "p", "pattern": ".*", "definition": {"ha-mode": "exactly"}})")
             .starts_with("/broker/policies/0/definition/ha-params: expected a positive integer"));
-  CHECK(error_of(R"({"name": "p", "pattern": ".*", "definition": {"federation-upstream": "x"}})")
-            .starts_with("/broker/policies/0/definition/federation-upstream: unknown key"));
+  // The unknown key's error lists every key a definition may have.
+  CHECK(error_of(R"({"name": "p", "pattern": ".*", "definition": {"federation-upstream": "x"}})") ==
+        "/broker/policies/0/definition/federation-upstream: unknown key (known keys here: alternate-exchange, "
+        "dead-letter-exchange, dead-letter-routing-key, expires, ha-mode, ha-params, ha-sync-mode, max-length, "
+        "max-length-bytes, max-priority, message-ttl, overflow)");
   CHECK(error_of(R"({"name": "p", "pattern": ".*", "apply_to": "both", "definition": {}})")
             .starts_with("/broker/policies/0/apply_to: expected"));
+}
+
+TEST_CASE("policy set: set replaces by vhost and name, erase, find") {
+  broker::PolicySet set;
+  set.set(parse(R"({"name": "a", "pattern": "^x", "definition": {"max-length": 1}})"));
+  set.set(parse(R"({"name": "a", "vhost": "other", "pattern": "^x", "definition": {"max-length": 2}})"));
+  set.set(parse(R"({"name": "a", "pattern": "^y", "priority": 3, "definition": {"max-length": 3}})"));
+  REQUIRE(set.all().size() == 2);
+  REQUIRE(set.find("/", "a") != nullptr);
+  CHECK(set.find("/", "a")->pattern == "^y");
+  CHECK(set.find("/", "a")->queue.max_length == 3);
+  CHECK(set.find("other", "a")->queue.max_length == 2);
+  CHECK(set.match("/", "x1", true) == nullptr);  // the replaced pattern no longer matches
+  CHECK(set.erase("/", "a"));
+  CHECK_FALSE(set.erase("/", "a"));
+  CHECK(set.find("/", "a") == nullptr);
+  CHECK(broker::apply_to_name(broker::ApplyTo::Exchanges) == std::string("exchanges"));
 }

@@ -1,5 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <thread>
+
+#include "amqp/properties.hpp"
 #include "broker/vhost.hpp"
 
 using namespace mqnode::broker;
@@ -101,4 +105,63 @@ TEST_CASE("vhost routing") {
     vh.route(*vh.find_exchange("h"), *m, out);
     CHECK(out.empty());
   }
+}
+
+TEST_CASE("a policy change applies at once to existing queues and exchanges") {
+  PolicySet policies;
+  Vhost vh("/", nullptr, &policies);
+  vh.commit(QueueDeclared{qdef("lim")});
+  vh.commit(QueueDeclared{qdef("dead")});
+  QueueDefinition client = qdef("client");
+  client.arguments.set("x-max-length", int64_t{2});
+  client.args.max_length = 2;
+  vh.commit(QueueDeclared{client});
+  vh.commit(ExchangeDeclared{{"routed", "direct", false, false, false, {}}});
+  auto message = [](const char* queue) {  // dead-lettering reads the properties
+    auto m = std::make_shared<Message>();
+    m->routing_key = queue;
+    mqnode::amqp::encode_properties({}, m->properties);
+    return MessagePtr(m);
+  };
+  for (int i = 0; i < 10; ++i) {
+    vh.find_queue("lim")->enqueue(message("lim"));
+    vh.find_queue("client")->enqueue(message("client"));
+  }
+  REQUIRE(vh.find_queue("lim")->message_count() == 10);
+  REQUIRE(vh.find_queue("client")->message_count() == 2);
+
+  auto parsed = [](const char* text) {
+    auto j = nlohmann::json::parse(text);
+    return parse_policy(mqnode::core::ConfigNode(j, ""));
+  };
+  policies.set(parsed(R"({"name": "p", "pattern": "^(lim|client|routed)$", "definition":
+      {"max-length": 4, "dead-letter-exchange": "", "dead-letter-routing-key": "dead", "alternate-exchange": "amq.fanout"}})"));
+  vh.apply_policies();
+  CHECK(vh.find_queue("lim")->message_count() == 4);      // the head went at once...
+  CHECK(vh.find_queue("dead")->message_count() == 6);     // ...to the policy's dead-letter target
+  CHECK(vh.find_queue("client")->message_count() == 2);   // the client's lower limit still wins
+  CHECK(vh.find_exchange("routed")->alternate_exchange() == "amq.fanout");
+
+  policies.erase("/", "p");
+  vh.apply_policies();
+  CHECK_FALSE(vh.find_queue("lim")->definition().args.max_length.has_value());
+  CHECK(vh.find_queue("client")->definition().args.max_length == 2);
+  CHECK(vh.find_exchange("routed")->alternate_exchange().empty());
+  for (int i = 0; i < 10; ++i) vh.find_queue("lim")->enqueue(message("lim"));
+  CHECK(vh.find_queue("lim")->message_count() == 14);     // no limit any more
+}
+
+TEST_CASE("an expires policy counts from when it is set, as RabbitMQ restarts the expiry timer") {
+  PolicySet policies;
+  Vhost vh("/", nullptr, &policies);
+  vh.commit(QueueDeclared{qdef("idle")});
+  // Idle for longer than the policy's expires before the policy exists.
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  auto j = nlohmann::json::parse(R"({"name": "e", "pattern": "^idle$", "definition": {"expires": 100}})");
+  policies.set(parse_policy(mqnode::core::ConfigNode(j, "")));
+  vh.apply_policies();
+  vh.tick(Queue::now_ms());
+  CHECK(vh.find_queue("idle") != nullptr);
+  vh.tick(Queue::now_ms() + 100);
+  CHECK(vh.find_queue("idle") == nullptr);
 }

@@ -93,6 +93,36 @@ TEST_CASE("basic auth, base64 and decoding helpers") {
   CHECK(html_escape("<a href=\"x\">&'") == "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
 }
 
+TEST_CASE("basic credentials, url_encode and response parsing (the ctl side of the control socket)") {
+  Request r;
+  r.headers["authorization"] = "Basic YWRtaW46czpl";  // admin:s:e — the password may hold ':'
+  auto creds = basic_credentials(r);
+  REQUIRE(creds.has_value());
+  CHECK(creds->first == "admin");
+  CHECK(creds->second == "s:e");
+  r.headers["authorization"] = "Basic YWRtaW4=";  // "admin": no colon
+  CHECK_FALSE(basic_credentials(r).has_value());
+
+  CHECK(url_encode("/") == "%2F");
+  CHECK(url_encode("a b/ü~-._") == "a%20b%2F%C3%BC~-._");
+  CHECK(url_decode(url_encode("x/y%z+w"), false) == "x/y%z+w");
+
+  auto resp = parse_response(serialize(Response::json("{\"a\":1}"), false));
+  REQUIRE(resp.has_value());
+  CHECK(resp->status == 200);
+  CHECK(resp->content_type == "application/json");
+  CHECK(resp->body == "{\"a\":1}");
+  auto created = Response::text(201, "");
+  resp = parse_response(serialize(created, false));
+  REQUIRE(resp.has_value());
+  CHECK(resp->status == 201);
+  CHECK(resp->body.empty());
+  // A reply cut short is not a reply.
+  auto wire = serialize(Response::text(404, "not here"), false);
+  CHECK_FALSE(parse_response(wire.substr(0, wire.size() - 2)).has_value());
+  CHECK_FALSE(parse_response("garbage\r\n\r\n").has_value());
+}
+
 TEST_CASE("router: exact paths, longest prefix, 404 and 405; serialization") {
   Router router;
   router.add("GET", "/a", [](const Request&) { return Response::text(200, "a"); });

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -95,6 +96,33 @@ TEST_CASE("the store keeps definitions and messages across reopen, in order") {
   CHECK(s.read_message(first)->body == std::vector<uint8_t>{'h', 'i'});
   // New ids continue after the highest one on disk.
   CHECK(s.put_message("/", "q", content(std::make_shared<std::vector<uint8_t>>())) > second);
+}
+
+TEST_CASE("runtime policies are stored, replaced by name and deleted") {
+  TempDir dir;
+  auto file = (dir.path / "mqnode.db").string();
+  asio::io_context io;
+  {
+    store::Store s(io, file, quiet_log());
+    s.put_policy({"/", "ttl", "^a", "queues", R"({"message-ttl":1})", 1});
+    s.put_policy({"/", "ttl", "^b", "all", R"({"message-ttl":2})", 7});  // same name: replaces
+    s.put_policy({"other", "ttl", "^c", "exchanges", R"({"alternate-exchange":"ae"})", 0});
+    s.put_policy({"/", "gone", ".*", "all", R"({"max-length":1})", 0});
+    s.delete_policy("/", "gone");
+    bool done = false;
+    s.after_commit([&](bool) { done = true; });
+    run_until(io, [&] { return done; });
+  }
+  store::Store s(io, file, quiet_log());
+  auto snap = s.load();
+  REQUIRE(snap.policies.size() == 2);
+  auto it = std::find_if(snap.policies.begin(), snap.policies.end(), [](auto& p) { return p.vhost == "/"; });
+  REQUIRE(it != snap.policies.end());
+  CHECK(it->name == "ttl");
+  CHECK(it->pattern == "^b");
+  CHECK(it->apply_to == "all");
+  CHECK(it->definition == R"({"message-ttl":2})");
+  CHECK(it->priority == 7);
 }
 
 TEST_CASE("an unusable store file is refused with a message that says what to do") {
