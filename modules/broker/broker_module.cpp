@@ -159,6 +159,10 @@ void BrokerModule::metrics(core::MetricsWriter& out) const {
        [](const Queue& q) { return static_cast<double>(q.message_count()); }},
       {"mqnode_queue_messages_ready_bytes", "body bytes of the ready messages",
        [](const Queue& q) { return static_cast<double>(q.message_bytes()); }},
+      {"mqnode_queue_messages_ram", "ready messages with their content in RAM (the rest is paged out)",
+       [](const Queue& q) { return static_cast<double>(q.messages_resident()); }},
+      {"mqnode_queue_messages_ram_bytes", "estimated RAM held by the resident ready messages (bounded by queue_ram_bytes)",
+       [](const Queue& q) { return static_cast<double>(q.resident_cost()); }},
       {"mqnode_queue_consumers", "consumers of the queue",
        [](const Queue& q) { return static_cast<double>(q.consumer_count()); }},
   };

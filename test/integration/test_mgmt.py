@@ -188,6 +188,23 @@ def test_metrics_scrape_counts_what_happened(node):
     assert value(f, "mqnode_broker_connections") == 0
 
 
+def test_metrics_show_a_lazy_queue_holding_only_its_window_in_ram(node):
+    c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", node.port))
+    ch = c.channel()
+    ch.queue_declare("m.lazy", arguments={"x-queue-mode": "lazy"})
+    for i in range(2000):
+        publish(ch, "m.lazy", b"%04d" % i + b"z" * 4092)
+    wait_message_count(ch, "m.lazy", 2000)
+    f = scrape(node)
+    assert value(f, "mqnode_queue_messages_ready", vhost="/", queue="m.lazy") == 2000
+    assert value(f, "mqnode_queue_messages_ready_bytes", vhost="/", queue="m.lazy") == 2000 * 4096
+    # A lazy queue's window is 256 KiB: about 60 of these messages, the rest paged out.
+    assert 0 < value(f, "mqnode_queue_messages_ram", vhost="/", queue="m.lazy") < 100
+    assert value(f, "mqnode_queue_messages_ram_bytes", vhost="/", queue="m.lazy") <= 256 << 10
+    ch.queue_delete("m.lazy")
+    c.close()
+
+
 def test_control_socket_is_private_replaced_when_stale_and_removed_at_stop(broker_factory):
     b = broker_factory()
     sock = os.path.join(b.data_dir, "mqnode.sock")
