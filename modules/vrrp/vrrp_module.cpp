@@ -187,15 +187,18 @@ class Runner final : public InstanceIo {
     };
     IpAddr src = cfg_.source;
     if (src.unset()) {
-      // IPv6 adverts come from the interface's link-local address (RFC 5798 §5.1.2.1).
+      // IPv6 adverts come from the interface's link-local address (RFC 5798 §5.1.2.1) --
+      // except to unicast peers named by global addresses: they accept adverts only from
+      // the addresses they list, which are then global ones too.
+      const bool link_local = !v6_ || cfg_.unicast_peers.empty() || cfg_.unicast_peers.front().link_local();
       for (const auto& a : addrs)
-        if (!is_vip(a.addr) && (!v6_ || a.addr.link_local())) {
+        if (!is_vip(a.addr) && (!v6_ || a.addr.link_local() == link_local)) {
           src = a.addr;
           break;
         }
       if (src.unset())
         throw std::runtime_error(fmt::format("{}/interface: {} has no {} address to send adverts from (set /source)", path_,
-                                             cfg_.interface, v6_ ? "link-local IPv6" : "IPv4"));
+                                             cfg_.interface, !v6_ ? "IPv4" : link_local ? "link-local IPv6" : "global IPv6"));
     }
     // RFC 5798 §5.2.9 wants the link-local VIP first in an IPv6 advert; keepalived sends the
     // list as configured and warns, and so do we (peers compare the lists as sets).

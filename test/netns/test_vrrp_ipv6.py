@@ -137,3 +137,19 @@ def test_ipv6_keepalived_interop(lan):
     lan.only_holder(1, vip=vip, timeout=10)
     assert "dropped advert" not in m1b.output(), m1b.output()
     assert m1b.stop() == 0
+
+
+def test_ipv6_unicast_peers(lan):
+    """Unicast over IPv6 to peers named by their global addresses: each side sends from its
+    own global address (what the other lists), not the link-local one."""
+    vip = lan.vip6()
+    m1 = lan.mqnode(1, [inst6(lan, 150, unicast_peers=[lan.ip6(2)])])
+    m2 = lan.mqnode(2, [inst6(lan, 100, unicast_peers=[lan.ip6(1)])])
+    lan.only_holder(1, vip=vip)
+    lan.stays(1, 1.0, vip=vip)
+    assert "source=%s" % lan.ip6(1) in m1.output(), m1.output()
+    assert "dropped advert" not in m2.output(), m2.output()
+    assert m1.stop() == 0
+    lan.only_holder(2, vip=vip)
+    assert 'reason="master resigned (priority 0)"' in m2.output(), m2.output()
+    assert m2.stop() == 0
