@@ -303,10 +303,6 @@ void Instance::dump(nlohmann::json& out) const {
   stats_.dump(out["stats"]);
 }
 
-}  // namespace mqnode::vrrp
-
-namespace mqnode::vrrp {
-
 void write_metrics(core::MetricsWriter& w, std::span<const Instance* const> instances) {
   using Type = core::MetricsWriter::Type;
   w.family("mqnode_vrrp_state", Type::Gauge,
