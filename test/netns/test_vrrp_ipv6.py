@@ -34,6 +34,9 @@ def test_ipv6_election_failover_and_neighbor_advertisements(lan):
     m2 = lan.mqnode(2, [inst6(lan, 100)])
     lan.only_holder(1, vip=vip)
     lan.stays(1, 1.0, vip=vip)
+    # Added with its prefix length and without duplicate address detection (never tentative).
+    shown = lan.exec(1, ["ip", "-6", "addr", "show", "dev", "eth0"]).stdout
+    assert re.search(r"inet6 %s/64 scope global nodad" % re.escape(vip), shown), shown
     ll1, ll2 = lan.link_local(1), lan.link_local(2)
     # RFC 5798 §5.1.2: from the link-local address, to ff02::12, hop limit 255.
     advert = re.compile(r"hlim 255, next-header VRRP \(112\).*\n?\s*%s > ff02::12: VRRPv3, Advertisement, vrid 51, "
