@@ -199,7 +199,7 @@ def test_track_script_moves_vip(lan, weight):
     if weight == 0:
         assert re.search(r"to=fault .*reason=\"track_script 'chk_haproxy' failed: exit 1\"", out), out
     else:
-        assert "to=backup priority=90" in out, out
+        m1.wait_logged("to=backup priority=90")
     os.unlink(flag)
     lan.only_holder(1, timeout=10)  # preempt: back to the higher priority
     assert m1.stop() == 0
@@ -308,7 +308,7 @@ def test_lb_unhealthy_moves_vip(lan):
     assert re.search(r"to=fault .*reason=\"tracked module 'lb' down: no server available in backend rabbitmq\"", out), out
     # The backup took over on h1's priority-0 advert (after its skew time), not because h1's
     # adverts stopped (master-down interval): how fast that is, bench/failover.py measures.
-    assert 'to=master priority=100 reason="master resigned (priority 0)"' in m2.output(), m2.output()
+    m2.wait_logged('to=master priority=100 reason="master resigned (priority 0)"')
     # The lb on h1 comes back → Backup (priority 150 preempts: the VIP returns).
     backs[1] = lan.start(1, ["/usr/bin/python3", "-u", "-c", BACKEND, "5999"], "backend-h1b")
     lan.only_holder(1, timeout=10)

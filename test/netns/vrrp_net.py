@@ -103,6 +103,14 @@ class Proc:
         except subprocess.TimeoutExpired:
             pass
 
+    def wait_logged(self, text, timeout=10):
+        """Waits for <text> in the output. A transition is logged just after its effect (the
+        VIP added), which a test may have seen first."""
+        try:
+            wait_for(lambda: text in self.output(), timeout, what="%r in %s's output" % (text, self.name))
+        except AssertionError as e:
+            raise AssertionError("%s:\n%s" % (e, self.output()[-4000:])) from None
+
     def output(self):
         try:
             with open(self.log_path, "rb") as f:
