@@ -32,8 +32,8 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
-import subprocess
 import sys
 import time
 
@@ -233,6 +233,7 @@ def main():
     V.remove_stale()
     lan = V.Lan(hosts=3).create()
     times = {c: [] for c in cases}
+    done = False
     try:
         # Round-robin over the cases, one run each per round: keepalived and mqnode meet the
         # same moments of a shared, noisy machine.
@@ -242,8 +243,14 @@ def main():
                 times[c].append(one_run(lan, impl, scenario, version, adv, args.mqnode_bin, phase))
                 print("%-10s %-4s v%d advert %-4s %.3f s" % (impl, scenario, version, adv, times[c][-1]),
                       file=sys.stderr, flush=True)
+        done = True
     finally:
         lan.destroy()
+        # The daemons' logs are kept only when a run failed.
+        if done:
+            shutil.rmtree(lan.workdir, ignore_errors=True)
+        else:
+            print("logs of the failed run: %s" % lan.workdir, file=sys.stderr)
     results = [{"impl": c[0], "scenario": c[1], "version": c[2], "advert_int": c[3],
                 "median_s": statistics.median(t), "min_s": min(t), "max_s": max(t), "runs": t}
                for c, t in times.items()]
