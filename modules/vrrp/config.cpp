@@ -10,20 +10,21 @@ namespace mqnode::vrrp {
 
 namespace {
 
-// "192.168.1.10/24" or "192.168.1.10" (/32).
+// "192.168.1.10/24", "192.168.1.10" (/32), "2001:db8::10/64", "fe80::10" (/128).
 bool parse_vip(const std::string& s, Vip& out) {
   auto slash = s.find('/');
-  if (!parse_ip4(std::string_view(s).substr(0, slash), out.addr)) return false;
-  out.prefix = 32;
+  if (!parse_ip(std::string_view(s).substr(0, slash), out.addr)) return false;
+  const int max = out.addr.v6 ? 128 : 32;
+  out.prefix = static_cast<uint8_t>(max);
   if (slash == std::string::npos) return true;
   auto len = std::string_view(s).substr(slash + 1);
-  if (len.empty() || len.size() > 2) return false;
+  if (len.empty() || len.size() > 3) return false;
   int p = 0;
   for (char c : len) {
     if (c < '0' || c > '9') return false;
     p = p * 10 + (c - '0');
   }
-  if (p < 1 || p > 32) return false;
+  if (p < 1 || p > max) return false;
   out.prefix = static_cast<uint8_t>(p);
   return true;
 }
@@ -109,30 +110,46 @@ InstanceConfig parse_instance(core::ConfigNode n, const VrrpConfig& cfg) {
   }
 
   auto vips = n.strings("vips", {});
-  if (vips.empty()) n.fail("vips", "a non-empty array of \"a.b.c.d/len\" addresses");
+  if (vips.empty()) n.fail("vips", "a non-empty array of \"a.b.c.d/len\" or IPv6 \"x:y::z/len\" addresses");
+  // 20 IPv4 or 20 IPv6 addresses keep an advert far below the minimum MTU of both families.
   if (vips.size() > 20) n.fail("vips", "at most 20 addresses (one advert must carry them all)");
   for (std::size_t i = 0; i < vips.size(); ++i) {
     Vip v;
     if (!parse_vip(vips[i], v))
-      throw core::ConfigError(fmt::format("{}/{}: expected an IPv4 address \"a.b.c.d\" or \"a.b.c.d/len\", got string \"{}\"",
-                                          n.path_of("vips"), i, vips[i]));
+      throw core::ConfigError(fmt::format(
+          "{}/{}: expected an address with an optional prefix length (\"a.b.c.d/24\", \"2001:db8::10/64\"), got string \"{}\"",
+          n.path_of("vips"), i, vips[i]));
+    // One family per instance: the advert's address list has one address size (RFC 5798
+    // §5.2.9) and goes out on one socket; keepalived refuses the mix as well.
+    if (!c.vips.empty() && v.addr.v6 != c.vips.front().addr.v6)
+      throw core::ConfigError(fmt::format("{}/{}: {} address {} in an instance whose first vip is {}; use one instance per family",
+                                          n.path_of("vips"), i, v.addr.v6 ? "IPv6" : "IPv4", to_string(v.addr),
+                                          c.vips.front().addr.v6 ? "IPv6" : "IPv4"));
+    if (v.addr.v6 && c.version == 2)
+      throw core::ConfigError(fmt::format("{}/{}: IPv6 address {} needs \"version\": 3 (VRRP v2, RFC 3768, is IPv4 only)",
+                                          n.path_of("vips"), i, to_string(v.addr)));
     for (const auto& o : c.vips)
       if (o.addr == v.addr)
-        throw core::ConfigError(fmt::format("{}/{}: duplicate address {}", n.path_of("vips"), i, ip4_to_string(v.addr)));
+        throw core::ConfigError(fmt::format("{}/{}: duplicate address {}", n.path_of("vips"), i, to_string(v.addr)));
     c.vips.push_back(v);
   }
+  const char* family = c.ipv6() ? "an IPv6" : "an IPv4";
   c.vip_label = n.string("vip_label", "");
+  // Linux keeps labels on IPv4 addresses only.
+  if (!c.vip_label.empty() && c.ipv6()) n.fail("vip_label", "no label with IPv6 vips (Linux labels IPv4 addresses only)");
   if (!c.vip_label.empty() && (c.vip_label.size() > 15 || c.vip_label.rfind(c.interface, 0) != 0))
     n.fail("vip_label", fmt::format("a label of at most 15 characters starting with the interface name \"{}\" (e.g. \"{}:vip\")",
                                     c.interface, c.interface));
 
   auto src = n.string("source", "");
-  if (!src.empty() && !parse_ip4(src, c.source)) n.fail("source", "an IPv4 address of the interface");
+  if (!src.empty() && (!parse_ip(src, c.source) || c.source.v6 != c.ipv6()))
+    n.fail("source", fmt::format("{} address of the interface (the family of the vips)", family));
   auto peers = n.strings("unicast_peers", {});
   for (std::size_t i = 0; i < peers.size(); ++i) {
-    Ip4 p;
-    if (!parse_ip4(peers[i], p))
-      throw core::ConfigError(fmt::format("{}/{}: expected an IPv4 address, got string \"{}\"", n.path_of("unicast_peers"), i, peers[i]));
+    IpAddr p;
+    if (!parse_ip(peers[i], p) || p.v6 != c.ipv6())
+      throw core::ConfigError(fmt::format("{}/{}: expected {} address (the family of the vips), got string \"{}\"",
+                                          n.path_of("unicast_peers"), i, family, peers[i]));
     c.unicast_peers.push_back(p);
   }
 

@@ -36,16 +36,16 @@ void InstanceStats::count_drop(Drop d) {
 }
 
 void InstanceStats::dump(nlohmann::json& out) const {
-#define MQ_VRRP_DUMP(n) out[#n] = n;
+#define MQ_VRRP_DUMP(n, ...) out[#n] = n;
   MQ_VRRP_STATS(MQ_VRRP_DUMP)
+#undef MQ_VRRP_DUMP
   auto& d = out["dropped"];
-#undef MQ_VRRP_DUMP
-#define MQ_VRRP_DUMP(n) d[#n] = n;
-  MQ_VRRP_DROPS(MQ_VRRP_DUMP)
-#undef MQ_VRRP_DUMP
+#define MQ_VRRP_DUMP_DROP(n) d[#n] = n;
+  MQ_VRRP_DROPS(MQ_VRRP_DUMP_DROP)
+#undef MQ_VRRP_DUMP_DROP
 }
 
-Instance::Instance(InstanceConfig cfg, InstanceIo& io, Ip4 primary)
+Instance::Instance(InstanceConfig cfg, InstanceIo& io, IpAddr primary)
     : cfg_(std::move(cfg)), io_(io), primary_(primary), master_interval_cs_(cfg_.interval_cs) {
   tracks_.resize(cfg_.track.size());
 }
@@ -121,8 +121,7 @@ void Instance::become_master(Time now, std::string reason) {
   // RFC 5798 §6.4.1/§6.4.2: send an advert, broadcast gratuitous ARP, arm the advert timer.
   send(priority());
   io_.take_vips();
-  master_ip_ = primary_;
-  master_priority_ = priority();
+  set_master(primary_, priority());
   arm(now + microseconds(int64_t{cfg_.interval_cs} * 10'000));
   ++stats_.became_master;
   transition(now, State::Master, std::move(reason));
@@ -165,7 +164,13 @@ void Instance::start(Time now) {
   }
 }
 
-void Instance::on_advert(Time now, const Advert& a, Ip4 src) {
+void Instance::set_master(const IpAddr& ip, uint8_t prio) {
+  if (ip != master_ip_) ++stats_.master_changes;
+  master_ip_ = ip;
+  master_priority_ = prio;
+}
+
+void Instance::on_advert(Time now, const Advert& a, const IpAddr& src) {
   ++stats_.adverts_received;
   if (a.priority == 0) ++stats_.priority0_received;
   switch (state_) {
@@ -173,8 +178,7 @@ void Instance::on_advert(Time now, const Advert& a, Ip4 src) {
     case State::Fault:
       return;
     case State::Backup: {
-      master_ip_ = src;
-      master_priority_ = a.priority;
+      set_master(src, a.priority);
       if (a.priority == 0) {
         // RFC 5798 §6.4.2: the master resigned; take over after Skew_Time only.
         arm(now + skew_time());
@@ -199,9 +203,8 @@ void Instance::on_advert(Time now, const Advert& a, Ip4 src) {
       const uint8_t mine = priority();
       if (a.priority > mine || (a.priority == mine && src > primary_)) {
         if (cfg_.version == 3) master_interval_cs_ = a.interval_cs;
-        master_ip_ = src;
-        master_priority_ = a.priority;
-        become_backup(now, fmt::format("higher priority master {} priority={}", ip4_to_string(src), a.priority));
+        set_master(src, a.priority);
+        become_backup(now, fmt::format("higher priority master {} priority={}", to_string(src), a.priority));
       }
       // else: a lower-priority router that will yield; discard (RFC 5798 §6.4.3).
       return;
@@ -213,7 +216,7 @@ void Instance::on_timer(Time now) {
   if (now < deadline_) return;
   switch (state_) {
     case State::Backup:
-      become_master(now, master_priority_ == 0 && master_ip_ != 0 ? "master resigned (priority 0)"
+      become_master(now, master_priority_ == 0 && !master_ip_.unset() ? "master resigned (priority 0)"
                                                                    : "master down timer expired");
       return;
     case State::Master:
@@ -281,7 +284,7 @@ void Instance::dump(nlohmann::json& out) const {
   out["state"] = state_name(state_);
   out["priority"] = cfg_.priority;
   out["effective_priority"] = priority();
-  out["master"] = master_ip_ ? ip4_to_string(master_ip_) : "";
+  out["master"] = master_ip_.unset() ? "" : to_string(master_ip_);
   out["master_priority"] = master_priority_;
   out["master_advert_int_cs"] = master_interval_cs_;
   auto& lt = out["last_transition"];
@@ -298,6 +301,29 @@ void Instance::dump(nlohmann::json& out) const {
         {"up", tracks_[i].ok}, {"detail", tracks_[i].detail}, {"weight", t.weight}, {"reverse", t.reverse}};
   }
   stats_.dump(out["stats"]);
+}
+
+void write_metrics(core::MetricsWriter& w, std::span<const Instance* const> instances) {
+  using Type = core::MetricsWriter::Type;
+  w.family("mqnode_vrrp_state", Type::Gauge,
+           "VRRP instance state: 1 for the current one of init, backup, master, fault (RFC 5798 §6.4).");
+  for (const Instance* in : instances)
+    for (State s : {State::Init, State::Backup, State::Master, State::Fault})
+      w.sample({{"instance", in->config().name}, {"state", state_name(s)}}, in->state() == s ? 1 : 0);
+  w.family("mqnode_vrrp_priority", Type::Gauge, "Effective priority: configured priority plus track weights.");
+  for (const Instance* in : instances) w.sample({{"instance", in->config().name}}, in->priority());
+#define MQ_VRRP_METRIC(n, help)                                              \
+  w.family("mqnode_vrrp_" #n "_total", Type::Counter, help);               \
+  for (const Instance* in : instances) w.sample({{"instance", in->config().name}}, static_cast<double>(in->stats().n));
+  MQ_VRRP_STATS(MQ_VRRP_METRIC)
+#undef MQ_VRRP_METRIC
+  w.family("mqnode_vrrp_adverts_dropped_total", Type::Counter,
+           "Received packets dropped, by reason (other_vrid: another router's VRID on the same group).");
+  for (const Instance* in : instances) {
+#define MQ_VRRP_METRIC_DROP(n) w.sample({{"instance", in->config().name}, {"reason", #n}}, static_cast<double>(in->stats().n));
+    MQ_VRRP_DROPS(MQ_VRRP_METRIC_DROP)
+#undef MQ_VRRP_METRIC_DROP
+  }
 }
 
 }  // namespace mqnode::vrrp

@@ -7,12 +7,14 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "core/metrics.hpp"
 #include "vrrp/packet.hpp"
 
 namespace mqnode::vrrp {
@@ -24,8 +26,8 @@ enum class State { Init, Backup, Master, Fault };
 std::string_view state_name(State s);
 
 struct Vip {
-  Ip4 addr = 0;
-  uint8_t prefix = 32;
+  IpAddr addr;
+  uint8_t prefix = 32;  // 1..32, or 1..128 for IPv6
 };
 
 // A tracked module of this process (health from the EventBus) or a track_script. As
@@ -58,8 +60,10 @@ struct InstanceConfig {
   std::array<uint8_t, kAuthLen> auth{};
   std::vector<Vip> vips;
   std::string vip_label;         // optional IFA_LABEL, e.g. "eth0:vip"
-  Ip4 source = 0;                // 0 = the interface's first IPv4 address
-  std::vector<Ip4> unicast_peers;  // empty = multicast 224.0.0.18
+  // The family of the instance is the one of its vips (one family per instance, as keepalived).
+  bool ipv6() const { return !vips.empty() && vips.front().addr.v6; }
+  IpAddr source;                 // unset = the interface's first IPv4 / link-local IPv6 address
+  std::vector<IpAddr> unicast_peers;  // empty = multicast 224.0.0.18 / ff02::12
   std::vector<Track> track;
   // keepalived's notify hooks (argv; empty = none). notify gets INSTANCE <name> <STATE> <prio>.
   std::vector<std::string> notify_master, notify_backup, notify_fault, notify_stop, notify;
@@ -77,13 +81,22 @@ class InstanceIo {
   virtual void on_transition(State from, State to, std::string_view reason) = 0;
 };
 
-// Counters declared once (STYLE §12); drops come from check_packet() reasons.
-#define MQ_VRRP_STATS(C)                                                                       \
-  C(adverts_sent) C(adverts_received) C(priority0_sent) C(priority0_received)                 \
-  C(became_master) C(became_backup) C(became_fault) C(send_errors) C(vip_errors)
+// Counters declared once (STYLE §12) with their metric help; the same list feeds dump()
+// and write_metrics(). Drops come from check_packet() reasons (MQ_VRRP_DROPS).
+#define MQ_VRRP_STATS(C)                                                                           \
+  C(adverts_sent, "Advertisements sent, priority 0 included.")                                    \
+  C(adverts_received, "Advertisements received that passed every check.")                        \
+  C(priority0_sent, "Priority 0 advertisements sent (leaving Master: shutdown or fault).")        \
+  C(priority0_received, "Priority 0 advertisements received (the master resigned).")             \
+  C(became_master, "Transitions to Master.")                                                      \
+  C(became_backup, "Transitions to Backup.")                                                      \
+  C(became_fault, "Transitions to Fault (a tracked module or script is down).")                  \
+  C(master_changes, "Times the master this instance sees (itself or a peer) changed.")           \
+  C(send_errors, "Advertisements the socket refused to send.")                                    \
+  C(vip_errors, "Virtual addresses netlink failed to add or remove.")
 
 struct InstanceStats {
-#define MQ_VRRP_COUNTER(n) uint64_t n = 0;
+#define MQ_VRRP_COUNTER(n, ...) uint64_t n = 0;
   MQ_VRRP_STATS(MQ_VRRP_COUNTER)
   MQ_VRRP_DROPS(MQ_VRRP_COUNTER)
 #undef MQ_VRRP_COUNTER
@@ -94,12 +107,12 @@ struct InstanceStats {
 class Instance {
  public:
   // <primary> is the address adverts are sent from; it breaks priority ties (RFC 5798 §6.4.3).
-  Instance(InstanceConfig cfg, InstanceIo& io, Ip4 primary);
+  Instance(InstanceConfig cfg, InstanceIo& io, IpAddr primary);
 
   // Initialize → Master (owner) or Backup (RFC 5798 §6.4.1), or Fault if a track is down.
   void start(Time now);
   // A packet that passed check_packet(). RFC 5798 §6.4.2 (Backup), §6.4.3 (Master).
-  void on_advert(Time now, const Advert& a, Ip4 src);
+  void on_advert(Time now, const Advert& a, const IpAddr& src);
   // Fires the due timer (advert or master-down); call when now >= deadline().
   void on_timer(Time now);
   // The next time on_timer() must run; Time::max() when no timer is armed.
@@ -114,7 +127,7 @@ class Instance {
 
   State state() const { return state_; }
   uint8_t priority() const;  // effective: base + weights of failed tracks, 1..254
-  Ip4 master_ip() const { return master_ip_; }
+  const IpAddr& master_ip() const { return master_ip_; }
   uint16_t master_interval_cs() const { return master_interval_cs_; }
   const InstanceConfig& config() const { return cfg_; }
   InstanceStats& stats() { return stats_; }
@@ -135,16 +148,17 @@ class Instance {
   void become_fault(Time now, std::string reason);
   void transition(Time now, State to, std::string reason);
   void arm(Time at) { deadline_ = at; }
+  void set_master(const IpAddr& ip, uint8_t priority);
   void update_track(Time now, Track::Kind kind, std::string_view name, bool ok, std::string_view detail);
 
   InstanceConfig cfg_;
   InstanceIo& io_;
-  Ip4 primary_;
+  IpAddr primary_;
   State state_ = State::Init;
   Time deadline_ = Time::max();
   Time started_{};
   uint16_t master_interval_cs_;
-  Ip4 master_ip_ = 0;
+  IpAddr master_ip_;
   uint8_t master_priority_ = 0;
   struct TrackState {
     bool ok = true;
@@ -158,5 +172,10 @@ class Instance {
     Time at{};
   } last_;
 };
+
+// Prometheus families for <instances>, one family at a time so each family's samples stay
+// together as the text format wants: state (one sample per state, 1 for the current one),
+// effective priority, every MQ_VRRP_STATS counter and the drops by reason.
+void write_metrics(core::MetricsWriter& w, std::span<const Instance* const> instances);
 
 }  // namespace mqnode::vrrp

@@ -60,13 +60,14 @@ nlmsghdr* addr_msg(std::vector<char>& buf, uint16_t type, uint16_t flags, int if
   nlh->nlmsg_type = type;
   nlh->nlmsg_flags = static_cast<uint16_t>(NLM_F_REQUEST | NLM_F_ACK | flags);
   auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-  ifa->ifa_family = AF_INET;
+  ifa->ifa_family = vip.addr.v6 ? AF_INET6 : AF_INET;
   ifa->ifa_prefixlen = vip.prefix;
-  ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+  ifa->ifa_flags = vip.addr.v6 ? IFA_F_NODAD : 0;  // see Netlink::add
+  ifa->ifa_scope = RT_SCOPE_UNIVERSE;  // IPv6 derives the scope from the address itself
   ifa->ifa_index = static_cast<unsigned>(ifindex);
-  uint32_t a = htonl(vip.addr);
-  mnl_attr_put(nlh, IFA_LOCAL, sizeof a, &a);
-  mnl_attr_put(nlh, IFA_ADDRESS, sizeof a, &a);
+  const auto a = vip.addr.span();
+  mnl_attr_put(nlh, IFA_LOCAL, a.size(), a.data());
+  mnl_attr_put(nlh, IFA_ADDRESS, a.size(), a.data());
   return nlh;
 }
 }  // namespace
@@ -91,28 +92,34 @@ Netlink::Outcome Netlink::remove(int ifindex, const Vip& vip, std::string& err) 
 namespace {
 struct ListCtx {
   int ifindex;
+  bool v6;
   std::vector<Vip>* out;
 };
 
 int list_cb(const nlmsghdr* nlh, void* data) {
   auto* ctx = static_cast<ListCtx*>(data);
   const auto* ifa = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(nlh));
-  if (ifa->ifa_family != AF_INET || static_cast<int>(ifa->ifa_index) != ctx->ifindex) return MNL_CB_OK;
+  if (ifa->ifa_family != (ctx->v6 ? AF_INET6 : AF_INET) || static_cast<int>(ifa->ifa_index) != ctx->ifindex)
+    return MNL_CB_OK;
+  // IPv4 puts the address in IFA_LOCAL (IFA_ADDRESS is the peer on point-to-point links);
+  // IPv6 has IFA_LOCAL only for a peer address and IFA_ADDRESS always.
+  const uint16_t want = ctx->v6 ? IFA_ADDRESS : IFA_LOCAL;
+  IpAddr a;
+  a.v6 = ctx->v6;
   // mnl_attr_for_each() relies on C's implicit void* conversion; spelled out for C++.
   const auto* tail = static_cast<const char*>(mnl_nlmsg_get_payload_tail(nlh));
   for (auto* attr = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(nlh, sizeof(*ifa)));
        mnl_attr_ok(attr, static_cast<int>(tail - reinterpret_cast<const char*>(attr))); attr = mnl_attr_next(attr)) {
-    if (mnl_attr_get_type(attr) == IFA_LOCAL && mnl_attr_get_payload_len(attr) == 4) {
-      uint32_t a;
-      std::memcpy(&a, mnl_attr_get_payload(attr), 4);
-      ctx->out->push_back(Vip{ntohl(a), ifa->ifa_prefixlen});
+    if (mnl_attr_get_type(attr) == want && mnl_attr_get_payload_len(attr) == a.size()) {
+      std::memcpy(a.bytes.data(), mnl_attr_get_payload(attr), a.size());
+      ctx->out->push_back(Vip{a, ifa->ifa_prefixlen});
     }
   }
   return MNL_CB_OK;
 }
 }  // namespace
 
-std::vector<Vip> Netlink::list(int ifindex) {
+std::vector<Vip> Netlink::list(int ifindex, bool v6) {
   std::vector<Vip> out;
   std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
   auto* nlh = mnl_nlmsg_put_header(buf.data());
@@ -120,9 +127,9 @@ std::vector<Vip> Netlink::list(int ifindex) {
   nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   nlh->nlmsg_seq = ++seq_;
   auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-  ifa->ifa_family = AF_INET;
+  ifa->ifa_family = v6 ? AF_INET6 : AF_INET;
   if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0) return out;
-  ListCtx ctx{ifindex, &out};
+  ListCtx ctx{ifindex, v6, &out};
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(nl_, buf.data(), buf.size());
     if (n <= 0) break;

@@ -20,12 +20,15 @@ class Netlink {
 
   enum class Outcome { Done, AlreadyThere, Error };
   // RTM_NEWADDR with NLM_F_EXCL: AlreadyThere when the address exists (adopted, never
-  // duplicated). <err> gets strerror on Error.
+  // duplicated). IPv6 addresses skip duplicate address detection (IFA_F_NODAD, as keepalived):
+  // the VIP moves deliberately, and a tentative address could not answer for a second or
+  // more. <err> gets strerror on Error.
   Outcome add(int ifindex, const Vip& vip, const std::string& label, std::string& err);
   // RTM_DELADDR: AlreadyThere when the address was not there.
   Outcome remove(int ifindex, const Vip& vip, std::string& err);
-  // IPv4 addresses on <ifindex> with their prefix length, in the kernel's order.
-  std::vector<Vip> list(int ifindex);
+  // The IPv4 (or IPv6, <v6>) addresses on <ifindex> with their prefix length, in the
+  // kernel's order.
+  std::vector<Vip> list(int ifindex, bool v6);
 
  private:
   int request(void* nlh, std::string& err);

@@ -1,8 +1,9 @@
 #include "vrrp/packet.hpp"
 
-#include <algorithm>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
-#include <fmt/format.h>
+#include <algorithm>
 
 namespace mqnode::vrrp {
 
@@ -11,26 +12,11 @@ namespace {
 uint16_t get16(std::span<const uint8_t> p, std::size_t at) {
   return static_cast<uint16_t>((p[at] << 8) | p[at + 1]);
 }
-uint32_t get32(std::span<const uint8_t> p, std::size_t at) {
-  return (uint32_t{p[at]} << 24) | (uint32_t{p[at + 1]} << 16) | (uint32_t{p[at + 2]} << 8) | p[at + 3];
-}
-void put32(std::vector<uint8_t>& out, uint32_t v) {
-  out.push_back(static_cast<uint8_t>(v >> 24));
-  out.push_back(static_cast<uint8_t>(v >> 16));
-  out.push_back(static_cast<uint8_t>(v >> 8));
-  out.push_back(static_cast<uint8_t>(v));
-}
-
-// RFC 5798 §5.2.8: the v3 checksum includes the IPv4 pseudo-header (RFC 768 style).
-uint32_t pseudo_header_sum(Ip4 src, Ip4 dst, std::size_t len) {
-  std::vector<uint8_t> ph;
-  put32(ph, src);
-  put32(ph, dst);
-  ph.push_back(0);
-  ph.push_back(kIpProtoVrrp);
-  ph.push_back(static_cast<uint8_t>(len >> 8));
-  ph.push_back(static_cast<uint8_t>(len));
-  return checksum_add(0, ph);
+IpAddr get_addr(std::span<const uint8_t> p, std::size_t at, bool v6) {
+  IpAddr a;
+  a.v6 = v6;
+  std::copy_n(p.begin() + static_cast<std::ptrdiff_t>(at), a.size(), a.bytes.begin());
+  return a;
 }
 
 CheckResult fail(CheckResult r, Drop d) {
@@ -53,7 +39,7 @@ CheckResult fail(CheckResult r, Drop d) {
   return r;
 }
 
-bool same_set(std::vector<Ip4> a, std::vector<Ip4> b) {
+bool same_set(std::vector<IpAddr> a, std::vector<IpAddr> b) {
   std::sort(a.begin(), a.end());
   std::sort(b.begin(), b.end());
   return a == b;
@@ -61,32 +47,27 @@ bool same_set(std::vector<Ip4> a, std::vector<Ip4> b) {
 
 }  // namespace
 
-std::string ip4_to_string(Ip4 a) {
-  return fmt::format("{}.{}.{}.{}", a >> 24, (a >> 16) & 0xff, (a >> 8) & 0xff, a & 0xff);
+std::string to_string(const IpAddr& a) {
+  char buf[INET6_ADDRSTRLEN];
+  if (!::inet_ntop(a.v6 ? AF_INET6 : AF_INET, a.bytes.data(), buf, sizeof buf)) return "?";
+  return buf;
 }
 
-bool parse_ip4(std::string_view s, Ip4& out) {
-  Ip4 v = 0;
-  int parts = 0;
-  std::size_t i = 0;
-  while (parts < 4) {
-    if (i >= s.size() || s[i] < '0' || s[i] > '9') return false;
-    unsigned octet = 0;
-    std::size_t digits = 0;
-    while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-      octet = octet * 10 + static_cast<unsigned>(s[i] - '0');
-      if (++digits > 3 || octet > 255) return false;
-      ++i;
-    }
-    v = (v << 8) | octet;
-    if (++parts < 4) {
-      if (i >= s.size() || s[i] != '.') return false;
-      ++i;
-    }
-  }
-  if (i != s.size()) return false;
-  out = v;
+bool parse_ip(std::string_view s, IpAddr& out) {
+  if (s.size() >= INET6_ADDRSTRLEN) return false;
+  const std::string z(s);  // inet_pton wants a terminated string
+  IpAddr a;
+  a.v6 = z.find(':') != std::string::npos;
+  if (::inet_pton(a.v6 ? AF_INET6 : AF_INET, z.c_str(), a.bytes.data()) != 1) return false;
+  out = a;
   return true;
+}
+
+uint32_t pseudo_header_sum(const IpAddr& src, const IpAddr& dst, uint8_t proto, std::size_t len) {
+  uint32_t sum = checksum_add(checksum_add(0, src.span()), dst.span());
+  // IPv4: zero, protocol, 16-bit length. IPv6: 32-bit length, 3 zero bytes, next header;
+  // as 16-bit words both come to the same sum.
+  return sum + proto + static_cast<uint32_t>(len & 0xffff) + static_cast<uint32_t>(len >> 16);
 }
 
 uint32_t checksum_add(uint32_t sum, std::span<const uint8_t> data) {
@@ -114,9 +95,9 @@ std::string_view drop_name(Drop d) {
   return "?";
 }
 
-std::vector<uint8_t> encode(const Advert& a, Ip4 src, Ip4 dst) {
+std::vector<uint8_t> encode(const Advert& a, const IpAddr& src, const IpAddr& dst) {
   std::vector<uint8_t> out;
-  out.reserve(8 + 4 * a.addrs.size() + kAuthLen);
+  out.reserve(8 + 16 * a.addrs.size() + kAuthLen);
   out.push_back(static_cast<uint8_t>((a.version << 4) | 1));  // type 1 = ADVERTISEMENT
   out.push_back(a.vrid);
   out.push_back(a.priority);
@@ -130,10 +111,10 @@ std::vector<uint8_t> encode(const Advert& a, Ip4 src, Ip4 dst) {
   }
   out.push_back(0);
   out.push_back(0);
-  for (Ip4 ip : a.addrs) put32(out, ip);
+  for (const auto& ip : a.addrs) out.insert(out.end(), ip.span().begin(), ip.span().end());
   // RFC 3768 §5.3.10: v2 always carries 8 bytes of authentication data (zero without auth).
   if (a.version == 2) out.insert(out.end(), a.auth.begin(), a.auth.end());
-  uint32_t sum = a.version == 3 ? pseudo_header_sum(src, dst, out.size()) : 0;
+  uint32_t sum = a.version == 3 ? pseudo_header_sum(src, dst, kIpProtoVrrp, out.size()) : 0;
   uint16_t c = checksum_fold(checksum_add(sum, out));
   out[6] = static_cast<uint8_t>(c >> 8);
   out[7] = static_cast<uint8_t>(c);
@@ -147,23 +128,28 @@ CheckResult check_packet(std::span<const uint8_t> ip, const Expect& e) {
   if ((ip[0] >> 4) != 4 || ihl < 20 || ip[9] != kIpProtoVrrp) return fail(r, Drop::bad_ip_header);
   const std::size_t total = get16(ip, 2);
   if (total < ihl || total > ip.size()) return fail(r, Drop::truncated);
-  r.src = get32(ip, 12);
-  r.dst = get32(ip, 16);
-  const auto v = ip.subspan(ihl, total - ihl);
+  return check_advert(ip.subspan(ihl, total - ihl), get_addr(ip, 12, false), get_addr(ip, 16, false), ip[8], e);
+}
+
+CheckResult check_advert(std::span<const uint8_t> v, const IpAddr& src, const IpAddr& dst, int ttl, const Expect& e) {
+  CheckResult r;
+  r.src = src;
+  r.dst = dst;
   if (v.size() < 8) return fail(r, Drop::truncated);
 
   // RFC 5798 §7.1 order: TTL, version, length, checksum, VRID, then the instance's rules.
-  if (ip[8] != kTtl) return fail(r, Drop::bad_ttl);
+  if (ttl != kTtl) return fail(r, Drop::bad_ttl);
   const uint8_t version = v[0] >> 4;
   if (version != e.version) return fail(r, Drop::bad_version);
   if ((v[0] & 0x0f) != 1) return fail(r, Drop::bad_type);
   const std::size_t count = v[3];
-  const std::size_t want = 8 + 4 * count + (version == 2 ? kAuthLen : 0);
+  const std::size_t alen = src.size();
+  const std::size_t want = 8 + alen * count + (version == 2 ? kAuthLen : 0);
   if (v.size() < want) return fail(r, Drop::bad_length);
   // The checksum covers the whole VRRP message as the IP length delimits it (RFC 3768
   // §5.3.8, RFC 5798 §5.2.8); bytes after the announced fields are tolerated.
   const auto body = v.first(want);
-  uint32_t sum = version == 3 ? pseudo_header_sum(r.src, r.dst, v.size()) : 0;
+  uint32_t sum = version == 3 ? pseudo_header_sum(src, dst, kIpProtoVrrp, v.size()) : 0;
   if (checksum_fold(checksum_add(sum, v)) != 0) return fail(r, Drop::bad_checksum);
 
   Advert& a = r.advert;
@@ -173,15 +159,15 @@ CheckResult check_packet(std::span<const uint8_t> ip, const Expect& e) {
   if (version == 2) {
     a.auth_type = v[4];
     a.interval_cs = static_cast<uint16_t>(v[5] * 100);
-    std::copy_n(body.begin() + static_cast<std::ptrdiff_t>(8 + 4 * count), kAuthLen, a.auth.begin());
+    std::copy_n(body.begin() + static_cast<std::ptrdiff_t>(8 + alen * count), kAuthLen, a.auth.begin());
   } else {
     a.interval_cs = static_cast<uint16_t>(get16(v, 4) & 0x0fff);
   }
-  for (std::size_t i = 0; i < count; ++i) a.addrs.push_back(get32(v, 8 + 4 * i));
+  for (std::size_t i = 0; i < count; ++i) a.addrs.push_back(get_addr(v, 8 + alen * i, src.v6));
 
   if (a.vrid != e.vrid) return fail(r, Drop::other_vrid);
-  if (std::find(e.own.begin(), e.own.end(), r.src) != e.own.end()) return fail(r, Drop::own_packet);
-  if (!e.peers.empty() && std::find(e.peers.begin(), e.peers.end(), r.src) == e.peers.end())
+  if (std::find(e.own.begin(), e.own.end(), src) != e.own.end()) return fail(r, Drop::own_packet);
+  if (!e.peers.empty() && std::find(e.peers.begin(), e.peers.end(), src) == e.peers.end())
     return fail(r, Drop::unknown_peer);
   if (version == 2) {
     // RFC 3768 §7.1: auth type must match; type 1 compares the 8 bytes of the password.

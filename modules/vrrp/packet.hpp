@@ -1,7 +1,7 @@
-// VRRP advertisements on the wire: v2 (RFC 3768 §5) and v3 (RFC 5798 §5) over IPv4.
-// Pure codec, no sockets: encode() builds the VRRP payload (the kernel adds the IP header),
-// check_packet() validates a received IPv4 datagram against one instance's expectations
-// and says why it is dropped. Every drop reason has a counter (MQ_VRRP_DROPS).
+// VRRP advertisements on the wire: v2 (RFC 3768 §5, IPv4) and v3 (RFC 5798 §5, IPv4 and
+// IPv6). Pure codec, no sockets: encode() builds the VRRP payload (the kernel adds the IP
+// header), check_packet() / check_advert() validate a received advert against one instance's
+// expectations and say why it is dropped. Every drop reason has a counter (MQ_VRRP_DROPS).
 #pragma once
 
 #include <array>
@@ -13,15 +13,35 @@
 
 namespace mqnode::vrrp {
 
-inline constexpr uint8_t kIpProtoVrrp = 112;          // RFC 5798 §5.1.1.4
-inline constexpr uint32_t kMulticastGroup = 0xE0000012;  // 224.0.0.18, RFC 5798 §5.1.1.2
-inline constexpr uint8_t kTtl = 255;                   // RFC 5798 §5.1.1.3
-inline constexpr std::size_t kAuthLen = 8;             // RFC 3768 §5.3.10
+inline constexpr uint8_t kIpProtoVrrp = 112;  // RFC 5798 §5.1.1.4 / §5.1.2.4
+inline constexpr uint8_t kTtl = 255;           // TTL / hop limit, RFC 5798 §5.1.1.3 / §5.1.2.3
+inline constexpr std::size_t kAuthLen = 8;     // RFC 3768 §5.3.10
 
-// IPv4 addresses are host-order uint32_t throughout the codec and state machine.
-using Ip4 = uint32_t;
-std::string ip4_to_string(Ip4 a);
-bool parse_ip4(std::string_view s, Ip4& out);
+// An IPv4 or IPv6 address in network byte order (IPv4 uses the first 4 bytes). One type for
+// both families so the state machine, config and counters do not care which one an instance
+// runs; ordering is numeric within a family (RFC 5798 §6.4.3 compares primary addresses).
+struct IpAddr {
+  std::array<uint8_t, 16> bytes{};
+  bool v6 = false;
+
+  static constexpr IpAddr v4(uint32_t host_order) {
+    IpAddr a;
+    for (int i = 0; i < 4; ++i) a.bytes[static_cast<std::size_t>(i)] = static_cast<uint8_t>(host_order >> (24 - 8 * i));
+    return a;
+  }
+  std::size_t size() const { return v6 ? 16 : 4; }
+  std::span<const uint8_t> span() const { return {bytes.data(), size()}; }
+  bool unset() const { return bytes == std::array<uint8_t, 16>{}; }
+  bool link_local() const { return v6 && bytes[0] == 0xfe && (bytes[1] & 0xc0) == 0x80; }  // fe80::/10
+  friend auto operator<=>(const IpAddr&, const IpAddr&) = default;
+};
+std::string to_string(const IpAddr& a);
+// "10.0.0.1" or "fe80::1" (inet_pton's strict forms).
+bool parse_ip(std::string_view s, IpAddr& out);
+
+// The multicast groups adverts go to: 224.0.0.18 (RFC 5798 §5.1.1.2), ff02::12 (§5.1.2.2).
+inline constexpr IpAddr kGroup4 = IpAddr::v4(0xE0000012);
+inline constexpr IpAddr kGroup6 = {{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12}, true};
 
 struct Advert {
   uint8_t version = 3;  // 2 or 3
@@ -32,16 +52,19 @@ struct Advert {
   uint16_t interval_cs = 100;
   uint8_t auth_type = 0;                  // v2 only: 0 none, 1 simple text (RFC 2338 §5.3.6)
   std::array<uint8_t, kAuthLen> auth{};   // v2 only, zero padded
-  std::vector<Ip4> addrs;
+  std::vector<IpAddr> addrs;  // one family, the one of the datagram
 };
 
-// The VRRP payload for <a>. For v3 the checksum covers the IPv4 pseudo-header
+// The VRRP payload for <a>. For v3 the checksum covers the IPv4 or IPv6 pseudo-header
 // (RFC 5798 §5.2.8), so <src>/<dst> must be the addresses the datagram will carry.
-std::vector<uint8_t> encode(const Advert& a, Ip4 src, Ip4 dst);
+std::vector<uint8_t> encode(const Advert& a, const IpAddr& src, const IpAddr& dst);
 
 // Internet checksum (RFC 1071) over <data>, continuing from <sum>.
 uint32_t checksum_add(uint32_t sum, std::span<const uint8_t> data);
 uint16_t checksum_fold(uint32_t sum);
+// The sum of the pseudo-header of an upper-layer message of <len> bytes and protocol <proto>
+// between <src> and <dst>: RFC 768 style for IPv4, RFC 8200 §8.1 for IPv6.
+uint32_t pseudo_header_sum(const IpAddr& src, const IpAddr& dst, uint8_t proto, std::size_t len);
 
 // Drop reasons, each a counter (keepalived's vrrp_stats). OtherVrid is not an error: several
 // routers share the group address and every raw socket sees every VRID.
@@ -65,9 +88,9 @@ struct Expect {
   uint8_t auth_type = 0;                  // v2
   std::array<uint8_t, kAuthLen> auth{};   // v2
   uint16_t interval_cs = 100;             // v2 requires an exact match (RFC 3768 §7.1)
-  std::vector<Ip4> addrs;                 // the instance's VIPs, any order
-  std::vector<Ip4> own;                   // our own source addresses
-  std::vector<Ip4> peers;                 // unicast peers; empty = accept any source
+  std::vector<IpAddr> addrs;              // the instance's VIPs, any order
+  std::vector<IpAddr> own;                // our own source addresses
+  std::vector<IpAddr> peers;              // unicast peers; empty = accept any source
 };
 
 struct CheckResult {
@@ -75,12 +98,16 @@ struct CheckResult {
   Kind kind = Kind::Invalid;
   Drop reason = Drop::None;
   Advert advert;  // filled when kind == Ok
-  Ip4 src = 0;
-  Ip4 dst = 0;
+  IpAddr src;
+  IpAddr dst;
 };
 
-// Validates one IPv4 datagram (IP header included, as a raw socket delivers it) following
-// RFC 3768 §7.1 / RFC 5798 §7.1. Never throws; never reads past <ip>.
+// Validates one IPv4 datagram (IP header included, as an IPv4 raw socket delivers it)
+// following RFC 3768 §7.1 / RFC 5798 §7.1. Never throws; never reads past <ip>.
 CheckResult check_packet(std::span<const uint8_t> ip, const Expect& e);
+// Validates the VRRP message <vrrp> that came from <src> to <dst> with TTL / hop limit
+// <ttl>: an IPv6 raw socket delivers no header, these come from recvmsg() (source address,
+// IPV6_PKTINFO, IPV6_HOPLIMIT). The address family of the list is <src>'s.
+CheckResult check_advert(std::span<const uint8_t> vrrp, const IpAddr& src, const IpAddr& dst, int ttl, const Expect& e);
 
 }  // namespace mqnode::vrrp

@@ -60,6 +60,23 @@ void check_command(const std::vector<std::string>& argv, std::string_view path) 
     throw std::runtime_error(fmt::format("{}: cannot execute {}: {}", path, argv[0], std::strerror(errno)));
 }
 
+// <a> as a sockaddr for bind()/sendto(). Link-scoped IPv6 addresses (fe80::/10, ff02::/16)
+// need their interface <ifindex> as scope; the kernel ignores it for the others. Returns the
+// length to pass.
+socklen_t to_sockaddr(const IpAddr& a, int ifindex, sockaddr_storage& out) {
+  if (a.v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&out);
+    s6->sin6_family = AF_INET6;
+    std::memcpy(&s6->sin6_addr, a.bytes.data(), 16);
+    s6->sin6_scope_id = static_cast<uint32_t>(ifindex);
+    return sizeof(sockaddr_in6);
+  }
+  auto* s4 = reinterpret_cast<sockaddr_in*>(&out);
+  s4->sin_family = AF_INET;
+  std::memcpy(&s4->sin_addr, a.bytes.data(), 4);
+  return sizeof(sockaddr_in);
+}
+
 std::string one_line(std::string s) {
   for (auto& c : s)
     if (c == '\n' || c == '\r' || c == '"') c = c == '"' ? '\'' : ' ';
@@ -161,69 +178,94 @@ class Runner final : public InstanceIo {
     ifindex_ = static_cast<int>(::if_nametoindex(cfg_.interface.c_str()));
     if (ifindex_ == 0)
       throw std::runtime_error(fmt::format("{}/interface: no interface named \"{}\"", path_, cfg_.interface));
-    auto addrs = m_.nl_->list(ifindex_);
-    auto is_vip = [&](Ip4 a) {
+    v6_ = cfg_.ipv6();
+    auto addrs = m_.nl_->list(ifindex_, v6_);
+    auto is_vip = [&](const IpAddr& a) {
       for (const auto& v : cfg_.vips)
         if (v.addr == a) return true;
       return false;
     };
-    Ip4 src = cfg_.source;
-    if (!src) {
+    IpAddr src = cfg_.source;
+    if (src.unset()) {
+      // IPv6 adverts come from the interface's link-local address (RFC 5798 §5.1.2.1) --
+      // except to unicast peers named by global addresses: they accept adverts only from
+      // the addresses they list, which are then global ones too.
+      const bool link_local = !v6_ || cfg_.unicast_peers.empty() || cfg_.unicast_peers.front().link_local();
       for (const auto& a : addrs)
-        if (!is_vip(a.addr)) {
+        if (!is_vip(a.addr) && (!v6_ || a.addr.link_local() == link_local)) {
           src = a.addr;
           break;
         }
-      if (!src)
-        throw std::runtime_error(fmt::format("{}/interface: {} has no IPv4 address to send adverts from (set /source)",
-                                             path_, cfg_.interface));
+      if (src.unset())
+        throw std::runtime_error(fmt::format("{}/interface: {} has no {} address to send adverts from (set /source)", path_,
+                                             cfg_.interface, !v6_ ? "IPv4" : link_local ? "link-local IPv6" : "global IPv6"));
     }
+    // RFC 5798 §5.2.9 wants the link-local VIP first in an IPv6 advert; keepalived sends the
+    // list as configured and warns, and so do we (peers compare the lists as sets).
+    if (v6_ && !cfg_.vips.front().addr.link_local())
+      log_.warn("the first IPv6 vip {} is not link-local (RFC 5798 §5.2.9 wants one first); sent as configured",
+                to_string(cfg_.vips.front().addr));
     // A VIP still on the interface was left by a run that could not clean up (SIGKILL).
     // Backups must not hold it: remove it now. The address owner (255) adopts it instead.
     if (cfg_.priority != 255) {
       for (const auto& a : addrs) {
         if (!is_vip(a.addr)) continue;
         std::string err;
-        for (const auto& v : cfg_.vips)
-          if (v.addr == a.addr) m_.nl_->remove(ifindex_, Vip{a.addr, a.prefix}, err);
-        log_.warn("removed leftover vip={} from interface={} (a previous run did not release it)",
-                  ip4_to_string(a.addr), cfg_.interface);
+        m_.nl_->remove(ifindex_, a, err);
+        log_.warn("removed leftover vip={} from interface={} (a previous run did not release it)", to_string(a.addr),
+                  cfg_.interface);
       }
     }
     inst_ = std::make_unique<Instance>(cfg_, *this, src);
     expect_ = inst_->expect();
+    src_ = src;
+    const int family = v6_ ? AF_INET6 : AF_INET;
+    const int level = v6_ ? IPPROTO_IPV6 : IPPROTO_IP;
+    int one = 1, zero = 0, ttl = kTtl;
 
     // Receive socket: every protocol-112 datagram on the interface (not bound to an address:
-    // a bound raw socket only sees packets addressed to it, which excludes 224.0.0.18).
-    int rx = must(::socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, kIpProtoVrrp), "raw socket (protocol 112)");
+    // a bound raw socket only sees packets addressed to it, which excludes the group).
+    int rx = must(::socket(family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, kIpProtoVrrp), "raw socket (protocol 112)");
     rx_.assign(rx);
-    must(::setsockopt(rx, SOL_SOCKET, SO_BINDTODEVICE, cfg_.interface.c_str(), static_cast<socklen_t>(cfg_.interface.size())),
-         "SO_BINDTODEVICE");
+    bind_to_device(rx);
+    if (v6_) {
+      // An IPv6 raw socket delivers no header: the hop limit and destination (the checksum
+      // covers it) come as ancillary data.
+      must(::setsockopt(rx, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &one, sizeof one), "IPV6_RECVHOPLIMIT");
+      must(::setsockopt(rx, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one), "IPV6_RECVPKTINFO");
+    }
     if (cfg_.unicast_peers.empty()) {
-      ip_mreqn mr{};
-      mr.imr_multiaddr.s_addr = htonl(kMulticastGroup);
-      mr.imr_ifindex = ifindex_;
-      must(::setsockopt(rx, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof mr), "join 224.0.0.18");
+      if (v6_) {
+        ipv6_mreq mr{};
+        std::memcpy(&mr.ipv6mr_multiaddr, kGroup6.bytes.data(), 16);
+        mr.ipv6mr_interface = static_cast<unsigned>(ifindex_);
+        must(::setsockopt(rx, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &mr, sizeof mr), "join ff02::12");
+      } else {
+        ip_mreqn mr{};
+        std::memcpy(&mr.imr_multiaddr, kGroup4.bytes.data(), 4);
+        mr.imr_ifindex = ifindex_;
+        must(::setsockopt(rx, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof mr), "join 224.0.0.18");
+      }
     }
     // Send socket: bound to the source address so the kernel's IP header carries it (the v3
-    // checksum covers it); TTL 255 for unicast and multicast (RFC 5798 §5.1.1.3).
-    tx_ = must(::socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, kIpProtoVrrp), "raw socket (protocol 112)");
-    must(::setsockopt(tx_, SOL_SOCKET, SO_BINDTODEVICE, cfg_.interface.c_str(), static_cast<socklen_t>(cfg_.interface.size())),
-         "SO_BINDTODEVICE");
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(src);
-    if (::bind(tx_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0)
-      throw std::runtime_error(fmt::format("{}/source: cannot send from {}: {}", path_, ip4_to_string(src), std::strerror(errno)));
-    int ttl = kTtl, loop = 0;
-    must(::setsockopt(tx_, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl), "IP_TTL");
-    must(::setsockopt(tx_, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof ttl), "IP_MULTICAST_TTL");
-    must(::setsockopt(tx_, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof loop), "IP_MULTICAST_LOOP");
-    ip_mreqn mi{};
-    mi.imr_ifindex = ifindex_;
-    must(::setsockopt(tx_, IPPROTO_IP, IP_MULTICAST_IF, &mi, sizeof mi), "IP_MULTICAST_IF");
-    garp_ = std::make_unique<GarpSocket>(ifindex_, cfg_.interface);
-    src_ = src;
+    // checksum covers it); TTL / hop limit 255 for unicast and multicast (RFC 5798 §5.1.1.3,
+    // §5.1.2.3); our own multicast is not looped back.
+    tx_ = must(::socket(family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, kIpProtoVrrp), "raw socket (protocol 112)");
+    bind_to_device(tx_);
+    sockaddr_storage sa{};
+    if (::bind(tx_, reinterpret_cast<sockaddr*>(&sa), to_sockaddr(src, ifindex_, sa)) < 0)
+      throw std::runtime_error(fmt::format("{}/source: cannot send from {}: {}", path_, to_string(src), std::strerror(errno)));
+    must(::setsockopt(tx_, level, v6_ ? IPV6_UNICAST_HOPS : IP_TTL, &ttl, sizeof ttl), "unicast TTL");
+    must(::setsockopt(tx_, level, v6_ ? IPV6_MULTICAST_HOPS : IP_MULTICAST_TTL, &ttl, sizeof ttl), "multicast TTL");
+    must(::setsockopt(tx_, level, v6_ ? IPV6_MULTICAST_LOOP : IP_MULTICAST_LOOP, &zero, sizeof zero), "multicast loop");
+    if (v6_) {
+      must(::setsockopt(tx_, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex_, sizeof ifindex_), "IPV6_MULTICAST_IF");
+    } else {
+      ip_mreqn mi{};
+      mi.imr_ifindex = ifindex_;
+      must(::setsockopt(tx_, IPPROTO_IP, IP_MULTICAST_IF, &mi, sizeof mi), "IP_MULTICAST_IF");
+    }
+    announcer_ = std::make_unique<Announcer>(ifindex_, cfg_.interface, v6_);
   }
 
   void start(const core::EventBus& bus) {
@@ -241,7 +283,7 @@ class Runner final : public InstanceIo {
         inst_->on_track(steady_clock::now(), t.name, h->state != core::Health::State::Down, h->detail);
     }
     log_.info("starting vrid={} version={} interface={} source={} priority={} advert_int_cs={} mode={}", cfg_.vrid,
-              cfg_.version, cfg_.interface, ip4_to_string(src_), cfg_.priority, cfg_.interval_cs,
+              cfg_.version, cfg_.interface, to_string(src_), cfg_.priority, cfg_.interval_cs,
               cfg_.unicast_peers.empty() ? "multicast" : "unicast");
     inst_->start(steady_clock::now());
     rearm();
@@ -281,20 +323,19 @@ class Runner final : public InstanceIo {
 
   // InstanceIo
   void send_advert(const Advert& a) override {
-    auto send_to = [&](Ip4 dst) {
+    auto send_to = [&](const IpAddr& dst) {
       auto pkt = encode(a, src_, dst);
-      sockaddr_in to{};
-      to.sin_family = AF_INET;
-      to.sin_addr.s_addr = htonl(dst);
-      if (::sendto(tx_, pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
+      sockaddr_storage to{};
+      const socklen_t len = to_sockaddr(dst, ifindex_, to);
+      if (::sendto(tx_, pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&to), len) < 0) {
         ++inst_->stats().send_errors;
-        log_.warn("advert send failed dst={} error=\"{}\"", ip4_to_string(dst), std::strerror(errno));
+        log_.warn("advert send failed dst={} error=\"{}\"", to_string(dst), std::strerror(errno));
       }
     };
     if (cfg_.unicast_peers.empty())
-      send_to(kMulticastGroup);
+      send_to(v6_ ? kGroup6 : kGroup4);
     else
-      for (Ip4 p : cfg_.unicast_peers) send_to(p);
+      for (const auto& p : cfg_.unicast_peers) send_to(p);
   }
 
   void take_vips() override {
@@ -303,9 +344,9 @@ class Runner final : public InstanceIo {
       auto r = m_.nl_->add(ifindex_, v, cfg_.vip_label, err);
       if (r == Netlink::Outcome::Error) {
         ++inst_->stats().vip_errors;
-        log_.error("cannot add vip={}/{} interface={} error=\"{}\"", ip4_to_string(v.addr), v.prefix, cfg_.interface, err);
+        log_.error("cannot add vip={}/{} interface={} error=\"{}\"", to_string(v.addr), v.prefix, cfg_.interface, err);
       } else if (r == Netlink::Outcome::AlreadyThere) {
-        log_.info("vip={} already on interface={}: adopted", ip4_to_string(v.addr), cfg_.interface);
+        log_.info("vip={} already on interface={}: adopted", to_string(v.addr), cfg_.interface);
       }
     }
     garps_left_ = cfg_.garp_count;
@@ -319,7 +360,7 @@ class Runner final : public InstanceIo {
       std::string err;
       if (m_.nl_->remove(ifindex_, v, err) == Netlink::Outcome::Error) {
         ++inst_->stats().vip_errors;
-        log_.error("cannot remove vip={}/{} interface={} error=\"{}\"", ip4_to_string(v.addr), v.prefix, cfg_.interface, err);
+        log_.error("cannot remove vip={}/{} interface={} error=\"{}\"", to_string(v.addr), v.prefix, cfg_.interface, err);
       }
     }
   }
@@ -337,7 +378,8 @@ class Runner final : public InstanceIo {
     --garps_left_;
     for (const auto& v : cfg_.vips) {
       std::string err;
-      if (!garp_->send(v.addr, err)) log_.warn("gratuitous ARP failed vip={} error=\"{}\"", ip4_to_string(v.addr), err);
+      if (!announcer_->send(v.addr, err))
+        log_.warn("{} failed vip={} error=\"{}\"", v6_ ? "neighbor advertisement" : "gratuitous ARP", to_string(v.addr), err);
     }
     if (garps_left_ <= 0) return;
     garp_timer_.expires_after(cfg_.garp_interval);
@@ -411,19 +453,53 @@ class Runner final : public InstanceIo {
   void read_loop() {
     rx_.async_wait(asio::posix::stream_descriptor::wait_read, [this](const asio::error_code& ec) {
       if (ec || stopped_) return;
-      uint8_t buf[1500];
-      for (;;) {
-        ssize_t n = ::recv(rx_.native_handle(), buf, sizeof buf, MSG_DONTWAIT);
-        if (n < 0) break;
-        on_packet(std::span<const uint8_t>(buf, static_cast<std::size_t>(n)));
+      while (receive_one()) {
       }
       rearm();
       read_loop();
     });
   }
 
-  void on_packet(std::span<const uint8_t> pkt) {
-    auto r = check_packet(pkt, expect_);
+  void bind_to_device(int fd) {
+    must(::setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, cfg_.interface.c_str(), static_cast<socklen_t>(cfg_.interface.size())),
+         "SO_BINDTODEVICE");
+  }
+
+  // Reads and handles one datagram; false when none is waiting.
+  bool receive_one() {
+    uint8_t buf[1500];
+    if (!v6_) {
+      ssize_t n = ::recv(rx_.native_handle(), buf, sizeof buf, MSG_DONTWAIT);
+      if (n < 0) return false;
+      on_checked(check_packet(std::span<const uint8_t>(buf, static_cast<std::size_t>(n)), expect_));
+      return true;
+    }
+    sockaddr_in6 from{};
+    alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(int))];
+    iovec iov{buf, sizeof buf};
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(rx_.native_handle(), &msg, MSG_DONTWAIT);
+    if (n < 0) return false;
+    IpAddr src, dst;
+    src.v6 = dst.v6 = true;
+    std::memcpy(src.bytes.data(), &from.sin6_addr, 16);
+    int hops = -1;  // missing ancillary data fails the hop limit check
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != IPPROTO_IPV6) continue;
+      if (c->cmsg_type == IPV6_HOPLIMIT) std::memcpy(&hops, CMSG_DATA(c), sizeof hops);
+      if (c->cmsg_type == IPV6_PKTINFO) std::memcpy(dst.bytes.data(), CMSG_DATA(c) + offsetof(in6_pktinfo, ipi6_addr), 16);
+    }
+    on_checked(check_advert(std::span<const uint8_t>(buf, static_cast<std::size_t>(n)), src, dst, hops, expect_));
+    return true;
+  }
+
+  void on_checked(const CheckResult& r) {
     if (r.kind == CheckResult::Kind::Ok) {
       inst_->on_advert(steady_clock::now(), r.advert, r.src);
       return;
@@ -434,7 +510,7 @@ class Runner final : public InstanceIo {
     auto now = steady_clock::now();
     if (now - last_drop_log_ < seconds(5)) return;
     last_drop_log_ = now;
-    log_.warn("dropped advert src={} reason={}", ip4_to_string(r.src), drop_name(r.reason));
+    log_.warn("dropped advert src={} reason={}", to_string(r.src), drop_name(r.reason));
   }
 
   VrrpModule& m_;
@@ -444,10 +520,11 @@ class Runner final : public InstanceIo {
   std::unique_ptr<Instance> inst_;
   Expect expect_;
   int ifindex_ = 0;
-  Ip4 src_ = 0;
+  bool v6_ = false;
+  IpAddr src_;
   asio::posix::stream_descriptor rx_;
   int tx_ = -1;
-  std::unique_ptr<GarpSocket> garp_;
+  std::unique_ptr<Announcer> announcer_;
   asio::steady_timer timer_;
   asio::steady_timer garp_timer_;
   Time armed_ = Time::max();
@@ -558,6 +635,21 @@ core::Health VrrpModule::health() const {
     if (r->instance().state() == State::Fault) faults += (faults.empty() ? "" : ", ") + r->instance().config().name;
   if (!faults.empty()) return {core::Health::State::Degraded, "fault: " + faults};
   return {core::Health::State::Ok, ""};
+}
+
+void VrrpModule::metrics(core::MetricsWriter& out) const {
+  std::vector<const Instance*> instances;
+  for (const auto& r : runners_) instances.push_back(&r->instance());
+  write_metrics(out, instances);
+  if (scripts_.empty()) return;
+  using Type = core::MetricsWriter::Type;
+  out.family("mqnode_vrrp_track_script_up", Type::Gauge, "1 while the track script counts as succeeding (after fall/rise).");
+  for (const auto& sc : scripts_) out.sample({{"script", sc->config().name}}, sc->tracker().up() ? 1 : 0);
+  out.family("mqnode_vrrp_track_script_runs_total", Type::Counter, "Track script runs.");
+  for (const auto& sc : scripts_) out.sample({{"script", sc->config().name}}, static_cast<double>(sc->tracker().runs()));
+  out.family("mqnode_vrrp_track_script_failed_runs_total", Type::Counter, "Track script runs that failed or timed out.");
+  for (const auto& sc : scripts_)
+    out.sample({{"script", sc->config().name}}, static_cast<double>(sc->tracker().failed_runs()));
 }
 
 void VrrpModule::dump(nlohmann::json& out) const {

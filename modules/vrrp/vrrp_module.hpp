@@ -26,6 +26,7 @@ class VrrpModule final : public core::Module {
   asio::awaitable<void> stop() override;
   core::Health health() const override;
   void dump(nlohmann::json& out) const override;
+  void metrics(core::MetricsWriter& out) const override;
 
  private:
   friend class Runner;

@@ -1,16 +1,20 @@
 """A private LAN for the VRRP tests: one namespace holding a bridge and N host namespaces,
-each with an eth0 on that bridge, addresses 10.214.S.1..N/24. Nothing is created in the
-root namespace (veths are made directly inside the namespaces), names carry the pid of the
-pytest process (mqv-<pid>-...), and destroy() removes everything even after a failure.
+each with an eth0 on that bridge, addresses 10.214.S.1..N/24 and fd00:214:S::1..N/64 (no
+duplicate address detection in these namespaces, so IPv6 addresses, link-local included,
+are usable at once). Nothing is created in the root namespace (veths are made directly
+inside the namespaces), names carry the pid of the pytest process (mqv-<pid>-...), and
+destroy() removes everything even after a failure.
 
 Also: launchers for mqnode (--role vip) and Debian's keepalived inside a host namespace,
-a VRRP sniffer and a packet injector (both plain Python raw sockets).
+a VRRP sniffer and packet injectors (plain Python raw sockets), and the `lan` fixture the
+test_vrrp*.py files share.
 """
 
 import json
 import os
 import random
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -99,6 +103,14 @@ class Proc:
         except subprocess.TimeoutExpired:
             pass
 
+    def wait_logged(self, text, timeout=10):
+        """Waits for <text> in the output. A transition is logged just after its effect (the
+        VIP added), which a test may have seen first."""
+        try:
+            wait_for(lambda: text in self.output(), timeout, what="%r in %s's output" % (text, self.name))
+        except AssertionError as e:
+            raise AssertionError("%s:\n%s" % (e, self.output()[-4000:])) from None
+
     def output(self):
         try:
             with open(self.log_path, "rb") as f:
@@ -125,6 +137,16 @@ class Lan:
     def vip(self, n=100):
         return "10.214.%d.%d" % (self.subnet, n)
 
+    def ip6(self, host):
+        return "fd00:214:%x::%d" % (self.subnet, host)
+
+    def vip6(self, n=100):
+        return "fd00:214:%x::%d" % (self.subnet, n)
+
+    def link_local(self, host):
+        out = _run(["ip", "-n", self.ns(host), "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"]).stdout
+        return re.findall(r"inet6 (fe80:[0-9a-f:]+)/", out)[0]
+
     def create(self):
         br = self.ns(0)
         _run(["ip", "netns", "add", br])
@@ -137,9 +159,12 @@ class Lan:
             ns = self.ns(h)
             _run(["ip", "netns", "add", ns])
             self.created.append(ns)
+            # Before eth0 exists, so that its link-local address skips DAD too.
+            _run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0"])
             _run(["ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p%d" % h, "netns", br])
             _run(["ip", "-n", br, "link", "set", "p%d" % h, "master", "br0", "up"])
             _run(["ip", "-n", ns, "addr", "add", self.ip(h) + "/24", "dev", "eth0"])
+            _run(["ip", "-n", ns, "addr", "add", self.ip6(h) + "/64", "dev", "eth0", "nodad"])
             _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
         return self
@@ -155,15 +180,30 @@ class Lan:
     def exec(self, host, argv, check=True, timeout=15):
         return _run(["ip", "netns", "exec", self.ns(host)] + argv, check=check, timeout=timeout)
 
-    def addrs(self, host):
-        out = _run(["ip", "-n", self.ns(host), "-4", "-o", "addr", "show", "dev", "eth0"], check=False).stdout
-        return re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/", out)
+    def addrs(self, host, v6=False):
+        out = _run(["ip", "-n", self.ns(host), "-6" if v6 else "-4", "-o", "addr", "show", "dev", "eth0"],
+                   check=False).stdout
+        return re.findall(r"inet6 ([0-9a-f:]+)/" if v6 else r"inet (\d+\.\d+\.\d+\.\d+)/", out)
 
     def has(self, host, addr):
-        return addr in self.addrs(host)
+        return addr in self.addrs(host, ":" in addr)
 
     def holders(self, addr):
         return [h for h in range(1, self.nhosts + 1) if self.has(h, addr)]
+
+    def only_holder(self, host, timeout=15, vip=None):
+        """Waits until <vip> (default the IPv4 VIP) is on <host> and nowhere else."""
+        vip = vip or self.vip()
+        wait_for(lambda: self.holders(vip) == [host], timeout,
+                 what="VIP %s held by h%d only (holders now %s)" % (vip, host, self.holders(vip)))
+
+    def stays(self, host, seconds, vip=None):
+        """<vip> stays on <host> alone for <seconds> (checked throughout)."""
+        vip = vip or self.vip()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            assert self.holders(vip) == [host]
+            time.sleep(0.1)
 
     def start(self, host, argv, name, env=None):
         p = Proc(self, host, argv, name, env)
@@ -202,7 +242,9 @@ class Lan:
 
     # --- keepalived ----------------------------------------------------------------
     def keepalived(self, host, priority, version=2, advert_int=1, vrid=51, auth_pass=None,
-                   nopreempt=False, name=None):
+                   nopreempt=False, name=None, vip=None):
+        """keepalived with one instance holding <vip> ("a.b.c.d/24" or "x::y/64"; default
+        the IPv4 VIP /24)."""
         name = name or "keepalived-h%d-%d" % (host, len(self.procs))
         d = os.path.join(self.workdir, name)
         os.makedirs(d, exist_ok=True)
@@ -223,7 +265,7 @@ class Lan:
             lines.append("  nopreempt")
         if auth_pass:
             lines += ["  authentication {", "    auth_type PASS", "    auth_pass %s" % auth_pass, "  }"]
-        lines += ["  virtual_ipaddress {", "    %s/24 dev eth0" % self.vip(), "  }", "}"]
+        lines += ["  virtual_ipaddress {", "    %s dev eth0" % (vip or self.vip() + "/24"), "  }", "}"]
         conf = os.path.join(d, "keepalived.conf")
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -250,6 +292,46 @@ class Lan:
         r = self.exec(host, ["/usr/bin/python3", "-c", code], check=False)
         assert r.returncode == 0, r.stderr
 
+    def inject6(self, host, src, packets, hops=255, dst="ff02::12"):
+        """Sends VRRP messages (hex; an IPv6 raw socket adds the header) from <host>'s eth0,
+        from its address <src>, with hop limit <hops>."""
+        code = INJECTOR6 % (json.dumps(packets), src, hops, dst)
+        r = self.exec(host, ["/usr/bin/python3", "-c", code], check=False)
+        assert r.returncode == 0, r.stderr
+
+
+def lan_fixture():
+    """The body of the `lan` fixture of the test_vrrp*.py files: a 3-host LAN, destroyed
+    afterwards; fails the test if a process crashed, exited on its own or reported a
+    sanitizer error."""
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("VRRP namespace tests need root (ip netns, raw sockets)")
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2 'ip' command not installed")
+    remove_stale()
+    n = Lan(hosts=3)
+    try:
+        n.create()
+    except subprocess.CalledProcessError as e:
+        n.destroy()
+        pytest.skip("cannot create network namespaces here: %s" % (e.stderr or e))
+    try:
+        yield n
+    finally:
+        problems = []
+        for p in n.procs:
+            out = p.output()
+            if any(m in out for m in brokers.SANITIZER_MARKERS):
+                problems.append("%s: sanitizer report" % p.name)
+            if p.proc.poll() is not None and not p.stopped_by_us:
+                problems.append("%s exited unexpectedly (%s)" % (p.name, p.proc.returncode))
+        n.destroy()
+        if problems:
+            logs = "\n".join("== %s\n%s" % (p.name, p.output()[-4000:]) for p in n.procs)
+            pytest.fail("; ".join(problems) + "\n" + logs, pytrace=False)
+        shutil.rmtree(n.workdir, ignore_errors=True)
+
 
 SNIFFER = r"""
 import json, socket, struct
@@ -275,6 +357,20 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
 for h in pkts:
     b = bytes.fromhex(h)
     s.sendto(b, (socket.inet_ntoa(b[16:20]), 0))
+"""
+
+
+INJECTOR6 = r"""
+import socket, json
+pkts = json.loads(%r)
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 112)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+ifindex = socket.if_nametoindex("eth0")
+s.bind((%r, 0, 0, ifindex))
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, %d)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+for h in pkts:
+    s.sendto(bytes.fromhex(h), (%r, 0, 0, ifindex))
 """
 
 
@@ -305,6 +401,17 @@ def vrrp_packet(src, vip, vrid, priority, version=2, advert_int=1, auth_pass=Non
     body = body[:6] + struct.pack("!H", c) + body[8:]
     hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(body), 0, 0, ttl, 112, 0, srcb, dstb)
     return (hdr + body).hex()
+
+
+def vrrp6_packet(src, dst, vip, vrid, priority, advert_int=1, corrupt_checksum=False):
+    """The VRRPv3 message (hex) of an IPv6 advert from <src> to <dst>, for inject6()."""
+    import socket
+    s6, d6, addrs = (socket.inet_pton(socket.AF_INET6, a) for a in (src, dst, vip))
+    body = struct.pack("!BBBBHH", 0x31, vrid, priority, 1, int(round(advert_int * 100)) & 0x0FFF, 0) + addrs
+    c = checksum(s6 + d6 + struct.pack("!I3xB", len(body), 112) + body)
+    if corrupt_checksum:
+        c ^= 0x5555
+    return (body[:6] + struct.pack("!H", c) + body[8:]).hex()
 
 
 def socket_aton(a):

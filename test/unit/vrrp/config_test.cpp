@@ -58,7 +58,7 @@ TEST_CASE("v3 defaults and centisecond adverts") {
   CHECK(i.preempt);
   CHECK(i.preempt_delay == std::chrono::milliseconds(2500));
   CHECK(i.unicast_peers.size() == 1);
-  CHECK(i.source == 0x0a000002);
+  CHECK(i.source == IpAddr::v4(0x0a000002));
   CHECK(parse("{}").instances.empty());
 }
 
@@ -85,11 +85,41 @@ TEST_CASE("errors name the JSON pointer") {
   CHECK(error_of(R"({"instances": [{"name": "a", "interface": "eth0", "vips": ["10.0.0.1"]}]})")
             .find("/vrrp/instances/0/vrid: expected an integer in 1..255, got nothing") == 0);
   CHECK(error_of(R"({"instances": [{"name": "a", "interface": "eth0", "vrid": 1, "vips": ["10.0.0/24"]}]})")
-            .find("/vrrp/instances/0/vips/0: expected an IPv4 address") == 0);
+            .find("/vrrp/instances/0/vips/0: expected an address with an optional prefix length") == 0);
   CHECK(error_of(R"({"instances": [{"name": "a", "interface": "eth0", "vrid": 1, "vips": []}]})")
             .find("/vrrp/instances/0/vips: expected a non-empty array") == 0);
   CHECK(error_of(R"({"instances": [{"name": "a", "interface": "eth0", "vrid": 1, "vips": ["10.0.0.1"]},
                                    {"name": "b", "interface": "eth0", "vrid": 1, "vips": ["10.0.0.2"]}]})")
             .find("/vrrp/instances/1/vrid: VRID 1 is already used on interface eth0") == 0);
   CHECK(error_of(R"({"instance": []})").find("/vrrp/instance: unknown key") == 0);
+}
+
+TEST_CASE("IPv6 instances: one family per instance, version 3 only") {
+  auto c = parse(R"({"instances": [{"name": "v6", "interface": "eth0", "vrid": 7, "advert_int": 0.1,
+      "vips": ["fe80::7/64", "2001:db8::7/64", "2001:db8::8"], "unicast_peers": ["fe80::2"], "source": "fe80::1"}]})");
+  const auto& i = c.instances[0];
+  CHECK(i.ipv6());
+  REQUIRE(i.vips.size() == 3);
+  CHECK(i.vips[0].addr.link_local());
+  CHECK(i.vips[1].prefix == 64);
+  CHECK(i.vips[2].prefix == 128);
+  CHECK(i.source.v6);
+  CHECK(i.unicast_peers.at(0).v6);
+
+  auto err = [](const char* vips, const char* extra = "") {
+    std::string text = std::string(R"({"instances": [{"name": "a", "interface": "eth0", "vrid": 1, "vips": )") + vips + extra +
+                       "}]}";
+    return error_of(text.c_str());
+  };
+  CHECK(err(R"(["10.0.0.1/24", "2001:db8::1/64"])") ==
+        "/vrrp/instances/0/vips/1: IPv6 address 2001:db8::1 in an instance whose first vip is IPv4; use one instance per family");
+  CHECK(err(R"(["2001:db8::1/64", "10.0.0.1"])").find("/vrrp/instances/0/vips/1: IPv4 address 10.0.0.1 in an instance") == 0);
+  CHECK(err(R"(["2001:db8::1/64"])", R"(, "version": 2)") ==
+        "/vrrp/instances/0/vips/0: IPv6 address 2001:db8::1 needs \"version\": 3 (VRRP v2, RFC 3768, is IPv4 only)");
+  CHECK(err(R"(["2001:db8::1/129"])").find("/vrrp/instances/0/vips/0: expected an address with an optional prefix") == 0);
+  CHECK(err(R"(["2001:db8::1/64"])", R"(, "source": "10.0.0.2")").find("/vrrp/instances/0/source: expected an IPv6 address") == 0);
+  CHECK(err(R"(["2001:db8::1/64"])", R"(, "unicast_peers": ["10.0.0.3"])")
+            .find("/vrrp/instances/0/unicast_peers/0: expected an IPv6 address") == 0);
+  CHECK(err(R"(["2001:db8::1/64"])", R"(, "vip_label": "eth0:v")").find("/vrrp/instances/0/vip_label: expected no label with IPv6") ==
+        0);
 }

@@ -25,9 +25,9 @@ struct FakeIo : InstanceIo {
   void on_transition(State, State to, std::string_view reason) override { transitions.emplace_back(to, std::string(reason)); }
 };
 
-constexpr Ip4 kMe = 0x0ad60002;      // 10.214.0.2
-constexpr Ip4 kPeerLo = 0x0ad60001;  // 10.214.0.1
-constexpr Ip4 kPeerHi = 0x0ad60003;  // 10.214.0.3
+constexpr IpAddr kMe = IpAddr::v4(0x0ad60002);      // 10.214.0.2
+constexpr IpAddr kPeerLo = IpAddr::v4(0x0ad60001);  // 10.214.0.1
+constexpr IpAddr kPeerHi = IpAddr::v4(0x0ad60003);  // 10.214.0.3
 
 InstanceConfig config(uint8_t version = 3, uint8_t prio = 100, uint16_t interval_cs = 100) {
   InstanceConfig c;
@@ -37,7 +37,7 @@ InstanceConfig config(uint8_t version = 3, uint8_t prio = 100, uint16_t interval
   c.version = version;
   c.priority = prio;
   c.interval_cs = interval_cs;
-  c.vips = {Vip{0x0ad60064, 24}};
+  c.vips = {Vip{IpAddr::v4(0x0ad60064), 24}};
   return c;
 }
 
@@ -326,7 +326,7 @@ TEST_CASE("two instances on one fake wire elect the higher priority") {
   // A tiny in-memory network: each instance's adverts are delivered to the other.
   struct Wire : InstanceIo {
     Instance* peer = nullptr;
-    Ip4 me = 0;
+    IpAddr me;
     Time* now = nullptr;
     bool vips = false;
     void send_advert(const Advert& a) override {
@@ -386,4 +386,61 @@ TEST_CASE("dump: state, last transition and every counter for the status endpoin
   CHECK(j["stats"]["became_fault"] == 1);
   CHECK(j["stats"]["dropped"]["bad_checksum"] == 1);
   CHECK(j["stats"]["dropped"].size() == 14);
+}
+
+TEST_CASE("metrics: the counters of driven instances in Prometheus text, one family at a time") {
+  FakeIo io;
+  Instance a(config(3, 100), io, kMe);
+  auto cb = config(3, 50);
+  cb.name = "VI_2";
+  cb.vips = {Vip{IpAddr::v4(0x0ad60065), 24}};
+  Instance b(cb, io, kMe);
+  Time now{};
+  a.start(now);
+  b.start(now);
+  run_until(a, now, now + seconds(4));  // a: master after 3.61 s, one advert at the takeover
+  a.on_advert(now, advert(150), kPeerHi);  // a higher master: a goes back to Backup
+  a.stats().count_drop(Drop::bad_ttl);
+  a.stats().count_drop(Drop::bad_ttl);
+  b.stats().count_drop(Drop::other_vrid);
+  REQUIRE(a.state() == State::Backup);
+
+  mqnode::core::MetricsWriter w;
+  const Instance* both[] = {&a, &b};
+  write_metrics(w, both);
+  const std::string& t = w.text();
+  auto has = [&](const std::string& line) {
+    INFO(t);
+    CHECK_MESSAGE(t.find(line + "\n") != std::string::npos, line);
+  };
+  has("# TYPE mqnode_vrrp_state gauge");
+  has(R"(mqnode_vrrp_state{instance="VI_1",state="backup"} 1)");
+  has(R"(mqnode_vrrp_state{instance="VI_1",state="master"} 0)");
+  has(R"(mqnode_vrrp_state{instance="VI_2",state="backup"} 1)");
+  has(R"(mqnode_vrrp_priority{instance="VI_2"} 50)");
+  has("# TYPE mqnode_vrrp_adverts_sent_total counter");
+  has(R"(mqnode_vrrp_adverts_sent_total{instance="VI_1"} 1)");
+  has(R"(mqnode_vrrp_adverts_received_total{instance="VI_1"} 1)");
+  has(R"(mqnode_vrrp_became_master_total{instance="VI_1"} 1)");
+  has(R"(mqnode_vrrp_became_backup_total{instance="VI_1"} 2)");  // startup, then the higher master
+  has(R"(mqnode_vrrp_master_changes_total{instance="VI_1"} 2)");  // itself, then 10.214.0.3
+  has(R"(mqnode_vrrp_became_master_total{instance="VI_2"} 0)");
+  has(R"(mqnode_vrrp_adverts_dropped_total{instance="VI_1",reason="bad_ttl"} 2)");
+  has(R"(mqnode_vrrp_adverts_dropped_total{instance="VI_2",reason="other_vrid"} 1)");
+  has(R"(mqnode_vrrp_adverts_dropped_total{instance="VI_2",reason="bad_ttl"} 0)");
+  // Each family is announced once and its samples follow it without interruption.
+  std::size_t at = 0, families = 0;
+  std::string current;
+  while (at < t.size()) {
+    auto end = t.find('\n', at);
+    std::string line = t.substr(at, end - at);
+    at = end + 1;
+    if (line.rfind("# TYPE ", 0) == 0) {
+      ++families;
+      current = line.substr(7, line.find(' ', 7) - 7);
+    } else if (line[0] != '#') {
+      CHECK_MESSAGE(line.rfind(current + "{", 0) == 0, line);
+    }
+  }
+  CHECK(families == 13);  // state, priority, 10 counters, drops
 }

@@ -143,10 +143,10 @@ TEST_CASE("keepalived weights: 0 = Fault, positive added while up, negative whil
   c.name = "VI_1";
   c.vrid = 51;
   c.priority = 100;
-  c.vips = {Vip{0x0ad60064, 24}};
+  c.vips = {Vip{IpAddr::v4(0x0ad60064), 24}};
   c.track = {Track{"chk_up", 30, Track::Kind::Script}, Track{"chk_down", -60, Track::Kind::Script},
              Track{"lb", -60}};  // a module of the same name space is another track
-  Instance in(c, io, 0x0ad60002);
+  Instance in(c, io, IpAddr::v4(0x0ad60002));
   CHECK(in.priority() == 130);
   in.on_script(Time{}, "chk_down", false, "exit 1");
   CHECK(in.priority() == 70);
@@ -166,9 +166,9 @@ TEST_CASE("a failing fault-type track_script takes a master to Fault with a prio
   c.vrid = 51;
   c.priority = 150;
   c.interval_cs = 10;
-  c.vips = {Vip{0x0ad60064, 24}};
+  c.vips = {Vip{IpAddr::v4(0x0ad60064), 24}};
   c.track = {Track{"chk_haproxy", 0, Track::Kind::Script}};
-  Instance in(c, io, 0x0ad60002);
+  Instance in(c, io, IpAddr::v4(0x0ad60002));
   Time now{};
   in.start(now);
   now += seconds(1);
