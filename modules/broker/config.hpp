@@ -9,6 +9,7 @@
 
 #include "core/config.hpp"
 #include "broker/policy.hpp"
+#include "broker/queue.hpp"
 #include "broker/resource_alarm.hpp"
 #include "core/endpoint.hpp"
 
@@ -37,7 +38,7 @@ struct BrokerConfig {
   uint64_t max_message_size = 128ull << 20;
   uint32_t handshake_timeout_ms = 10000;
   uint32_t max_connections = 0;  // 0 = unlimited
-  uint64_t queue_ram_bytes = 8ull << 20;         // per queue: the rest is paged to the store
+  uint64_t queue_ram_bytes = Queue::kDefaultRamWindow;  // per queue: the rest is paged to the store
   uint64_t store_backlog_bytes = 64ull << 20;    // message bytes waiting for the disk before publishers pause
   ResourceLimits resources;      // memory high watermark, disk free limit
   PolicySet policies;            // /broker/policies

@@ -160,7 +160,7 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // are paged out (nullptr: memory only, no paging).
   Queue(QueueDefinition def, std::string vhost, store::Store* store, QueueOwner* owner,
         uint64_t ram_window = kDefaultRamWindow);
-  static constexpr uint64_t kDefaultRamWindow = 8ull << 20;
+  static constexpr uint64_t kDefaultRamWindow = 64ull << 20;
   // x-queue-mode=lazy: RabbitMQ's "keep as little as possible in RAM".
   static constexpr uint64_t kLazyRamWindow = 256ull << 10;
 

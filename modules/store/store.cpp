@@ -80,6 +80,13 @@ class Stmt {
   sqlite3_stmt* s_ = nullptr;
 };
 
+// What a queued message write keeps in RAM until it is committed: its content and the
+// operation around it (the estimate matters for small messages, where it dominates).
+uint64_t pending_cost(const MessageContent& c) {
+  constexpr uint64_t kOpOverhead = 256;
+  return c.body.size() + c.properties.size() + c.exchange.size() + c.routing_key.size() + kOpOverhead;
+}
+
 }  // namespace
 
 void StoreStats::dump(nlohmann::json& out) const {
@@ -215,7 +222,7 @@ void Store::delete_policy(std::string vhost, std::string name) {
 
 uint64_t Store::put_message(std::string_view vhost, std::string_view queue, MessageContent content, bool transient) {
   uint64_t id = next_message_id_++;
-  stats_.pending_bytes += content.body.size();
+  stats_.pending_bytes += pending_cost(content);
   enqueue(PutMessage{id, std::string(vhost), std::string(queue), std::move(content), transient});
   return id;
 }
@@ -379,7 +386,7 @@ void Store::run() {
       if (const auto* p = std::get_if<PutMessage>(&op)) {
         lo = std::min(lo, p->id);
         hi = std::max(hi, p->id);
-        bytes += p->content.body.size();
+        bytes += pending_cost(p->content);
       }
     // A full disk fails the batch; acks and definitions free or take little space, so they
     // are retried without the new messages (whose publishers get nacks).

@@ -77,7 +77,7 @@ struct MessageContent {
 
 #define MQ_STORE_STATS(C, G)                                                                        \
   C(commits) C(commit_failures) C(messages_written) C(messages_deleted) C(metadata_writes)           \
-  C(messages_loaded) G(pending_ops) G(pending_bytes)
+  C(messages_loaded) G(pending_ops) G(pending_bytes) /* RAM held by queued message writes */
 
 struct StoreStats {
 #define MQ_COUNTER(n) uint64_t n = 0;
