@@ -21,7 +21,7 @@ INTER = 200
 def lb_factory():
     made = []
 
-    def make(servers, balance="roundrobin", frontend=None, backend=None, **kw):
+    def make(servers, balance="roundrobin", frontend=None, backend=None, extra_lb=None, **kw):
         fe_port = free_port()
         fe = {"name": "fe", "bind": "127.0.0.1:%d" % fe_port, "backend": "be"}
         fe.update(frontend or {})
@@ -29,7 +29,9 @@ def lb_factory():
               "check": {"type": "tcp", "inter_ms": INTER, "rise": 2, "fall": 3},
               "servers": servers}
         be.update(backend or {})
-        p = LbProcess({"frontends": [fe], "backends": [be]}, **kw)
+        section = {"frontends": [fe], "backends": [be]}
+        section.update(extra_lb or {})
+        p = LbProcess(section, **kw)
         p.fe_port = fe_port
         made.append(p)
         return p.start()
@@ -158,9 +160,60 @@ def test_maxconn_queue_waits_for_a_slot(echoes, lb_factory):
     assert lb.row("fe", "FRONTEND")["smax"] == "1"
 
 
-def test_half_close_and_large_transfer(echoes, lb_factory):
+def full_server(echoes, lb_factory, timeout_queue_ms):
+    """An lb whose only server has maxconn 1, and the session that fills it."""
     (a,) = echoes("a")
-    lb = lb_factory([srv(a)])
+    lb = lb_factory([srv(a, maxconn=1)], backend={"timeout_queue_ms": timeout_queue_ms})
+    first = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10)
+    assert read_line(first) == "a"
+    return lb, first
+
+
+def test_server_maxconn_queues_then_serves_the_oldest(echoes, lb_factory):
+    # HAProxy's server maxconn: with every server full, a new session waits in the
+    # backend's queue (not refused, not sent elsewhere) and gets the first free slot.
+    lb, first = full_server(echoes, lb_factory, 60000)
+    second = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10)
+    wait_for(lambda: lb.row("be", "BACKEND")["qcur"] == "1", 10, what="the second session queued")
+    assert (lb.row("be", "a")["scur"], lb.row("be", "a")["stot"]) == ("1", "1")  # not at the server yet
+    third = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10)
+    wait_for(lambda: lb.row("be", "BACKEND")["qcur"] == "2", 10, what="the third session queued")
+    first.close()
+    assert read_line(second) == "a"  # the oldest waiter got the slot
+    wait_for(lambda: lb.row("be", "BACKEND")["qcur"] == "1", 10, what="one left in the queue")
+    second.sendall(b"ping\n")
+    assert read_line(second) == "ping"
+    second.close()
+    assert read_line(third) == "a"
+    third.close()
+    wait_for(lambda: lb.row("be", "BACKEND")["scur"] == "0", 10, what="sessions closed")
+    row = lb.row("be", "BACKEND")
+    assert (row["qcur"], row["qmax"], row["econ"]) == ("0", "2", "0")
+    assert lb.row("be", "a")["smax"] == "1"
+    assert "mqnode_lb_backend_max_queue{proxy=\"be\"} 2" in lb.get("/metrics")[1]
+
+
+def test_queue_timeout_closes_and_counts(echoes, lb_factory):
+    # HAProxy after `timeout queue`: the connection is closed, termination state sQ,
+    # counted as a connection error of the backend.
+    lb, first = full_server(echoes, lb_factory, 300)
+    second = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=30)
+    assert second.recv(1) == b""  # closed by the lb, never proxied
+    second.close()
+    wait_for(lambda: lb.row("be", "BACKEND")["econ"] == "1", 10, what="the queue timeout counted")
+    row = lb.row("be", "BACKEND")
+    assert (row["qcur"], row["qmax"]) == ("0", "1")
+    assert lb.row("be", "a")["stot"] == "1"
+    wait_for(lambda: "term=sQ" in lb.stderr(), 10, what="the session log line with term=sQ")
+    first.sendall(b"still served\n")
+    assert read_line(first) == "still served"
+    first.close()
+
+
+@pytest.mark.parametrize("splice", ["auto", "always", "never"])
+def test_half_close_and_large_transfer(echoes, lb_factory, splice):
+    (a,) = echoes("a")
+    lb = lb_factory([srv(a)], extra_lb={"splice": splice})
     payload = os.urandom(8 * 1024 * 1024)
     s = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=20)
     assert read_line(s) == "a"
@@ -185,6 +238,12 @@ def test_half_close_and_large_transfer(echoes, lb_factory):
     row = lb.row("fe", "FRONTEND")
     assert int(row["bin"]) == len(payload)
     assert int(row["bout"]) == len(payload) + 2
+    m = lb.get("/metrics")[1]
+    spliced = int([l for l in m.splitlines() if l.startswith("mqnode_lb_spliced_bytes_total ")][0].split()[1])
+    # always: every byte both ways; auto: the bulk of 8 MiB each way, not the banner; never: none.
+    assert {"always": spliced == 2 * len(payload) + 2, "auto": len(payload) < spliced < 2 * len(payload),
+            "never": spliced == 0}[splice], spliced
+    assert "mqnode_lb_pipes_in_use 0" in m  # given back when the session ended
 
 
 def test_shutdown_sessions_when_marked_down(echoes, lb_factory):
