@@ -253,6 +253,9 @@ void ProxySession::pump_read(bool from_client, asio::error_code ec) {
       last_activity_ = Clock::now();
       in_pipe_[d] = static_cast<uint32_t>(n);
       pipe_full_[d] = n == pipes.capacity();
+      // A pipe holds 16 socket buffers, whatever their size: small segments make splice
+      // move less per call than one read(); auto goes back to the buffer then.
+      if (n < lb_.buffers().size()) streaming_[d] = false;
       return pump_flush(from_client);
     }
   }
