@@ -245,9 +245,7 @@ void ProxySession::pump_read(bool from_client, asio::error_code ec) {
       }
       if (!ec && n == 0) {
         pipes.put(std::move(pipe));
-        asio::error_code ig;
-        to.shutdown(asio::socket_base::shutdown_send, ig);
-        return pump_end(from_client, {});
+        return pump_eof(from_client);
       }
       if (ec) return pump_end(from_client, ec);
       last_activity_ = Clock::now();
@@ -255,7 +253,7 @@ void ProxySession::pump_read(bool from_client, asio::error_code ec) {
       pipe_full_[d] = n == pipes.capacity();
       // A pipe holds 16 socket buffers, whatever their size: small segments make splice
       // move less per call than one read(); auto goes back to the buffer then.
-      if (n < lb_.buffers().size()) streaming_[d] = false;
+      if (n < std::min(lb_.buffers().size(), pipes.capacity())) streaming_[d] = false;
       return pump_flush(from_client);
     }
   }
@@ -268,18 +266,21 @@ void ProxySession::pump_read(bool from_client, asio::error_code ec) {
     streaming_[d] = false;
     return pump_wait(from_client);
   }
-  if (ec == asio::error::eof) {
-    // Half-close: the other side learns that this one has finished sending.
-    asio::error_code ig;
-    to.shutdown(asio::socket_base::shutdown_send, ig);
-    return pump_end(from_client, {});
-  }
+  if (ec == asio::error::eof) return pump_eof(from_client);
   if (ec) return pump_end(from_client, ec);
   last_activity_ = Clock::now();
   asio::async_write(to, asio::buffer(buf.get(), n),
                     [self = shared_from_this(), from_client, n](const asio::error_code& ec, std::size_t) {
                       self->pump_written(from_client, n, ec);
                     });
+}
+
+void ProxySession::pump_eof(bool from_client) {
+  // Half-close: the other side learns that this one has finished sending (everything read
+  // before the EOF has been written already).
+  asio::error_code ig;
+  (from_client ? upstream_ : client_).shutdown(asio::socket_base::shutdown_send, ig);
+  pump_end(from_client, {});
 }
 
 void ProxySession::pump_flush(bool from_client) {
@@ -303,9 +304,9 @@ void ProxySession::pump_flush(bool from_client) {
     count(from_client, n);
     lb_.add_spliced(n);
   }
-  // A full pipe means more is probably waiting: keep the pipe and read again.
-  if (pipe_full_[d]) return pump_read(from_client, {});
   lb_.pipes().put(std::move(pipes_[d]));
+  // A full pipe means more is probably waiting: read again now.
+  if (pipe_full_[d]) return pump_read(from_client, {});
   pump_wait(from_client);
 }
 

@@ -83,6 +83,7 @@ class ProxySession : public std::enable_shared_from_this<ProxySession> {
   // Splices what the pipe holds out to the other side; waits for writability if needed.
   void pump_flush(bool from_client);
   void count(bool from_client, std::size_t n);
+  void pump_eof(bool from_client);
   void pump_end(bool from_client, const asio::error_code& ec);
   Clock::time_point deadline() const;
   void schedule(Clock::time_point at);
