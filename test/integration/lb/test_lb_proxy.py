@@ -1,6 +1,8 @@
 """The lb role in front of TCP echo backends: balance spreads, health checks marking
 servers down/up, maxconn, half-close and large transfers, shutdown-sessions, runtime API."""
 
+import csv
+import io
 import os
 import socket
 import sys
@@ -10,7 +12,8 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lbutil import EchoServer, LbProcess, banner, free_port, lb_role_missing, read_line, wait_for  # noqa: E402
+from lbutil import (HAPROXY, EchoServer, HaproxyProcess, LbProcess, banner, free_port, lb_role_missing,  # noqa: E402
+                    read_line, wait_for)
 
 pytestmark = pytest.mark.skipif(lb_role_missing() is not None, reason=str(lb_role_missing()))
 
@@ -208,6 +211,34 @@ def test_queue_timeout_closes_and_counts(echoes, lb_factory):
     first.sendall(b"still served\n")
     assert read_line(first) == "still served"
     first.close()
+
+
+@pytest.mark.skipif(HAPROXY is None, reason="Debian haproxy is not installed")
+def test_queue_timeout_counts_as_haproxy_does(echoes, lb_factory):
+    # Side by side with Debian's haproxy (server maxconn 1, timeout queue 300ms): the same
+    # client-visible outcome and the same queue/error columns in the CSV.
+    lb, first = full_server(echoes, lb_factory, 300)
+    (b,) = echoes("b")
+    hp = HaproxyProcess([("b", b.port, 1)], defaults=["timeout queue 300ms"], server_options="maxconn 1").start()
+    try:
+        def theirs():
+            return {(r["pxname"], r["svname"]): r for r in csv.DictReader(io.StringIO(hp.csv_text()[2:]))}
+        wait_for(lambda: theirs()[("be", "b")]["status"] == "UP", 15, what="haproxy b UP")
+        hp_first = socket.create_connection(("127.0.0.1", hp.port), timeout=10)
+        assert read_line(hp_first) == "b"
+        for port in (lb.fe_port, hp.port):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+                assert c.recv(1) == b"", port  # closed after the queue timeout, nothing proxied
+        wait_for(lambda: lb.row("be", "BACKEND")["econ"] == "1", 10, what="lb counted the queue timeout")
+        t_rows = theirs()
+        for (ours_sv, their_sv) in (("BACKEND", "BACKEND"), ("a", "b")):
+            o, t = lb.row("be", ours_sv), t_rows[("be", their_sv)]
+            for col in ("qcur", "qmax", "econ", "scur"):
+                assert o[col] == t[col], (ours_sv, col, o[col], t[col])
+        hp_first.close()
+        first.close()
+    finally:
+        hp.stop()
 
 
 @pytest.mark.parametrize("splice", ["auto", "always", "never"])
