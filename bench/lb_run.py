@@ -357,7 +357,7 @@ def run_tp(args, path, name):
     a = argparse.Namespace(**vars(args))
     a.max_lag = spec["max_lag"]
     # run_flow measures "the broker" = path (the proxy process; nothing for direct)
-    res = brun.run_flow(a, path, {"name": name, "args": spec["args"]})
+    res = brun.run_flow(a, path, {"name": name, "kind": "throughput", "args": spec["args"]})
     res["mb_per_sec"] = res["msgs_per_sec"] * spec["size"] / 1e6
     res["proxy_cpu_pct"] = res.pop("broker_cpu_pct") if path.pid else None
     res["proxy_peak_rss_kib"] = res.pop("broker_peak_rss_kib") if path.pid else None
