@@ -369,14 +369,13 @@ bool LbModule::reload(core::ConfigNode slice) {
   backends_ = std::move(backends);
   frontends_ = std::move(frontends);
   cfg_ = next;
+  const auto* broker = ctx_.events.last_health("broker");
   for (auto& b : backends_) {
+    for (const auto& s : b->servers())
+      if (s->config().local && broker) s->set_local_down(local_broker_unusable(*broker));
     b->on_server_change();
     b->dispatch(now);  // a raised maxconn or weight, a new server: queued sessions go now
     b->refresh_state(now);
-    for (const auto& s : b->servers())
-      if (s->config().local) {
-        if (const auto* h = ctx_.events.last_health("broker")) s->set_local_down(local_broker_unusable(*h));
-      }
   }
   start_checks();
   publish_health();
