@@ -242,6 +242,45 @@ def test_queue_timeout_counts_as_haproxy_does(echoes, lb_factory):
 
 
 @pytest.mark.parametrize("splice", ["auto", "always", "never"])
+def test_client_that_does_not_read_stops_the_sender(echoes, lb_factory, splice):
+    # Bounded buffering: the client sends to an echo server but reads nothing. Once the
+    # kernel buffers along the path are full (client → lb → server and back) the lb must
+    # stop reading, so the client can only get a bounded amount in (an lb that kept
+    # reading would take all 256 MiB); then everything comes back intact.
+    (a,) = echoes("a")
+    lb = lb_factory([srv(a)], extra_lb={"splice": splice})
+    s = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=20)
+    assert read_line(s) == "a"
+    s.setblocking(False)
+    chunk = os.urandom(1 << 16)
+    twice = chunk * 2
+    sent, idle_since = 0, None
+    while sent < (256 << 20):
+        try:
+            off = sent % len(chunk)  # a send may take part of it: go on where it stopped
+            sent += s.send(twice[off:off + len(chunk)])
+            idle_since = None
+        except BlockingIOError:
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since > 2:  # the path is full: the sender is stopped
+                break
+            time.sleep(0.01)
+    assert sent < (96 << 20), "the lb kept reading from a client whose peer is not read: %d bytes in" % sent
+    s.setblocking(True)
+    s.shutdown(socket.SHUT_WR)
+    got = 0
+    while True:
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        start = got % len(chunk)  # every byte back, in order: the chunk repeated
+        assert d == (chunk * ((start + len(d)) // len(chunk) + 1))[start:start + len(d)], got
+        got += len(d)
+    s.close()
+    assert got == sent
+
+
+@pytest.mark.parametrize("splice", ["auto", "always", "never"])
 def test_half_close_and_large_transfer(echoes, lb_factory, splice):
     (a,) = echoes("a")
     lb = lb_factory([srv(a)], extra_lb={"splice": splice})
