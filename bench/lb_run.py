@@ -164,6 +164,7 @@ class LbPath(ProxyPath):
                            "maxconn": self.args.maxconn}],
             "backends": [{"name": "rabbitmq", "balance": "static-rr",
                           "servers": [{"name": "mq1", "address": f"127.0.0.1:{self.backend_port}"}]}],
+            "splice": self.args.lb_splice,
         }}
         path = os.path.join(tmp, "lb.json")
         with open(path, "w") as f:
@@ -356,7 +357,7 @@ def run_tp(args, path, name):
     a = argparse.Namespace(**vars(args))
     a.max_lag = spec["max_lag"]
     # run_flow measures "the broker" = path (the proxy process; nothing for direct)
-    res = brun.run_flow(a, path, {"name": name, "args": spec["args"]})
+    res = brun.run_flow(a, path, {"name": name, "kind": "throughput", "args": spec["args"]})
     res["mb_per_sec"] = res["msgs_per_sec"] * spec["size"] / 1e6
     res["proxy_cpu_pct"] = res.pop("broker_cpu_pct") if path.pid else None
     res["proxy_peak_rss_kib"] = res.pop("broker_peak_rss_kib") if path.pid else None
@@ -445,6 +446,17 @@ def build_rows(args, s):
         met = "" if not (num(l) and num(h)) else ("met" if l >= h else "**missed**")
         rows.append((f"{label} ({unit})", fmt(d, digits), fmt(l, digits), fmt(h, digits), ratio_hi(l, h),
                      f"lb ≥ HAProxy: {met}" if met else "lb ≥ HAProxy"))
+        # Spread: each path's range over the rounds, and lb/HAProxy within each round (the
+        # two ran back to back, so a burst of load elsewhere on the machine hits both).
+        scale = 1.0 if key == "msgs_per_sec" else (args.small_size if sc == "tp-small" else args.large_size) / 1e6
+        runs = {p: g(p, sc, "runs_msgs_per_sec") for p in PATHS}
+        spread = [fmt(min(r) * scale, digits) + "–" + fmt(max(r) * scale, digits) if isinstance(r, list) and r else "—"
+                  for r in (runs[p] for p in PATHS)]
+        per_round = ([x / y for x, y in zip(runs["lb"], runs["haproxy"]) if y]
+                     if isinstance(runs["lb"], list) and isinstance(runs["haproxy"], list) else [])
+        rows.append((f"  min–max over {args.repeat} rounds", *spread,
+                     f"per round {statistics.median(per_round):.2f}× ({min(per_round):.2f}–{max(per_round):.2f})"
+                     if per_round else "", ""))
         cd, cl, ch = (g(p, sc, "proxy_cpu_pct") for p in PATHS)
         rows.append((f"  proxy CPU during it (% of one core)", "—", fmt(cl), fmt(ch), "", ""))
     if "latency" in args.only:
@@ -511,7 +523,7 @@ def markdown(args, s, raw):
                f"(< 0 = lb better). Idle: mqnode-bench idle (full AMQP handshake + channel.open, heartbeat 0), "
                f"proxy RSS (VmRSS) delta / connections, each after {args.settle:g} s settling. "
                f"Runs are interleaved (direct, lb, HAProxy) × {args.repeat}; proxies restarted for each run. "
-               f"Machine: {os.cpu_count()} CPUs, {platform.platform()}; mqnode `{args.mqnode_bin}`; "
+               f"Machine: {os.cpu_count()} CPUs, {platform.platform()}; mqnode `{args.mqnode_bin}` (lb splice {args.lb_splice}); "
                f"haproxy `{args.haproxy_version}`; RLIMIT_NOFILE {args.nofile}.")
     if "idle" in args.only and args.idle_connections < args.idle_requested:
         out.append("")
@@ -550,6 +562,8 @@ def main():
     ap.add_argument("--haproxy", default=shutil.which("haproxy") or "/usr/sbin/haproxy")
     ap.add_argument("--mqnode-arg", action="append", default=[], help="extra argument for the broker (repeatable)")
     ap.add_argument("--lb-arg", action="append", default=[], help="extra argument for the lb process (repeatable)")
+    ap.add_argument("--lb-splice", default="auto", choices=("auto", "always", "never"),
+                    help="the lb's /lb/splice (default auto, the lb's default)")
     ap.add_argument("--paths", default=",".join(PATHS), help="comma list of direct, lb, haproxy (default all)")
     ap.add_argument("--only", default=",".join(ALL_SCENARIOS),
                     help="comma list of tp-small, tp-large, latency, idle (default all)")

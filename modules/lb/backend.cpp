@@ -57,6 +57,33 @@ void Backend::on_server_change() {
   active_->on_server_change();
 }
 
+Backend::QueuePos Backend::enqueue(Waiter w) {
+  ++stats.queued;
+  if (++stats.qcur > stats.qmax) stats.qmax = stats.qcur;
+  return queue_.insert(queue_.end(), std::move(w));
+}
+
+void Backend::dequeue(QueuePos pos) {
+  queue_.erase(pos);
+  --stats.qcur;
+}
+
+void Backend::dispatch(Clock::time_point now) {
+  while (!queue_.empty()) {
+    Server* s = pick(queue_.front().ctx);
+    if (!s) return;
+    auto grant = std::move(queue_.front().grant);
+    dequeue(queue_.begin());
+    s->session_started(now);
+    grant(*s);
+  }
+}
+
+void Backend::release(Server& s, Clock::time_point now) {
+  s.session_ended();
+  dispatch(now);
+}
+
 int Backend::active_up() const {
   int n = 0;
   for (const auto& s : servers_) n += !s->backup() && s->counts_up();

@@ -1,8 +1,13 @@
-// A backend: its servers, the balancers over its active and backup tiers, its counters.
-// Backup servers take sessions only while no active server is usable; then the first
-// usable backup in configuration order gets them (HAProxy without `option allbackups`).
+// A backend: its servers, the balancers over its active and backup tiers, its queue, its
+// counters. Backup servers take sessions only while no active server is usable; then the
+// first usable backup in configuration order gets them (HAProxy without `option
+// allbackups`). When every server in rotation is full (servers[].maxconn), new sessions
+// wait in the backend's queue, oldest first, and get the next free slot (HAProxy's
+// pendconn queue of the proxy).
 #pragma once
 
+#include <functional>
+#include <list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +37,25 @@ class Backend {
   // Call after any server's state or weight changed.
   void on_server_change();
 
+  // --- queue (servers' maxconn) ---
+  struct Waiter {
+    PickContext ctx;
+    // Called by dispatch() with the server whose slot is now this session's (already
+    // counted by Server::session_started). The entry is gone from the queue by then.
+    std::function<void(Server&)> grant;
+  };
+  using QueuePos = std::list<Waiter>::iterator;
+  QueuePos enqueue(Waiter w);
+  // A waiter that gives up (queue timeout, session killed) before being granted.
+  void dequeue(QueuePos pos);
+  std::size_t queue_length() const { return queue_.size(); }
+  // Hands free slots to the waiters, oldest first, as long as pick() finds a server.
+  // Call whenever a slot may have opened: a session ended (release()), a server came up
+  // or was enabled, a weight or maxconn grew.
+  void dispatch(Clock::time_point now);
+  // A session on <s> (a server of this backend) ended or never connected: frees its slot.
+  void release(Server& s, Clock::time_point now);
+
   // Active / backup servers counted as up (HAProxy's act / bck columns).
   int active_up() const;
   int backup_up() const;
@@ -56,6 +80,7 @@ class Backend {
   std::vector<ServerPtr> servers_;
   std::unique_ptr<Balancer> active_;
   std::vector<Server*> backups_;
+  std::list<Waiter> queue_;
   bool was_up_ = true;
   Clock::time_point last_change_, down_since_{};
   Clock::duration downtime_{};

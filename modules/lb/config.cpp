@@ -26,6 +26,15 @@ const char* check_type_name(CheckType t) {
   return "?";
 }
 
+const char* splice_mode_name(SpliceMode m) {
+  switch (m) {
+    case SpliceMode::Auto: return "auto";
+    case SpliceMode::Always: return "always";
+    case SpliceMode::Never: return "never";
+  }
+  return "?";
+}
+
 namespace {
 
 constexpr int64_t kMaxMs = 24LL * 3600 * 1000 * 30;  // 30 days
@@ -114,6 +123,7 @@ BackendConfig parse_backend(core::ConfigNode n) {
   b.retries = static_cast<int>(n.integer("retries", b.retries, 0, 100));
   b.redispatch = n.boolean("redispatch", b.redispatch);
   b.timeout_connect = ms(n, "timeout_connect_ms", b.timeout_connect, 1);
+  b.timeout_queue = ms(n, "timeout_queue_ms", b.timeout_connect, 1);
   b.timeout_server = ms(n, "timeout_server_ms", b.timeout_server, 1);
   b.timeout_tunnel = ms(n, "timeout_tunnel_ms", b.timeout_tunnel, 0);
   auto omd = n.string("on_marked_down", "none");
@@ -196,6 +206,11 @@ LbConfig parse_lb_config(core::ConfigNode slice) {
   cfg.stats = parse_stats(slice.object("stats"));
   cfg.buffer_size = static_cast<std::size_t>(slice.integer("buffer_size", static_cast<int64_t>(cfg.buffer_size), 1024, 16 << 20));
   cfg.log_sessions = slice.boolean("log_sessions", cfg.log_sessions);
+  auto splice = slice.string("splice", splice_mode_name(cfg.splice));
+  if (splice == "auto") cfg.splice = SpliceMode::Auto;
+  else if (splice == "always") cfg.splice = SpliceMode::Always;
+  else if (splice == "never") cfg.splice = SpliceMode::Never;
+  else slice.fail("splice", "\"auto\", \"always\" or \"never\"");
   slice.finish();
   return cfg;
 }

@@ -44,7 +44,7 @@ struct ServerConfig {
   core::Endpoint address;
   int weight = 1;           // 0..256; 0 takes no new sessions
   bool backup = false;      // used only when no active server is usable
-  uint32_t maxconn = 0;     // 0 = unlimited; a full server is skipped
+  uint32_t maxconn = 0;     // 0 = unlimited; when every server is full, sessions wait in the backend's queue
   bool disabled = false;    // starts in maintenance (HAProxy `disabled`)
   bool check = true;        // run the backend's check on this server
   bool local = false;       // the broker of this node: follows its health on the EventBus
@@ -56,6 +56,9 @@ struct BackendConfig {
   int retries = 3;            // connect attempts after the first one fails
   bool redispatch = true;     // retries go to another server (HAProxy `option redispatch 1`)
   Millis timeout_connect{5000};
+  // Longest wait in the backend's queue for a server slot (servers' maxconn); HAProxy's
+  // `timeout queue`, which also defaults to the connect timeout.
+  Millis timeout_queue{5000};
   Millis timeout_server{3600000};
   // When non-zero, replaces client and server timeouts once connected (HAProxy `timeout tunnel`).
   Millis timeout_tunnel{0};
@@ -84,11 +87,22 @@ struct StatsConfig {
   bool admin = true;           // allow runtime control (needs user/password)
 };
 
+// How the byte pumps move data (Linux splice(2) through a pipe per direction, or a
+// user-space buffer).
+enum class SpliceMode {
+  Auto,    // buffered until a read fills the buffer, then spliced until the direction idles
+           // (HAProxy's `option splice-auto`: small AMQP frames are cheaper to copy)
+  Always,  // every transfer spliced (`option splice-request` + `splice-response`)
+  Never,   // user-space buffer only
+};
+const char* splice_mode_name(SpliceMode m);
+
 struct LbConfig {
   std::vector<FrontendConfig> frontends;
   std::vector<BackendConfig> backends;
   StatsConfig stats;
   std::size_t buffer_size = 16384;  // per direction, only while data is moving
+  SpliceMode splice = SpliceMode::Auto;
   bool log_sessions = true;
 };
 

@@ -152,25 +152,29 @@ void LbModule::start() {
     frontends_.push_back(std::make_shared<Frontend>(*this, fc, backends_[fc.backend_index], fe_iids[i]));
   }
   for (auto& f : frontends_) f->start(ctx_.io, log_);
-  if (cfg_->stats.enabled) {
-    auto router = std::make_shared<core::http::Router>();
-    add_stats_routes(*router, *this);
-    http_ = std::make_unique<core::http::Server>(ctx_.io, log_.child("stats"), router);
-    try {
-      http_->listen(cfg_->stats.bind.resolve());
-    } catch (const std::system_error& e) {
-      throw std::runtime_error(fmt::format("cannot listen on {} (/lb/stats/bind): {}", cfg_->stats.bind.to_string(),
-                                           e.code().message()));
-    }
-    auto ep = http_->local_endpoint();
-    log_.info("stats on http://{}:{}{}", ep.address().to_string(), ep.port(), cfg_->stats.uri);
-  }
+  if (cfg_->stats.enabled) http_ = make_stats_listener(cfg_->stats);
   start_checks();
   events_sub_ = ctx_.events.subscribe_health([this](std::string_view module, const core::Health& h) {
     if (module == "broker") on_broker_health(h);
   });
   if (const auto* h = ctx_.events.last_health("broker")) on_broker_health(*h);
   publish_health();
+}
+
+std::unique_ptr<core::http::Server> LbModule::make_stats_listener(const StatsConfig& cfg) {
+  auto router = std::make_shared<core::http::Router>();
+  add_stats_routes(*router, *this, cfg.uri);
+  auto http = std::make_unique<core::http::Server>(ctx_.io, log_.child("stats"), router);
+  try {
+    http->listen(cfg.bind.resolve());
+  } catch (const std::system_error& e) {
+    http->stop();
+    throw std::runtime_error(
+        fmt::format("cannot listen on {} (/lb/stats/bind): {}", cfg.bind.to_string(), e.code().message()));
+  }
+  auto ep = http->local_endpoint();
+  log_.info("stats on http://{}:{}{}", ep.address().to_string(), ep.port(), cfg.uri);
+  return http;
 }
 
 namespace {
@@ -240,6 +244,15 @@ void LbModule::stop_checks() {
   checks_.clear();
 }
 
+namespace {
+// The local broker gets no new sessions unless it is healthy: stopping, down, or in a
+// resource alarm (Degraded: its publishers are blocked, so new clients are better served
+// by another broker; its established sessions stay). Health checks cannot see an alarm.
+bool local_broker_unusable(const core::Health& h) {
+  return h.state != core::Health::State::Ok;
+}
+}  // namespace
+
 bool LbModule::reload(core::ConfigNode slice) {
   // 1. Validate everything; nothing has changed if this throws.
   auto next = std::make_shared<const LbConfig>(parse_lb_config(std::move(slice)));
@@ -260,6 +273,7 @@ bool LbModule::reload(core::ConfigNode slice) {
         if (l.bind == bind && f->name() != fe_name) return true;
     return false;
   };
+  std::unique_ptr<core::http::Server> new_http;
   try {
     for (std::size_t i = 0; i < next->frontends.size(); ++i) {
       const auto& fc = next->frontends[i];
@@ -275,6 +289,9 @@ bool LbModule::reload(core::ConfigNode slice) {
         else listeners[i].push_back({key, core::listen(ctx_.io, b, fmt::format("/lb/frontends/{}/bind", i))});
       }
     }
+    // The stats listener moves (or starts) here too, so a bind failure changes nothing.
+    if (next->stats.enabled && (!http_ || next->stats.bind.to_string() != old.stats.bind.to_string()))
+      new_http = make_stats_listener(next->stats);
   } catch (const std::exception&) {
     for (std::size_t i = 0; i < listeners.size(); ++i)
       for (auto& l : listeners[i]) {
@@ -290,9 +307,20 @@ bool LbModule::reload(core::ConfigNode slice) {
   // 3. Apply. Settings that need a restart are reported and kept.
   if (next->buffer_size != old.buffer_size)
     log_.warn("reload: /lb/buffer_size changes at the next restart (keeping {})", old.buffer_size);
-  if (next->stats.enabled != old.stats.enabled || next->stats.bind.to_string() != old.stats.bind.to_string() ||
-      next->stats.uri != old.stats.uri)
-    log_.warn("reload: /lb/stats bind and uri change at the next restart (credentials, realm, refresh and admin apply now)");
+  // Stats: the old listener closes (its HTTP connections only; proxied sessions are not
+  // its business), a changed uri gets new routes on the listener that stays.
+  if (new_http || !next->stats.enabled) {
+    if (http_) {
+      http_->stop();
+      log_.info("reload: stats listener on {} closed", old.stats.bind.to_string());
+    }
+    http_ = std::move(new_http);
+  } else if (http_ && next->stats.uri != old.stats.uri) {
+    auto router = std::make_shared<core::http::Router>();
+    add_stats_routes(*router, *this, next->stats.uri);
+    http_->set_router(router);
+    log_.info("reload: stats uri is now {}", next->stats.uri);
+  }
   auto now = Clock::now();
   stop_checks();
   std::vector<std::shared_ptr<Backend>> backends;
@@ -341,13 +369,13 @@ bool LbModule::reload(core::ConfigNode slice) {
   backends_ = std::move(backends);
   frontends_ = std::move(frontends);
   cfg_ = next;
+  const auto* broker = ctx_.events.last_health("broker");
   for (auto& b : backends_) {
-    b->on_server_change();
-    b->refresh_state(now);
     for (const auto& s : b->servers())
-      if (s->config().local) {
-        if (const auto* h = ctx_.events.last_health("broker")) s->set_local_down(h->state == core::Health::State::Down);
-      }
+      if (s->config().local && broker) s->set_local_down(local_broker_unusable(*broker));
+    b->on_server_change();
+    b->dispatch(now);  // a raised maxconn or weight, a new server: queued sessions go now
+    b->refresh_state(now);
   }
   start_checks();
   publish_health();
@@ -357,14 +385,17 @@ bool LbModule::reload(core::ConfigNode slice) {
 }
 
 void LbModule::on_broker_health(const core::Health& h) {
-  bool down = h.state == core::Health::State::Down;
+  bool drain = local_broker_unusable(h);
   for (auto& b : backends_)
     for (const auto& s : b->servers()) {
-      if (!s->config().local || s->local_down() == down) continue;
+      if (!s->config().local || s->local_down() == drain) continue;
       bool was_up = s->up();
-      s->set_local_down(down);
-      log_.info("server {}/{} local broker {}: {}", b->name(), s->name(), down ? "down" : "up",
-                down ? (h.detail.empty() ? "down" : h.detail) : "taking new sessions again");
+      s->set_local_down(drain);
+      if (drain)
+        log_.warn("server {}/{} drained: local broker unhealthy: {}", b->name(), s->name(),
+                  h.detail.empty() ? "down" : h.detail);
+      else
+        log_.info("server {}/{}: local broker healthy again, taking new sessions", b->name(), s->name());
       server_changed(*b, *s, was_up);
     }
 }
@@ -381,6 +412,7 @@ void LbModule::on_check_result(Backend& b, Server& s, bool ok) {
 void LbModule::server_changed(Backend& b, Server& s, bool was_up) {
   auto now = Clock::now();
   b.on_server_change();
+  b.dispatch(now);
   if (was_up && !s.up()) {
     log_.warn("server {}/{} is DOWN, reason: {}, {} active and {} backup servers left, {} sessions active", b.name(),
               s.name(), s.last_check().desc, b.active_up(), b.backup_up(), s.stats.scur);
@@ -465,6 +497,17 @@ void LbModule::dump(nlohmann::json& out) const {
   }
   out["sessions"] = sessions_.size();
   out["buffers_in_use"] = buffers_ ? buffers_->in_use() : 0;
+  out["pipes_in_use"] = pipes_.in_use();
+  out["spliced_bytes"] = spliced_bytes_;
+}
+
+void LbModule::metrics(core::MetricsWriter& out) const {
+  write_metrics(out, stats_rows(frontends_, backends_, Clock::now(), stopping_));
+  out.family("mqnode_lb_spliced_bytes_total", core::MetricsWriter::Type::Counter,
+             "Bytes proxied with splice(2) instead of a user-space buffer (both directions).");
+  out.sample(static_cast<double>(spliced_bytes_));
+  out.family("mqnode_lb_pipes_in_use", core::MetricsWriter::Type::Gauge, "Pipes held by byte pumps now.");
+  out.sample(static_cast<double>(pipes_.in_use()));
 }
 
 std::vector<asio::ip::tcp::endpoint> LbModule::frontend_endpoints() const {

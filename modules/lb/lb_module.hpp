@@ -87,6 +87,9 @@ class LbModule final : public core::Module {
   asio::awaitable<void> stop() override;
   core::Health health() const override;
   void dump(nlohmann::json& out) const override;
+  // mqnode_lb_{frontend,backend,server}_* from the stats rows (also the stats listener's
+  // own /metrics).
+  void metrics(core::MetricsWriter& out) const override;
 
   // --- used by frontends, sessions and the stats pages (loop thread) ---
   asio::io_context& io() { return ctx_.io; }
@@ -95,6 +98,9 @@ class LbModule final : public core::Module {
   const std::shared_ptr<const LbConfig>& config_ptr() const { return cfg_; }
   const std::string& node_name() const { return ctx_.node.name; }
   BufferPool& buffers() { return *buffers_; }
+  PipePool& pipes() { return pipes_; }
+  // Bytes the pumps moved with splice(2) (part of the byte counters, not extra).
+  void add_spliced(std::size_t n) { spliced_bytes_ += n; }
   uint64_t next_session_id() { return ++last_session_id_; }
   void add_session(const ProxySessionPtr& s) { sessions_.emplace(s->id(), s); }
   // Session timeouts: one module-wide min-heap of (deadline, session id) and one timer.
@@ -121,6 +127,8 @@ class LbModule final : public core::Module {
   void publish_health();
   void start_checks();
   void stop_checks();
+  // A stats listener for <cfg> (bound, routes for its uri); throws naming /lb/stats/bind.
+  std::unique_ptr<core::http::Server> make_stats_listener(const StatsConfig& cfg);
   void arm_sweep(Clock::time_point at);
   void sweep();
 
@@ -131,6 +139,8 @@ class LbModule final : public core::Module {
   std::vector<std::shared_ptr<Frontend>> frontends_;
   std::vector<HealthCheckPtr> checks_;
   std::unique_ptr<BufferPool> buffers_;
+  PipePool pipes_;
+  uint64_t spliced_bytes_ = 0;
   std::map<uint64_t, ProxySessionPtr> sessions_;
   std::vector<std::pair<Clock::time_point, uint64_t>> deadlines_;  // min-heap on the time
   std::unique_ptr<asio::steady_timer> sweep_timer_;

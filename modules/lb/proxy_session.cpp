@@ -67,7 +67,15 @@ void ProxySession::close_sockets() {
 void ProxySession::kill(const char* code) {
   if (closed_) return;
   term_ = code;
+  leave_queue();
   close_sockets();
+}
+
+void ProxySession::leave_queue() {
+  if (!queued_) return;
+  queued_ = false;
+  be_->dequeue(queue_pos_);
+  queue_timer_->cancel();  // wait_in_queue() resumes without a server
 }
 
 Clock::time_point ProxySession::deadline() const {
@@ -80,7 +88,8 @@ void ProxySession::schedule(Clock::time_point at) {
 }
 
 void ProxySession::check_deadline(Clock::time_point now) {
-  if (closed_ || phase_ == Phase::Done) return;
+  // A queued session has its own queue timer; connect() schedules again once granted.
+  if (closed_ || phase_ == Phase::Done || phase_ == Phase::Queue) return;
   auto d = deadline();
   if (now < d) {
     schedule(d);  // activity moved the deadline
@@ -113,6 +122,14 @@ asio::awaitable<bool> ProxySession::connect() {
       ctx.avoid = failed;
       s = be.pick(ctx);
     }
+    bool counted = false;  // a slot granted from the queue is counted already
+    if (!s && be.up()) {
+      // Servers in rotation, all at their maxconn: queue for a slot (HAProxy).
+      ctx.avoid = nullptr;
+      s = co_await wait_in_queue(ctx);
+      if (!s) co_return false;
+      counted = true;
+    }
     if (!s) {
       ++be.stats.nosrv;
       term_ = "SC";
@@ -127,7 +144,7 @@ asio::awaitable<bool> ProxySession::connect() {
       }
     }
     server_ = s->shared_from_this();
-    s->session_started(Clock::now());  // counts toward leastconn and maxconn while connecting
+    if (!counted) s->session_started(Clock::now());  // counts toward leastconn and maxconn while connecting
     ++be.stats.lbtot;
     connect_deadline_ = Clock::now() + bc.timeout_connect;
     connect_timed_out_ = false;
@@ -140,7 +157,7 @@ asio::awaitable<bool> ProxySession::connect() {
       if (++be.stats.scur > be.stats.smax) be.stats.smax = be.stats.scur;
       co_return true;
     }
-    s->session_ended();
+    be.release(*s, Clock::now());
     --s->stats.stot;  // only established sessions count as stot, as in HAProxy
     server_ = nullptr;
     if (closed_) co_return false;
@@ -161,6 +178,38 @@ asio::awaitable<bool> ProxySession::connect() {
   co_return false;
 }
 
+asio::awaitable<Server*> ProxySession::wait_in_queue(const PickContext& ctx) {
+  phase_ = Phase::Queue;
+  Server* granted = nullptr;
+  queue_timer_ = std::make_unique<asio::steady_timer>(client_.get_executor(), bc_->timeout_queue);
+  queue_pos_ = be_->enqueue({ctx, [this, &granted](Server& s) {
+                               granted = &s;
+                               queued_ = false;
+                               queue_timer_->cancel();
+                             }});
+  queued_ = true;
+  asio::error_code ec;
+  co_await queue_timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  queue_timer_.reset();
+  phase_ = Phase::Connect;
+  if (granted && closed_) {
+    be_->release(*granted, Clock::now());  // killed after the grant: the slot goes on
+    co_return nullptr;
+  }
+  if (granted) co_return granted;
+  if (queued_) {
+    // timeout queue: HAProxy closes the connection (termination "sQ") and counts a
+    // failed connection for the backend.
+    queued_ = false;
+    be_->dequeue(queue_pos_);
+    ++be_->stats.econ;
+    term_ = "sQ";
+    lb_.log().debug("queue timeout session={} backend={} timeout_queue_ms={}", id_, be_->name(),
+                    bc_->timeout_queue.count());
+  }
+  co_return nullptr;
+}
+
 void ProxySession::pump_wait(bool from_client) {
   auto& from = from_client ? client_ : upstream_;
   // Idle: wait for readability without holding a buffer.
@@ -169,24 +218,55 @@ void ProxySession::pump_wait(bool from_client) {
   });
 }
 
+bool ProxySession::use_splice(bool from_client) const {
+  switch (cfg_->splice) {
+    case SpliceMode::Always: return true;
+    case SpliceMode::Auto: return streaming_[from_client ? 0 : 1];
+    case SpliceMode::Never: return false;
+  }
+  return false;
+}
+
 void ProxySession::pump_read(bool from_client, asio::error_code ec) {
   if (ec) return pump_end(from_client, ec);
+  const int d = from_client ? 0 : 1;
   auto& from = from_client ? client_ : upstream_;
   auto& to = from_client ? upstream_ : client_;
-  auto& buf = bufs_[from_client ? 0 : 1];
+  if (use_splice(from_client)) {
+    auto& pipes = lb_.pipes();
+    auto& pipe = pipes_[d];
+    if (!pipe) pipe = pipes.get();
+    if (pipe) {  // else out of fds or pipe memory: this read goes through the buffer
+      std::size_t n = splice_in(from.native_handle(), *pipe, pipes.capacity(), ec);
+      if (ec == asio::error::would_block) {
+        pipes.put(std::move(pipe));
+        streaming_[d] = false;
+        return pump_wait(from_client);
+      }
+      if (!ec && n == 0) {
+        pipes.put(std::move(pipe));
+        return pump_eof(from_client);
+      }
+      if (ec) return pump_end(from_client, ec);
+      last_activity_ = Clock::now();
+      in_pipe_[d] = static_cast<uint32_t>(n);
+      pipe_full_[d] = n == pipes.capacity();
+      // A pipe holds 16 socket buffers, whatever their size: small segments make splice
+      // move less per call than one read(); auto goes back to the buffer then.
+      if (n < std::min(lb_.buffers().size(), pipes.capacity())) streaming_[d] = false;
+      return pump_flush(from_client);
+    }
+  }
+  auto& buf = bufs_[d];
   auto& pool = lb_.buffers();
   if (!buf) buf = pool.get();
   std::size_t n = from.read_some(asio::buffer(buf.get(), pool.size()), ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again) {
     pool.put(std::move(buf));
+    streaming_[d] = false;
     return pump_wait(from_client);
   }
-  if (ec == asio::error::eof) {
-    // Half-close: the other side learns that this one has finished sending.
-    asio::error_code ig;
-    to.shutdown(asio::socket_base::shutdown_send, ig);
-    return pump_end(from_client, {});
-  }
+  if (ec == asio::error::eof) return pump_eof(from_client);
   if (ec) return pump_end(from_client, ec);
   last_activity_ = Clock::now();
   asio::async_write(to, asio::buffer(buf.get(), n),
@@ -195,8 +275,42 @@ void ProxySession::pump_read(bool from_client, asio::error_code ec) {
                     });
 }
 
-void ProxySession::pump_written(bool from_client, std::size_t n, const asio::error_code& ec) {
-  if (ec) return pump_end(from_client, ec);
+void ProxySession::pump_eof(bool from_client) {
+  // Half-close: the other side learns that this one has finished sending (everything read
+  // before the EOF has been written already).
+  asio::error_code ig;
+  (from_client ? upstream_ : client_).shutdown(asio::socket_base::shutdown_send, ig);
+  pump_end(from_client, {});
+}
+
+void ProxySession::pump_flush(bool from_client) {
+  const int d = from_client ? 0 : 1;
+  auto& to = from_client ? upstream_ : client_;
+  while (in_pipe_[d] > 0) {
+    asio::error_code ec;
+    std::size_t n = splice_out(*pipes_[d], to.native_handle(), in_pipe_[d], ec);
+    if (ec == asio::error::would_block) {
+      // The receiver is slower: wait for room in its socket buffer (the pipe stays full,
+      // so nothing more is read from the sender meanwhile).
+      to.async_wait(asio::socket_base::wait_write,
+                    [self = shared_from_this(), from_client](const asio::error_code& ec) {
+                      if (ec) return self->pump_end(from_client, ec);
+                      self->pump_flush(from_client);
+                    });
+      return;
+    }
+    if (ec) return pump_end(from_client, ec);
+    in_pipe_[d] -= static_cast<uint32_t>(n);
+    count(from_client, n);
+    lb_.add_spliced(n);
+  }
+  lb_.pipes().put(std::move(pipes_[d]));
+  // A full pipe means more is probably waiting: read again now.
+  if (pipe_full_[d]) return pump_read(from_client, {});
+  pump_wait(from_client);
+}
+
+void ProxySession::count(bool from_client, std::size_t n) {
   if (from_client) {
     bytes_in_ += n;
     fe_->stats.bin += n;
@@ -208,16 +322,28 @@ void ProxySession::pump_written(bool from_client, std::size_t n, const asio::err
     be_->stats.bout += n;
     server_->stats.bout += n;
   }
+}
+
+void ProxySession::pump_written(bool from_client, std::size_t n, const asio::error_code& ec) {
+  if (ec) return pump_end(from_client, ec);
+  count(from_client, n);
+  const int d = from_client ? 0 : 1;
   auto& pool = lb_.buffers();
-  // A full read means more is probably waiting: keep the buffer and read again.
-  if (n == pool.size()) return pump_read(from_client, {});
-  pool.put(std::move(bufs_[from_client ? 0 : 1]));
+  // A full read means more is probably waiting: keep the buffer and read again (spliced
+  // from now on in SpliceMode::Auto, the buffer going back to the pool).
+  if (n == pool.size()) {
+    streaming_[d] = true;
+    if (use_splice(from_client)) pool.put(std::move(bufs_[d]));
+    return pump_read(from_client, {});
+  }
+  pool.put(std::move(bufs_[d]));
   pump_wait(from_client);
 }
 
 void ProxySession::pump_end(bool from_client, const asio::error_code& ec) {
-  auto& buf = bufs_[from_client ? 0 : 1];
-  if (buf) lb_.buffers().put(std::move(buf));
+  const int d = from_client ? 0 : 1;
+  if (bufs_[d]) lb_.buffers().put(std::move(bufs_[d]));
+  if (pipes_[d]) lb_.pipes().put(std::move(pipes_[d]), in_pipe_[d] == 0);
   if (ec && !closed_) {
     // A reset or write failure on either side ends both directions.
     if (from_client) {
@@ -268,8 +394,8 @@ void ProxySession::finish() {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - started_).count();
   --fe_->stats.scur;
   if (server_) {
-    server_->session_ended();
     --be_->stats.scur;  // server_ is set only once connected
+    be_->release(*server_, now);
   }
   if (cfg_->log_sessions)
     lb_.log().info("session id={} client={} frontend={} backend={} server={} bytes_in={} bytes_out={} duration_ms={} retries={} term={}",

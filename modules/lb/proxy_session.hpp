@@ -1,9 +1,10 @@
-// One proxied TCP connection: pick a server (retries, redispatch), connect with a
-// deadline, then two byte pumps (client→server, server→client) until both directions
-// have ended. Half-close is forwarded (EOF on one side → shutdown(send) on the other).
-// Each pump holds at most one buffer, taken from a pool only while data is moving and
-// written out before the next read, so an idle session costs no buffer and a slow reader
-// stops the other side through TCP back-pressure instead of growing memory.
+// One proxied TCP connection: pick a server (retries, redispatch; waiting in the
+// backend's queue while every server is at its maxconn), connect with a deadline, then two
+// byte pumps (client→server, server→client) until both directions have ended. Half-close
+// is forwarded (EOF on one side → shutdown(send) on the other). Each pump holds at most
+// one buffer or one pipe (splice(2), see lb/pipe.hpp), taken from a pool only while data
+// is moving and emptied before the next read, so an idle session costs neither and a slow
+// reader stops the other side through TCP back-pressure instead of growing memory.
 // Idle sessions are kept small: the connect phase is a coroutine that ends once
 // connected; the pumps are plain completion handlers (one pending wait_read per
 // direction while idle), and timeouts come from the module's deadline heap
@@ -16,13 +17,15 @@
 
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 
+#include "lb/backend.hpp"
 #include "lb/config.hpp"
+#include "lb/pipe.hpp"
 #include "lb/server.hpp"
 
 namespace mqnode::lb {
 
-class Backend;
 class Frontend;
 class LbModule;
 
@@ -66,10 +69,21 @@ class ProxySession : public std::enable_shared_from_this<ProxySession> {
  private:
   asio::awaitable<void> run();
   asio::awaitable<bool> connect();
-  // One direction of the data phase: wait readable → read → write → again.
+  // Every server in rotation is full: waits in the backend's queue for a slot, at most
+  // timeout_queue. Returns the granted server (its slot counted), or nullptr on timeout
+  // (counted, term "sQ") or kill.
+  asio::awaitable<Server*> wait_in_queue(const PickContext& ctx);
+  void leave_queue();
+  // One direction of the data phase: wait readable → read → write → again. The read and
+  // write go through a pipe (splice) or a buffer, chosen per read by use_splice().
   void pump_wait(bool from_client);
   void pump_read(bool from_client, asio::error_code ec);
   void pump_written(bool from_client, std::size_t n, const asio::error_code& ec);
+  bool use_splice(bool from_client) const;
+  // Splices what the pipe holds out to the other side; waits for writability if needed.
+  void pump_flush(bool from_client);
+  void count(bool from_client, std::size_t n);
+  void pump_eof(bool from_client);
   void pump_end(bool from_client, const asio::error_code& ec);
   Clock::time_point deadline() const;
   void schedule(Clock::time_point at);
@@ -82,14 +96,23 @@ class ProxySession : public std::enable_shared_from_this<ProxySession> {
   std::shared_ptr<Backend> be_;
   const BackendConfig* bc_;
   asio::ip::tcp::socket client_, upstream_;
-  std::unique_ptr<char[]> bufs_[2];  // [0] client→server, [1] server→client; only while data moves
+  // Per direction, [0] client→server, [1] server→client; held only while data moves.
+  std::unique_ptr<char[]> bufs_[2];
+  std::unique_ptr<Pipe> pipes_[2];
+  uint32_t in_pipe_[2] = {0, 0};    // bytes spliced in, not yet out
+  bool pipe_full_[2] = {false, false};  // the last splice in filled the pipe: more is waiting
+  bool streaming_[2] = {false, false};  // SpliceMode::Auto: a read filled the buffer; splice until idle
+  // While waiting in the backend's queue (Phase::Queue) only.
+  std::unique_ptr<asio::steady_timer> queue_timer_;
+  Backend::QueuePos queue_pos_{};
+  bool queued_ = false;
   uint64_t id_;
   std::shared_ptr<Server> server_;
   std::string peer_;
   asio::ip::address peer_addr_;
   Clock::time_point started_, last_activity_, connect_deadline_, next_check_{};
   Millis idle_{0};
-  enum class Phase { Connect, Data, Done } phase_ = Phase::Connect;
+  enum class Phase { Connect, Queue, Data, Done } phase_ = Phase::Connect;
   bool connect_timed_out_ = false;
   uint8_t pumps_ = 0;  // directions still running
   bool closed_ = false;

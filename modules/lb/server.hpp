@@ -27,9 +27,11 @@ using Clock = std::chrono::steady_clock;
 
 #define MQ_LB_FRONTEND_STATS(C, G) C(stot) C(bin) C(bout) C(dreq) C(ereq) C(queued) G(scur) G(smax) G(qcur) G(qmax)
 
+// queued: sessions that waited in the queue (HAProxy has no CSV column for it); a queue
+// timeout counts in econ, as HAProxy's failed_conns.
 #define MQ_LB_BACKEND_STATS(C, G)                                                           \
   C(stot) C(lbtot) C(bin) C(bout) C(econ) C(eresp) C(wretr) C(wredis) C(nosrv) C(chkdown)  \
-  C(cli_abrt) C(srv_abrt) G(scur) G(smax)
+  C(cli_abrt) C(srv_abrt) C(queued) G(scur) G(smax) G(qcur) G(qmax)
 
 #define MQ_LB_DECLARE(n) uint64_t n = 0;
 struct ServerStats {

@@ -103,7 +103,7 @@ std::vector<StatsRow> stats_rows(const std::vector<std::shared_ptr<Frontend>>& f
       const auto& st = s->stats;
       r.set("pxname", b->name());
       r.set("svname", s->name());
-      r.set("qcur", "0");
+      r.set("qcur", "0");  // no per-server queues (HAProxy's exist for persistence)
       r.set("qmax", "0");
       r.set("scur", num(st.scur));
       r.set("smax", num(st.smax));
@@ -152,8 +152,8 @@ std::vector<StatsRow> stats_rows(const std::vector<std::shared_ptr<Frontend>>& f
     const auto& st = b->stats;
     r.set("pxname", b->name());
     r.set("svname", "BACKEND");
-    r.set("qcur", "0");
-    r.set("qmax", "0");
+    r.set("qcur", num(st.qcur));
+    r.set("qmax", num(st.qmax));
     r.set("scur", num(st.scur));
     r.set("smax", num(st.smax));
     r.set("stot", num(st.stot));
@@ -357,63 +357,62 @@ std::string render_html(const std::vector<StatsRow>& rows, const StatsConfig& cf
   return out;
 }
 
-std::string render_prometheus(const std::vector<StatsRow>& rows) {
+void write_metrics(core::MetricsWriter& out, const std::vector<StatsRow>& rows) {
+  using Type = core::MetricsWriter::Type;
   struct Metric {
-    std::string_view column, name, type, help;
+    std::string_view column, name;
+    Type type;
+    std::string_view help;
   };
   static constexpr Metric kMetrics[] = {
-      {"scur", "current_sessions", "gauge", "Current number of active sessions."},
-      {"smax", "max_sessions", "gauge", "Maximum observed number of active sessions."},
-      {"slim", "limit_sessions", "gauge", "Configured session limit."},
-      {"stot", "sessions_total", "counter", "Total number of sessions."},
-      {"bin", "bytes_in_total", "counter", "Bytes received from clients."},
-      {"bout", "bytes_out_total", "counter", "Bytes sent to clients."},
-      {"dreq", "denied_connections_total", "counter", "Connections refused over maxconn."},
-      {"econ", "connection_errors_total", "counter", "Failed connections to servers."},
-      {"wretr", "retry_warnings_total", "counter", "Connection retries."},
-      {"wredis", "redispatch_warnings_total", "counter", "Retries redispatched to another server."},
-      {"lbtot", "loadbalanced_total", "counter", "Times a server was selected."},
-      {"chkfail", "check_failures_total", "counter", "Failed health checks."},
-      {"chkdown", "check_up_down_total", "counter", "UP to DOWN transitions."},
-      {"downtime", "downtime_seconds_total", "counter", "Total time spent down."},
-      {"weight", "weight", "gauge", "Effective weight."},
-      {"act", "active_servers", "gauge", "Active servers up (BACKEND) or 1 for an active server."},
-      {"bck", "backup_servers", "gauge", "Backup servers up (BACKEND) or 1 for a backup server."},
-      {"check_health", "check_health", "gauge", "HAProxy's health counter: 0..rise+fall-1, up at >= rise."},
+      {"scur", "current_sessions", Type::Gauge, "Current number of active sessions."},
+      {"smax", "max_sessions", Type::Gauge, "Maximum observed number of active sessions."},
+      {"slim", "limit_sessions", Type::Gauge, "Configured session limit."},
+      {"stot", "sessions_total", Type::Counter, "Total number of sessions."},
+      {"qcur", "current_queue", Type::Gauge, "Sessions waiting for a server slot (servers' maxconn)."},
+      {"qmax", "max_queue", Type::Gauge, "Maximum observed number of sessions waiting for a slot."},
+      {"bin", "bytes_in_total", Type::Counter, "Bytes received from clients."},
+      {"bout", "bytes_out_total", Type::Counter, "Bytes sent to clients."},
+      {"dreq", "denied_connections_total", Type::Counter, "Connections refused over maxconn."},
+      {"econ", "connection_errors_total", Type::Counter, "Failed connections to servers, queue timeouts included."},
+      {"wretr", "retry_warnings_total", Type::Counter, "Connection retries."},
+      {"wredis", "redispatch_warnings_total", Type::Counter, "Retries redispatched to another server."},
+      {"lbtot", "loadbalanced_total", Type::Counter, "Times a server was selected."},
+      {"chkfail", "check_failures_total", Type::Counter, "Failed health checks."},
+      {"chkdown", "check_up_down_total", Type::Counter, "UP to DOWN transitions."},
+      {"downtime", "downtime_seconds_total", Type::Counter, "Total time spent down."},
+      {"weight", "weight", Type::Gauge, "Effective weight."},
+      {"act", "active_servers", Type::Gauge, "Active servers up (BACKEND) or 1 for an active server."},
+      {"bck", "backup_servers", Type::Gauge, "Backup servers up (BACKEND) or 1 for a backup server."},
+      {"check_health", "check_health", Type::Gauge, "HAProxy's health counter: 0..rise+fall-1, up at >= rise."},
   };
   auto kind = [](const StatsRow& r) -> std::string_view {
     const auto& sv = r.get("svname");
     return sv == "FRONTEND" ? "frontend" : sv == "BACKEND" ? "backend" : "server";
   };
-  auto labels = [&](const StatsRow& r) {
-    auto k = kind(r);
-    if (k == "server") return fmt::format("proxy=\"{}\",server=\"{}\"", r.get("pxname"), r.get("svname"));
-    return fmt::format("proxy=\"{}\"", r.get("pxname"));
+  auto sample = [&](const StatsRow& r, double v) {
+    if (kind(r) == "server")
+      out.sample({{"proxy", r.get("pxname")}, {"server", r.get("svname")}}, v);
+    else
+      out.sample({{"proxy", r.get("pxname")}}, v);
   };
-  std::string out;
   for (std::string_view k : {"frontend", "backend", "server"}) {
-    auto emit_status = [&] {
-      out += fmt::format("# HELP mqnode_lb_{0}_up 1 when the {0} takes new sessions.\n# TYPE mqnode_lb_{0}_up gauge\n", k);
-      for (const auto& r : rows) {
-        if (kind(r) != k) continue;
-        const auto& st = r.get("status");
-        bool up = st == "OPEN" || st == "UP" || st == "no check" || st.starts_with("UP ");
-        out += fmt::format("mqnode_lb_{}_up{{{}}} {}\n", k, labels(r), up ? 1 : 0);
-      }
-    };
-    emit_status();
+    out.family(fmt::format("mqnode_lb_{}_up", k), Type::Gauge, fmt::format("1 when the {} takes new sessions.", k));
+    for (const auto& r : rows) {
+      if (kind(r) != k) continue;
+      const auto& st = r.get("status");
+      sample(r, st == "OPEN" || st == "UP" || st == "no check" || st.starts_with("UP ") ? 1 : 0);
+    }
     for (const auto& m : kMetrics) {
-      bool any = false;
-      for (const auto& r : rows)
-        if (kind(r) == k && numeric(r.get(m.column))) any = true;
-      if (!any) continue;
-      out += fmt::format("# HELP mqnode_lb_{}_{} {}\n# TYPE mqnode_lb_{}_{} {}\n", k, m.name, m.help, k, m.name, m.type);
-      for (const auto& r : rows)
-        if (kind(r) == k && numeric(r.get(m.column)))
-          out += fmt::format("mqnode_lb_{}_{}{{{}}} {}\n", k, m.name, labels(r), r.get(m.column));
+      bool started = false;
+      for (const auto& r : rows) {
+        if (kind(r) != k || !numeric(r.get(m.column))) continue;
+        if (!started) out.family(fmt::format("mqnode_lb_{}_{}", k, m.name), m.type, m.help);
+        started = true;
+        sample(r, std::stod(r.get(m.column)));
+      }
     }
   }
-  return out;
 }
 
 // ---- runtime API -----------------------------------------------------------------------
@@ -517,10 +516,10 @@ std::string run_command(LbModule& lb, std::string_view line) {
          "set weight <b>/<s> <w>[%]; get weight <b>/<s>\n";
 }
 
-void add_stats_routes(http::Router& router, LbModule& lb) {
-  // The uri is fixed at start; everything else is read per request, so a reload's new
-  // credentials, realm, refresh and admin apply at once.
-  const std::string uri = lb.config().stats.uri;
+void add_stats_routes(http::Router& router, LbModule& lb, const std::string& uri) {
+  // The uri is fixed per router (a reload that changes it installs a new one); everything
+  // else is read per request, so a reload's new credentials, realm, refresh and admin
+  // apply at once.
   auto authorized = [&lb](const http::Request& req) {
     const StatsConfig& cfg = lb.config().stats;
     return cfg.user.empty() || http::check_basic_auth(req, cfg.user, cfg.password);
@@ -578,8 +577,10 @@ void add_stats_routes(http::Router& router, LbModule& lb) {
   router.add("GET", "/metrics", [&lb, authorized](const http::Request& req) {
     const StatsConfig& cfg = lb.config().stats;
     if (!authorized(req)) return http::Response::unauthorized(cfg.realm);
-    auto r = http::Response::text(200, render_prometheus(stats_rows(lb.frontends(), lb.backends(), Clock::now())));
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    core::MetricsWriter w;
+    lb.metrics(w);
+    auto r = http::Response::text(200, w.text());
+    r.content_type = core::kMetricsContentType;
     return r;
   });
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/http.hpp"
+#include "core/metrics.hpp"
 #include "lb/backend.hpp"
 
 namespace mqnode::lb {
@@ -35,14 +36,15 @@ std::string render_csv(const std::vector<StatsRow>& rows);
 std::string render_json(const std::vector<StatsRow>& rows);
 std::string render_html(const std::vector<StatsRow>& rows, const StatsConfig& cfg, std::string_view node,
                         bool refresh);
-std::string render_prometheus(const std::vector<StatsRow>& rows);
+// Prometheus families mqnode_lb_{frontend,backend,server}_* (LbModule::metrics()).
+void write_metrics(core::MetricsWriter& out, const std::vector<StatsRow>& rows);
 
 // Runs one HAProxy runtime API command line ("disable server be/srv", "set server be/srv
 // state drain", "set weight be/srv 50", "get weight be/srv", "show stat") and returns
 // what HAProxy's CLI would print ("" on success for the set verbs).
 std::string run_command(LbModule& lb, std::string_view line);
 
-// Registers the stats routes of <lb>'s config on <router>.
-void add_stats_routes(core::http::Router& router, LbModule& lb);
+// Registers the stats routes under <uri> (and /metrics) on <router>.
+void add_stats_routes(core::http::Router& router, LbModule& lb, const std::string& uri);
 
 }  // namespace mqnode::lb

@@ -291,21 +291,23 @@ HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/us
 class HaproxyProcess:
     """Debian's haproxy with one tcp frontend/backend and a stats page, as a reference."""
 
-    def __init__(self, servers, balance="roundrobin", inter=200, rise=2, fall=3, maxconn=4000):
+    def __init__(self, servers, balance="roundrobin", inter=200, rise=2, fall=3, maxconn=4000, defaults=(),
+                 server_options=""):
         self.workdir = tempfile.mkdtemp(prefix="mqlb-haproxy-")
         self.port = free_port()
         self.stats_port = free_port()
         lines = [
             "global", "  maxconn %d" % maxconn,
             "defaults", "  mode tcp", "  timeout connect 5s", "  timeout client 1h", "  timeout server 1h",
+            *("  " + d for d in defaults),
             "listen stats", "  bind 127.0.0.1:%d" % self.stats_port, "  mode http", "  stats enable",
             "  stats uri /haproxy",
             "frontend fe", "  bind 127.0.0.1:%d" % self.port, "  default_backend be",
             "backend be", "  balance %s" % balance,
         ]
         for name, port, weight in servers:
-            lines.append("  server %s 127.0.0.1:%d weight %d check inter %d rise %d fall %d"
-                         % (name, port, weight, inter, rise, fall))
+            lines.append("  server %s 127.0.0.1:%d weight %d check inter %d rise %d fall %d %s"
+                         % (name, port, weight, inter, rise, fall, server_options))
         self.cfg = os.path.join(self.workdir, "haproxy.cfg")
         with open(self.cfg, "w") as f:
             f.write("\n".join(lines) + "\n")

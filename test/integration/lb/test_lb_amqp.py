@@ -4,6 +4,7 @@ frontend and the `amqp` health check (protocol header → connection.start)."""
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 
@@ -130,3 +131,77 @@ def test_wedged_broker_fails_the_amqp_check(cluster):
         wedged.close()
         for c in held:
             c.close()
+
+
+@pytest.fixture
+def small_fs():
+    """mount_on(path, mib): a tmpfs of <mib> MiB on <path> (its free space is this test's
+    alone, unlike the shared disk), unmounted at teardown; skips when mounting is not
+    allowed (not root)."""
+    mounted = []
+
+    def mount_on(path, mib):
+        os.makedirs(path, exist_ok=True)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % mib, "tmpfs", path],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip("cannot mount a tmpfs for the broker's data dir: " + r.stderr.strip())
+        mounted.append(path)
+
+    yield mount_on
+    for p in mounted:
+        subprocess.run(["umount", "-l", p], capture_output=True)
+
+
+def test_local_broker_unhealthy_is_drained(small_fs):
+    # One process runs the broker and the lb (--role disc,lb); its backend has that local
+    # broker (`local: true`) and another mqnode broker. When the local broker raises a
+    # disk alarm (health Degraded on the EventBus), the lb drains it at once — no check
+    # would notice, the broker still answers AMQP — and new pika connections all go to
+    # the other one; when the alarm clears, the local broker takes sessions again.
+    other = brokers.start_broker(prefix="mqlb-broker-")
+    lb = None
+    try:
+        local_port, fe_port = free_port(), free_port()
+        broker_section = dict(brokers.DEFAULT_BROKER, listeners=[{"bind": "127.0.0.1:%d" % local_port}],
+                              disk_free_limit_bytes=16 << 20)
+        lb = LbProcess({
+            "frontends": [{"name": "amqp", "bind": "127.0.0.1:%d" % fe_port, "backend": "rabbitmq"}],
+            "backends": [{"name": "rabbitmq", "balance": "roundrobin",
+                          "check": {"type": "amqp", "inter_ms": 200, "rise": 2, "fall": 3},
+                          "servers": [{"name": "local", "address": "127.0.0.1:%d" % local_port, "local": True},
+                                      {"name": "other", "address": "127.0.0.1:%d" % other.port}]}]},
+            extra={"broker": broker_section})
+        data = os.path.join(lb.workdir, "data")
+        small_fs(data, 32)
+        lb.start(roles="disc,lb")
+        wait_for(lambda: lb.row("rabbitmq", "local")["status"] == "UP" and lb.row("rabbitmq", "other")["status"] == "UP",
+                 20, what="both brokers UP")
+        conns = [pika.BlockingConnection(params(fe_port)) for _ in range(4)]
+        stot = lambda name: int(lb.row("rabbitmq", name)["stot"])  # noqa: E731
+        assert (stot("local"), stot("other")) == (2, 2)
+
+        # Fill the data dir's filesystem below disk_free_limit: the broker's alarm.
+        filler = os.path.join(data, "filler")
+        with open(filler, "wb") as f:
+            os.posix_fallocate(f.fileno(), 0, 24 << 20)
+        wait_for(lambda: lb.row("rabbitmq", "local")["status"] == "DRAIN", 20, what="local broker drained")
+        assert "local broker unhealthy" in lb.stderr()
+        assert lb.row("rabbitmq", "local")["check_status"] == "L7OK"  # checks alone would keep it
+        more = [pika.BlockingConnection(params(fe_port)) for _ in range(4)]
+        assert (stot("local"), stot("other")) == (2, 6)
+        for c in conns:  # established sessions on the local broker stay
+            c.channel().queue_declare("", exclusive=True)
+
+        os.unlink(filler)
+        wait_for(lambda: lb.row("rabbitmq", "local")["status"] == "UP", 20, what="local broker back in rotation")
+        last = [pika.BlockingConnection(params(fe_port)) for _ in range(2)]
+        assert stot("local") == 3
+        for c in conns + more + last:
+            c.close()
+    finally:
+        problems = lb.stop() if lb else []
+        other.stop()
+        shutil.rmtree(other.workdir, ignore_errors=True)
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)

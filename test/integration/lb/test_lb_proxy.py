@@ -1,6 +1,8 @@
 """The lb role in front of TCP echo backends: balance spreads, health checks marking
 servers down/up, maxconn, half-close and large transfers, shutdown-sessions, runtime API."""
 
+import csv
+import io
 import os
 import socket
 import sys
@@ -10,7 +12,8 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lbutil import EchoServer, LbProcess, banner, free_port, lb_role_missing, read_line, wait_for  # noqa: E402
+from lbutil import (HAPROXY, EchoServer, HaproxyProcess, LbProcess, banner, free_port, lb_role_missing,  # noqa: E402
+                    read_line, wait_for)
 
 pytestmark = pytest.mark.skipif(lb_role_missing() is not None, reason=str(lb_role_missing()))
 
@@ -21,7 +24,7 @@ INTER = 200
 def lb_factory():
     made = []
 
-    def make(servers, balance="roundrobin", frontend=None, backend=None, **kw):
+    def make(servers, balance="roundrobin", frontend=None, backend=None, extra_lb=None, **kw):
         fe_port = free_port()
         fe = {"name": "fe", "bind": "127.0.0.1:%d" % fe_port, "backend": "be"}
         fe.update(frontend or {})
@@ -29,7 +32,9 @@ def lb_factory():
               "check": {"type": "tcp", "inter_ms": INTER, "rise": 2, "fall": 3},
               "servers": servers}
         be.update(backend or {})
-        p = LbProcess({"frontends": [fe], "backends": [be]}, **kw)
+        section = {"frontends": [fe], "backends": [be]}
+        section.update(extra_lb or {})
+        p = LbProcess(section, **kw)
         p.fe_port = fe_port
         made.append(p)
         return p.start()
@@ -158,9 +163,127 @@ def test_maxconn_queue_waits_for_a_slot(echoes, lb_factory):
     assert lb.row("fe", "FRONTEND")["smax"] == "1"
 
 
-def test_half_close_and_large_transfer(echoes, lb_factory):
+def full_server(echoes, lb_factory, timeout_queue_ms):
+    """An lb whose only server has maxconn 1, and the session that fills it."""
     (a,) = echoes("a")
-    lb = lb_factory([srv(a)])
+    lb = lb_factory([srv(a, maxconn=1)], backend={"timeout_queue_ms": timeout_queue_ms})
+    first = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10)
+    assert read_line(first) == "a"
+    return lb, first
+
+
+def test_server_maxconn_queues_then_serves_the_oldest(echoes, lb_factory):
+    # HAProxy's server maxconn: with every server full, a new session waits in the
+    # backend's queue (not refused, not sent elsewhere) and gets the first free slot.
+    lb, first = full_server(echoes, lb_factory, 60000)
+    second = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10)
+    wait_for(lambda: lb.row("be", "BACKEND")["qcur"] == "1", 10, what="the second session queued")
+    assert (lb.row("be", "a")["scur"], lb.row("be", "a")["stot"]) == ("1", "1")  # not at the server yet
+    third = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10)
+    wait_for(lambda: lb.row("be", "BACKEND")["qcur"] == "2", 10, what="the third session queued")
+    first.close()
+    assert read_line(second) == "a"  # the oldest waiter got the slot
+    wait_for(lambda: lb.row("be", "BACKEND")["qcur"] == "1", 10, what="one left in the queue")
+    second.sendall(b"ping\n")
+    assert read_line(second) == "ping"
+    second.close()
+    assert read_line(third) == "a"
+    third.close()
+    wait_for(lambda: lb.row("be", "BACKEND")["scur"] == "0", 10, what="sessions closed")
+    row = lb.row("be", "BACKEND")
+    assert (row["qcur"], row["qmax"], row["econ"]) == ("0", "2", "0")
+    assert lb.row("be", "a")["smax"] == "1"
+    assert "mqnode_lb_backend_max_queue{proxy=\"be\"} 2" in lb.get("/metrics")[1]
+
+
+def test_queue_timeout_closes_and_counts(echoes, lb_factory):
+    # HAProxy after `timeout queue`: the connection is closed, termination state sQ,
+    # counted as a connection error of the backend.
+    lb, first = full_server(echoes, lb_factory, 300)
+    second = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=30)
+    assert second.recv(1) == b""  # closed by the lb, never proxied
+    second.close()
+    wait_for(lambda: lb.row("be", "BACKEND")["econ"] == "1", 10, what="the queue timeout counted")
+    row = lb.row("be", "BACKEND")
+    assert (row["qcur"], row["qmax"]) == ("0", "1")
+    assert lb.row("be", "a")["stot"] == "1"
+    wait_for(lambda: "term=sQ" in lb.stderr(), 10, what="the session log line with term=sQ")
+    first.sendall(b"still served\n")
+    assert read_line(first) == "still served"
+    first.close()
+
+
+@pytest.mark.skipif(HAPROXY is None, reason="Debian haproxy is not installed")
+def test_queue_timeout_counts_as_haproxy_does(echoes, lb_factory):
+    # Side by side with Debian's haproxy (server maxconn 1, timeout queue 300ms): the same
+    # client-visible outcome and the same queue/error columns in the CSV.
+    lb, first = full_server(echoes, lb_factory, 300)
+    (b,) = echoes("b")
+    hp = HaproxyProcess([("b", b.port, 1)], defaults=["timeout queue 300ms"], server_options="maxconn 1").start()
+    try:
+        def theirs():
+            return {(r["pxname"], r["svname"]): r for r in csv.DictReader(io.StringIO(hp.csv_text()[2:]))}
+        wait_for(lambda: theirs()[("be", "b")]["status"] == "UP", 15, what="haproxy b UP")
+        hp_first = socket.create_connection(("127.0.0.1", hp.port), timeout=10)
+        assert read_line(hp_first) == "b"
+        for port in (lb.fe_port, hp.port):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+                assert c.recv(1) == b"", port  # closed after the queue timeout, nothing proxied
+        wait_for(lambda: lb.row("be", "BACKEND")["econ"] == "1", 10, what="lb counted the queue timeout")
+        t_rows = theirs()
+        for (ours_sv, their_sv) in (("BACKEND", "BACKEND"), ("a", "b")):
+            o, t = lb.row("be", ours_sv), t_rows[("be", their_sv)]
+            for col in ("qcur", "qmax", "econ", "scur"):
+                assert o[col] == t[col], (ours_sv, col, o[col], t[col])
+        hp_first.close()
+        first.close()
+    finally:
+        hp.stop()
+
+
+@pytest.mark.parametrize("splice", ["auto", "always", "never"])
+def test_client_that_does_not_read_stops_the_sender(echoes, lb_factory, splice):
+    # Bounded buffering: the client sends to an echo server but reads nothing. Once the
+    # kernel buffers along the path are full (client → lb → server and back) the lb must
+    # stop reading, so the client can only get a bounded amount in (an lb that kept
+    # reading would take all 256 MiB); then everything comes back intact.
+    (a,) = echoes("a")
+    lb = lb_factory([srv(a)], extra_lb={"splice": splice})
+    s = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=20)
+    assert read_line(s) == "a"
+    s.setblocking(False)
+    chunk = os.urandom(1 << 16)
+    twice = chunk * 2
+    sent, idle_since = 0, None
+    while sent < (256 << 20):
+        try:
+            off = sent % len(chunk)  # a send may take part of it: go on where it stopped
+            sent += s.send(twice[off:off + len(chunk)])
+            idle_since = None
+        except BlockingIOError:
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since > 2:  # the path is full: the sender is stopped
+                break
+            time.sleep(0.01)
+    assert sent < (96 << 20), "the lb kept reading from a client whose peer is not read: %d bytes in" % sent
+    s.setblocking(True)
+    s.shutdown(socket.SHUT_WR)
+    got = 0
+    while True:
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        start = got % len(chunk)  # every byte back, in order: the chunk repeated
+        assert d == (chunk * ((start + len(d)) // len(chunk) + 1))[start:start + len(d)], got
+        got += len(d)
+    s.close()
+    assert got == sent
+
+
+@pytest.mark.parametrize("splice", ["auto", "always", "never"])
+def test_half_close_and_large_transfer(echoes, lb_factory, splice):
+    (a,) = echoes("a")
+    lb = lb_factory([srv(a)], extra_lb={"splice": splice})
     payload = os.urandom(8 * 1024 * 1024)
     s = socket.create_connection(("127.0.0.1", lb.fe_port), timeout=20)
     assert read_line(s) == "a"
@@ -185,6 +308,12 @@ def test_half_close_and_large_transfer(echoes, lb_factory):
     row = lb.row("fe", "FRONTEND")
     assert int(row["bin"]) == len(payload)
     assert int(row["bout"]) == len(payload) + 2
+    m = lb.get("/metrics")[1]
+    spliced = int([l for l in m.splitlines() if l.startswith("mqnode_lb_spliced_bytes_total ")][0].split()[1])
+    # always: every byte both ways; auto: the bulk of 8 MiB each way, not the banner; never: none.
+    assert {"always": spliced == 2 * len(payload) + 2, "auto": len(payload) < spliced < 2 * len(payload),
+            "never": spliced == 0}[splice], spliced
+    assert "mqnode_lb_pipes_in_use 0" in m  # given back when the session ended
 
 
 def test_shutdown_sessions_when_marked_down(echoes, lb_factory):

@@ -144,3 +144,41 @@ def test_bind_conflict_keeps_old_config(echoes, lb_proc):
         assert banner(fe_port) == "a"  # old servers still in use
     finally:
         blocker.close()
+
+
+def test_reload_moves_the_stats_listener(echoes, lb_proc):
+    (a,) = echoes("a")
+    fe_port = free_port()
+    lb = lb_proc(lb_section(fe_port, [a]))
+    wait_for(lambda: rows(lb)[("be", "a")]["status"] == "UP", 15, what="a UP")
+    held = socket.create_connection(("127.0.0.1", fe_port), timeout=10)
+    assert read_line(held) == "a"
+    old_port, new_port = lb.stats_port, free_port()
+
+    sec = lb_section(fe_port, [a])
+    sec["stats"] = dict(lb.config["lb"]["stats"], bind="127.0.0.1:%d" % new_port, uri="/lbstats")
+    line = lb.reload(sec)
+    assert "reload failed" not in line, line
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", old_port), timeout=2).close()
+    lb.stats_port = new_port
+    status, body = lb.get("/lbstats;csv")
+    assert status == 200 and body.startswith("# pxname,svname,"), body[:200]
+    assert lb.get("/haproxy;csv")[0] == 404  # the old uri is gone with the old routes
+    assert echo_roundtrip(held, b"proxied through the move\n") == b"proxied through the move\n"
+    csv_row = [r for r in body.splitlines() if r.startswith("be,a,")][0].split(",")
+    assert csv_row[4] == "1"  # scur: the held session is still counted
+
+    # A bind that cannot be had fails the reload as a whole: the listener stays.
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    try:
+        sec2 = lb_section(fe_port, [a])
+        sec2["stats"] = dict(sec["stats"], bind="127.0.0.1:%d" % blocker.getsockname()[1])
+        line = lb.reload(sec2)
+        assert "reload failed" in line and "/lb/stats/bind" in line, line
+        assert lb.get("/lbstats;csv")[0] == 200
+    finally:
+        blocker.close()
+    held.close()

@@ -3,6 +3,8 @@ JSON, Prometheus, and the HTML page rendered by headless Chromium."""
 
 import json
 import os
+import re
+import socket
 import shutil
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lbutil import HAPROXY, EchoServer, HaproxyProcess, LbProcess, free_port, lb_role_missing, wait_for  # noqa: E402
+from lbutil import HAPROXY, EchoServer, HaproxyProcess, LbProcess, free_port, lb_role_missing, read_line, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(lb_role_missing() is not None, reason=str(lb_role_missing()))
 
@@ -25,11 +27,13 @@ def setup():
     def make(user="admin", password="s3cret", names=("s1", "s2")):
         es = [EchoServer(n).start() for n in names]
         state["echoes"] = es
+        fe_port = free_port()
         lb = LbProcess({
-            "frontends": [{"name": "fe", "bind": "127.0.0.1:%d" % free_port(), "backend": "be"}],
+            "frontends": [{"name": "fe", "bind": "127.0.0.1:%d" % fe_port, "backend": "be"}],
             "backends": [{"name": "be", "check": {"inter_ms": 200, "rise": 2, "fall": 3},
                           "servers": [{"name": e.name, "address": "127.0.0.1:%d" % e.port} for e in es]}],
         }, stats_user=user, stats_password=password)
+        lb.fe_port = fe_port
         state["lb"] = lb.start()
         wait_for(lambda: all(r["status"] == "UP" for r in lb.csv_rows() if r["svname"] in names), 15,
                  what="servers UP")
@@ -71,6 +75,63 @@ def test_json_and_prometheus(setup):
     m = lb.get("/metrics")[1]
     assert 'mqnode_lb_server_up{proxy="be",server="s1"} 1' in m
     assert "# TYPE mqnode_lb_frontend_sessions_total counter" in m
+
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\})? '
+                    r'(-?[0-9.eE+]+|NaN|[+-]Inf)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_prometheus(text):
+    """Strict reading of the text format 0.0.4: every sample belongs to a family announced
+    once by # HELP then # TYPE (counter|gauge) just before its samples. Returns
+    {(name, frozenset(labels)): value} and {name: type}."""
+    samples, types, current = {}, {}, None
+    lines = text.split("\n")
+    assert lines[-1] == "", "the exposition must end with a newline"
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("# HELP "):
+            name = line.split(" ")[2]
+            assert name not in types, "family %s announced twice" % name
+            assert lines[i + 1].startswith("# TYPE %s " % name), lines[i + 1]
+            current = name
+        elif line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ")
+            assert name == current and typ in ("counter", "gauge"), line
+            types[name] = typ
+        else:
+            m = SAMPLE.match(line)
+            assert m, "not a sample line: %r" % line
+            assert m.group(1) == current, "sample %r outside its family %r" % (line, current)
+            labels = frozenset(LABEL.findall(m.group(2) or ""))
+            key = (m.group(1), labels)
+            assert key not in samples, "duplicate sample %r" % line
+            samples[key] = float(m.group(3))
+    return samples, types
+
+
+def test_prometheus_parses_and_matches_the_csv(setup):
+    es, lb = setup()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", lb.fe_port), timeout=10) as c:
+            assert read_line(c) in ("s1", "s2")
+            c.sendall(b"0123456789\n")
+            assert read_line(c) == "0123456789"
+    wait_for(lambda: lb.row("fe", "FRONTEND")["scur"] == "0", 10, what="sessions closed")
+    status, text = lb.get("/metrics")
+    assert status == 200
+    samples, types = parse_prometheus(text)
+    fe = lb.row("fe", "FRONTEND")
+    px = frozenset({("proxy", "fe")})
+    assert samples[("mqnode_lb_frontend_sessions_total", px)] == 3 == float(fe["stot"])
+    assert samples[("mqnode_lb_frontend_bytes_in_total", px)] == 33 == float(fe["bin"])
+    assert samples[("mqnode_lb_frontend_bytes_out_total", px)] == float(fe["bout"])
+    assert types["mqnode_lb_frontend_sessions_total"] == "counter"
+    assert types["mqnode_lb_backend_current_queue"] == "gauge"
+    s1 = frozenset({("proxy", "be"), ("server", "s1")})
+    assert samples[("mqnode_lb_server_up", s1)] == 1
+    assert samples[("mqnode_lb_server_sessions_total", s1)] == float(lb.row("be", "s1")["stot"])
+    assert samples[("mqnode_lb_backend_sessions_total", frozenset({("proxy", "be")}))] == 3
 
 
 @pytest.mark.skipif(HAPROXY is None, reason="Debian haproxy is not installed")

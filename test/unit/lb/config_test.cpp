@@ -45,6 +45,8 @@ TEST_CASE("lb config: defaults that never cut a heartbeating AMQP connection") {
   CHECK(b.check.rise == 2);
   CHECK(b.check.fall == 3);
   CHECK(b.servers[0].weight == 1);
+  CHECK(b.timeout_queue == b.timeout_connect);  // HAProxy: timeout queue defaults to timeout connect
+  CHECK(c.splice == SpliceMode::Auto);
   CHECK_FALSE(c.stats.enabled);
 }
 
@@ -54,13 +56,14 @@ TEST_CASE("lb config: every key read, fastinter/downinter/timeout default to int
                      "maxconn": 10, "maxconn_mode": "refuse", "timeout_client_ms": 1000 } ],
     "backends": [ { "name": "be", "balance": "static-rr", "retries": 1, "redispatch": false,
                     "timeout_connect_ms": 100, "timeout_server_ms": 200, "timeout_tunnel_ms": 300,
+                    "timeout_queue_ms": 400,
                     "on_marked_down": "shutdown-sessions",
                     "check": { "type": "amqp", "inter_ms": 500, "rise": 1, "fall": 2 },
                     "servers": [ { "name": "a", "address": "127.0.0.1:1", "weight": 0, "backup": true,
                                    "maxconn": 5, "disabled": true, "check": false, "local": true } ] } ],
     "stats": { "bind": "127.0.0.1:8404", "uri": "/stats", "user": "u", "password": "p", "refresh_s": 5,
                "realm": "R", "admin": false },
-    "buffer_size": 4096, "log_sessions": false
+    "buffer_size": 4096, "log_sessions": false, "splice": "never"
   })");
   const auto& b = c.backends[0];
   CHECK(c.frontends[0].binds.size() == 2);
@@ -74,6 +77,8 @@ TEST_CASE("lb config: every key read, fastinter/downinter/timeout default to int
   CHECK(c.stats.enabled);
   CHECK(c.stats.refresh_s == 5);
   CHECK(c.buffer_size == 4096);
+  CHECK(b.timeout_queue == Millis(400));
+  CHECK(c.splice == SpliceMode::Never);
 }
 
 TEST_CASE("lb config: errors name the JSON pointer") {
@@ -93,6 +98,8 @@ TEST_CASE("lb config: errors name the JSON pointer") {
             .starts_with("/lb/backends/0/check/inter: unknown key"));
   CHECK(error_of(R"({"stats": {"bind": "127.0.0.1:1", "user": "a"}})") ==
         "/lb/stats/password: expected both user and password, or neither, got nothing");
+  CHECK(error_of(R"({"splice": true})") == "/lb/splice: expected a string, got boolean true");
+  CHECK(error_of(R"({"splice": "on"})") == "/lb/splice: expected \"auto\", \"always\" or \"never\", got string \"on\"");
   CHECK(error_of(R"({"stats": {"bind": "127.0.0.1:1", "uri": "x"}})") ==
         "/lb/stats/uri: expected a path starting with '/' without '?', ';' or spaces, got string \"x\"");
   CHECK(error_of(R"({"backends": [{"name": "a/b", "servers": [{"name": "s", "address": "1.2.3.4:5"}]}]})")

@@ -101,6 +101,55 @@ TEST_CASE("backend: backups only when no active server; act/bck/weight columns")
   CHECK(be.stats.chkdown == 1);
 }
 
+TEST_CASE("backend queue: full servers queue sessions, freed slots go to the oldest waiter") {
+  BackendConfig bc;
+  bc.name = "be";
+  bc.balance = Algorithm::RoundRobin;
+  bc.servers = {server_cfg("a", 1, false, 1), server_cfg("b", 1, false, 1)};
+  Backend be(bc, 3, Clock::time_point{});
+  Clock::time_point t0{};
+  auto* a = be.find("a");
+  auto* b = be.find("b");
+  for (int i = 0; i < 2; ++i) be.pick({})->session_started(t0);
+  CHECK(a->full());
+  CHECK(b->full());
+  CHECK(be.pick({}) == nullptr);
+  CHECK(be.up());  // full is not down: new sessions queue instead of failing
+  std::vector<std::string> granted;
+  auto waiter = [&](std::string who) {
+    return Backend::Waiter{{}, [&granted, who](Server& s) { granted.push_back(who + "@" + s.name()); }};
+  };
+  be.enqueue(waiter("w1"));
+  auto w2 = be.enqueue(waiter("w2"));
+  be.enqueue(waiter("w3"));
+  CHECK(be.stats.qcur == 3);
+  CHECK(be.stats.qmax == 3);
+  be.dispatch(t0);  // nothing free: nobody moves
+  CHECK(granted.empty());
+  SUBCASE("a slot freed goes to the oldest; a waiter that gave up is skipped") {
+    be.dequeue(w2);
+    CHECK(be.stats.qcur == 2);
+    be.release(*b, t0);
+    CHECK(granted == std::vector<std::string>{"w1@b"});
+    CHECK(b->stats.scur == 1);  // the slot is the waiter's at once: no newcomer can take it
+    CHECK(be.pick({}) == nullptr);
+    be.release(*a, t0);
+    CHECK(granted == std::vector<std::string>{"w1@b", "w3@a"});
+    CHECK(be.stats.qcur == 0);
+    CHECK(be.stats.qmax == 3);
+    CHECK(be.stats.queued == 3);
+  }
+  SUBCASE("a server with room again (maxconn via reload, or a new server) takes the queue") {
+    auto bigger = bc;
+    bigger.servers[0].maxconn = 3;
+    be.reconfigure(bigger, t0);
+    be.on_server_change();
+    be.dispatch(t0);
+    CHECK(granted == std::vector<std::string>{"w1@a", "w2@a"});
+    CHECK(be.queue_length() == 1);
+  }
+}
+
 TEST_CASE("amqp check: connection.start frame recognised in any split") {
   // A short connection.start: type 1, channel 0, size 8, class 10, method 10, version
   // 0-9 and two argument bytes (the check does not decode arguments), then 0xCE.

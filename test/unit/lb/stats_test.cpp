@@ -143,7 +143,9 @@ TEST_CASE("JSON, HTML and Prometheus come from the same rows") {
   CHECK(html.find("mq1&lt;x&gt;") != std::string::npos);
   CHECK(render_html(rows, sc, "n", false).find("http-equiv") == std::string::npos);
 
-  auto prom = render_prometheus(rows);
+  mqnode::core::MetricsWriter w;
+  write_metrics(w, rows);
+  const auto& prom = w.text();
   CHECK(prom.find("mqnode_lb_server_up{proxy=\"rabbitmq\",server=\"mq1\"} 0\n") != std::string::npos);
   CHECK(prom.find("mqnode_lb_server_up{proxy=\"rabbitmq\",server=\"mq3\"} 1\n") != std::string::npos);
   CHECK(prom.find("mqnode_lb_frontend_limit_sessions{proxy=\"amqp\"} 100\n") != std::string::npos);
