@@ -1,16 +1,22 @@
 #!/usr/bin/python3
-"""Write the seed corpus for fuzz_frame (test/fuzz/corpus/frame/*.bin).
+"""Write the seed corpora of the fuzz targets (test/fuzz/corpus/<target>/*.bin).
 
-Each seed is a plausible connection byte stream: optional protocol header, then method,
-content header, body and heartbeat frames, with field tables using every type tag.
-Standard library only; encodings written here by hand from the spec, independently of
-the C++ codec.
+frame: plausible connection byte streams: optional protocol header, then method, content
+  header, body and heartbeat frames, with field tables using every type tag. Encodings
+  written here by hand from the spec, independently of the C++ codec.
+vrrp: keepalived's captured adverts, read from test/unit/vrrp/packet_test.cpp (one copy of
+  the bytes), each behind the instance configuration that accepts it (fuzz_vrrp.cpp's layout).
+http: requests a browser, curl or mqnode ctl sends, behind fuzz_http.cpp's options byte.
+Standard library only.
 """
 
 import os
+import re
+import socket
 import struct
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "frame")
+HERE = os.path.dirname(os.path.abspath(__file__))
+PACKET_TEST = os.path.join(HERE, "..", "unit", "vrrp", "packet_test.cpp")
 HEADER = b"AMQP\x00\x00\x09\x01"
 
 
@@ -70,7 +76,7 @@ def all_properties():
 
 HEARTBEAT = frame(8, 0, b"")
 
-SEEDS = {
+FRAME_SEEDS = {
     "client_handshake": HEADER
     + method(0, 10, 11, every_type() + sstr("PLAIN") + lstr("\x00guest\x00guest") + sstr("en_US"))
     + method(0, 10, 31, u16(2047) + u32(131072) + u16(60))
@@ -102,12 +108,75 @@ SEEDS = {
 }
 
 
+def captured(name):
+    """The bytes of `const std::vector<uint8_t> <name> = {...};` in packet_test.cpp."""
+    with open(PACKET_TEST) as fp:
+        m = re.search(r"\b" + name + r"\s*=\s*\{([^}]*)\}", fp.read())
+    return bytes(int(v, 0) for v in m.group(1).replace(",", " ").split())
+
+
+def ip4(s): return socket.inet_pton(socket.AF_INET, s)
+def addrs(*a): return u8(len(a)) + b"".join(a)
+
+
+V3, IPV6 = 1, 2  # fuzz_vrrp's flags
+
+
+def vrrp_config(flags, vrid, vips, own, peers=(), auth_type=0, auth=b"", interval_cs=100):
+    return (u8(flags) + u8(vrid) + u8(auth_type) + auth.ljust(8, b"\x00") + u16(interval_cs)
+            + addrs(*vips) + addrs(*own) + addrs(*peers))
+
+
+# keepalived's adverts (packet_test.cpp): VRID 80 from 10.214.0.1 / fe80::ff:fe00:1, VIP
+# 10.214.0.100 / 2001:db8:214::100, advert_int 1, v2 with auth_pass 1111.
+VIP4, SRC4 = ip4("10.214.0.100"), ip4("10.214.0.1")
+VIP6, SRC6, GROUP6 = (socket.inet_pton(socket.AF_INET6, a) for a in ("2001:db8:214::100", "fe80::ff:fe00:1", "ff02::12"))
+
+
+def vrrp_seeds():
+    v2, v3, v3_ip6 = captured("kKeepalivedV2"), captured("kKeepalivedV3"), captured("kKeepalivedV3Ip6")
+    return {
+        "keepalived_v2_auth": vrrp_config(0, 80, [VIP4], [ip4("10.214.0.2")], auth_type=1, auth=b"1111") + v2,
+        "keepalived_v3": vrrp_config(V3, 80, [VIP4], [ip4("10.214.0.2")]) + v3,
+        "keepalived_v3_unicast": vrrp_config(V3, 80, [VIP4], [], peers=[SRC4]) + v3,
+        "keepalived_v3_other_vrid": vrrp_config(V3, 51, [VIP4], []) + v3,
+        "keepalived_v3_ip6": vrrp_config(V3 | IPV6, 80, [VIP6], []) + SRC6 + GROUP6 + u8(255) + v3_ip6,
+    }
+
+
+def http_opts(cuts=(), header_limit=7, body_limit=3):
+    """fuzz_http's options byte and chunk lengths: the default-sized limits, no split."""
+    return u8(len(cuts) | header_limit << 3 | body_limit << 6) + bytes(cuts)
+
+
+HTTP_SEEDS = {
+    "get_basic_auth": http_opts([5, 17])
+    + b"GET /haproxy;csv?x=1&name=a%20b HTTP/1.1\r\nHost: h\r\n"
+    b"Authorization: Basic YWRtaW46c2VjcmV0\r\nX-Twice: a\r\nx-twice: b\r\n\r\n",
+    "post_form": http_opts([0])
+    + b"POST /api/queues?vhost=%2F HTTP/1.1\r\nHost: h\r\n"
+    b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 19\r\n\r\nname=q+1&durable=on",
+    "pipelined_keep_alive": http_opts([3, 40, 1])
+    + b"GET /metrics HTTP/1.1\r\nHost: h\r\n\r\n"
+    b"HEAD / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n"
+    b"POST /ctl HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    b"4\r\ncmd=\r\n6\r\nstatus\r\n0\r\n\r\n",
+    "http10_small_limits": http_opts([7], header_limit=0, body_limit=0)
+    + b"POST /x HTTP/1.0\r\nContent-Length: 20\r\n\r\nYWRtaW46c2VjcmV0PT09",
+    "response": http_opts()
+    + b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+    b"Connection: close\r\n\r\n{}",
+}
+
+
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for name, data in SEEDS.items():
-        with open(os.path.join(OUT, name + ".bin"), "wb") as fp:
-            fp.write(data)
-    print(f"gen_corpus: {len(SEEDS)} seeds -> {OUT}")
+    for target, seeds in (("frame", FRAME_SEEDS), ("vrrp", vrrp_seeds()), ("http", HTTP_SEEDS)):
+        out = os.path.join(HERE, "corpus", target)
+        os.makedirs(out, exist_ok=True)
+        for name, data in seeds.items():
+            with open(os.path.join(out, name + ".bin"), "wb") as fp:
+                fp.write(data)
+        print(f"gen_corpus: {len(seeds)} seeds -> {out}")
 
 
 if __name__ == "__main__":
