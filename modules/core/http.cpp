@@ -292,6 +292,7 @@ struct ParserCallbacks {
   }
   static int on_headers_complete(http_parser* p) {
     auto& s = self(p);
+    s.headers_done_ = true;
     commit_header(s);
     s.in_value_ = false;
     s.req_.method = http_method_str(static_cast<http_method>(p->method));
@@ -391,6 +392,8 @@ void RequestParser::reset() {
   in_value_ = false;
   complete_ = false;
   header_bytes_ = 0;
+  header_section_bytes_ = 0;
+  headers_done_ = false;
 }
 
 RequestParser::Status RequestParser::feed(std::string_view data, std::size_t& consumed) {
@@ -400,11 +403,15 @@ RequestParser::Status RequestParser::feed(std::string_view data, std::size_t& co
   // Resume after the previous request's pause.
   if (HTTP_PARSER_ERRNO(parser_.get()) == HPE_PAUSED) http_parser_pause(parser_.get(), 0);
   if (data.empty()) return Status::NeedMore;
+  const bool in_headers = !headers_done_;
   consumed = http_parser_execute(parser_.get(), &settings(), data.data(), data.size());
   auto err = HTTP_PARSER_ERRNO(parser_.get());
+  // On an error <consumed> is where it happened; a header section already over the limit
+  // there is "too large" whether or not the callbacks have seen all of it yet.
+  if (in_headers && !headers_done_) header_section_bytes_ += consumed;
   if (complete_) return Status::Complete;
   if (err != HPE_OK && err != HPE_PAUSED) {
-    if (header_bytes_ > max_header_bytes_)
+    if (header_bytes_ > max_header_bytes_ || (!headers_done_ && header_section_bytes_ > max_header_bytes_))
       error_ = "request header too large";
     else if (error_.empty())
       error_ = http_errno_description(err);

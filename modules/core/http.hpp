@@ -126,6 +126,10 @@ class RequestParser {
 
   std::unique_ptr<http_parser> parser_;
   std::size_t max_header_bytes_, max_body_bytes_, header_bytes_ = 0;
+  // Raw bytes of the request line and headers read so far: the limit is judged at the byte
+  // where a request fails, so the verdict does not depend on how the stream was split.
+  std::size_t header_section_bytes_ = 0;
+  bool headers_done_ = false;
   Request req_;
   std::string field_, value_;
   bool in_value_ = false;
