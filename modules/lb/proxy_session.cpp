@@ -253,7 +253,10 @@ void ProxySession::pump_read(bool from_client, asio::error_code ec) {
       pipe_full_[d] = n == pipes.capacity();
       // A pipe holds 16 socket buffers, whatever their size: small segments make splice
       // move less per call than one read(); auto goes back to the buffer then.
-      if (n < std::min(lb_.buffers().size(), pipes.capacity())) streaming_[d] = false;
+      if (n < std::min(lb_.buffers().size(), pipes.capacity())) {
+        streaming_[d] = false;
+        full_reads_[d] = 0;
+      }
       return pump_flush(from_client);
     }
   }
@@ -332,10 +335,16 @@ void ProxySession::pump_written(bool from_client, std::size_t n, const asio::err
   // A full read means more is probably waiting: keep the buffer and read again (spliced
   // from now on in SpliceMode::Auto, the buffer going back to the pool).
   if (n == pool.size()) {
-    streaming_[d] = true;
+    // One full read is common in a burst of small messages, whose splices would each move
+    // less than a buffer and fall back again (measured: 16 B throughput 0.86x HAProxy's with
+    // a switch on the first full read); a run of full reads is a real stream.
+    constexpr uint8_t kFullReadsToSplice = 4;
+    if (full_reads_[d] < kFullReadsToSplice) ++full_reads_[d];
+    streaming_[d] = full_reads_[d] == kFullReadsToSplice;
     if (use_splice(from_client)) pool.put(std::move(bufs_[d]));
     return pump_read(from_client, {});
   }
+  full_reads_[d] = 0;
   pool.put(std::move(bufs_[d]));
   pump_wait(from_client);
 }

@@ -101,7 +101,10 @@ class ProxySession : public std::enable_shared_from_this<ProxySession> {
   std::unique_ptr<Pipe> pipes_[2];
   uint32_t in_pipe_[2] = {0, 0};    // bytes spliced in, not yet out
   bool pipe_full_[2] = {false, false};  // the last splice in filled the pipe: more is waiting
-  bool streaming_[2] = {false, false};  // SpliceMode::Auto: a read filled the buffer; splice until idle
+  // SpliceMode::Auto: kFullReadsToSplice reads in a row filled the buffer; splice until idle
+  // or until a splice moves less than a buffer.
+  bool streaming_[2] = {false, false};
+  uint8_t full_reads_[2] = {0, 0};
   // While waiting in the backend's queue (Phase::Queue) only.
   std::unique_ptr<asio::steady_timer> queue_timer_;
   Backend::QueuePos queue_pos_{};
