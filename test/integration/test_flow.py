@@ -25,8 +25,7 @@ def rss(pid):
 
 
 def flood(host, port, queue, size, stop):
-    """A raw AMQP publisher as fast as the socket allows (no confirms, no reads once open):
-    pika's own pace would hide the broker's limits."""
+    """A publisher as fast as pika goes: no confirms, batches of 100 between event polls."""
     c = pika.BlockingConnection(pika.ConnectionParameters(host, port))
     ch = c.channel()
     body = b"x" * size
