@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "support/config_parse.hpp"
+
 #include "broker/auth.hpp"
 #include "broker/config.hpp"
 
@@ -7,18 +9,8 @@ using namespace mqnode;
 using nlohmann::json;
 
 namespace {
-broker::BrokerConfig parse(const char* text) {
-  json j = json::parse(text);
-  return broker::parse_broker_config(core::ConfigNode(j, "/broker"));
-}
-std::string error_of(const char* text) {
-  try {
-    parse(text);
-  } catch (const core::ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+broker::BrokerConfig parse(const char* text) { return test::parse_json(broker::parse_broker_config, text, "/broker"); }
+std::string error_of(const char* text) { return test::config_error_of(broker::parse_broker_config, text, "/broker"); }
 }  // namespace
 
 TEST_CASE("broker defaults are RabbitMQ 3.10's") {

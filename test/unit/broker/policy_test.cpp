@@ -1,23 +1,15 @@
 #include <doctest/doctest.h>
 
+#include "support/config_parse.hpp"
+
 #include "broker/policy.hpp"
 
 using namespace mqnode;
 using nlohmann::json;
 
 namespace {
-broker::Policy parse(const char* text) {
-  json j = json::parse(text);
-  return broker::parse_policy(core::ConfigNode(j, "/broker/policies/0"));
-}
-std::string error_of(const char* text) {
-  try {
-    parse(text);
-  } catch (const core::ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+broker::Policy parse(const char* text) { return test::parse_json(broker::parse_policy, text, "/broker/policies/0"); }
+std::string error_of(const char* text) { return test::config_error_of(broker::parse_policy, text, "/broker/policies/0"); }
 }  // namespace
 
 TEST_CASE("policies: parsing, matching by priority, merging with client arguments") {

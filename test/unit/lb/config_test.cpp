@@ -1,24 +1,16 @@
 #include <doctest/doctest.h>
 
+#include "support/config_parse.hpp"
+
 #include "lb/config.hpp"
 
 using namespace mqnode;
 using namespace mqnode::lb;
 
 namespace {
-LbConfig parse(const std::string& text) {
-  auto j = nlohmann::json::parse(text);
-  return parse_lb_config(core::ConfigNode(j, "/lb"));
-}
+LbConfig parse(const std::string& text) { return test::parse_json(parse_lb_config, text, "/lb"); }
 
-std::string error_of(const std::string& text) {
-  try {
-    parse(text);
-  } catch (const core::ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+std::string error_of(const std::string& text) { return test::config_error_of(parse_lb_config, text, "/lb"); }
 
 const char* kMinimal = R"({
   "frontends": [ { "name": "amqp", "bind": "127.0.0.1:5670", "backend": "rabbitmq" } ],

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "support/config_parse.hpp"
+
 #include "vrrp/config.hpp"
 
 using namespace mqnode;
@@ -7,19 +9,9 @@ using namespace mqnode::vrrp;
 
 namespace {
 
-VrrpConfig parse(const char* text) {
-  auto j = nlohmann::json::parse(text);
-  return parse_vrrp_config(core::ConfigNode(j, "/vrrp"));
-}
+VrrpConfig parse(const char* text) { return test::parse_json(parse_vrrp_config, text, "/vrrp"); }
 
-std::string error_of(const char* text) {
-  try {
-    parse(text);
-  } catch (const core::ConfigError& e) {
-    return e.what();
-  }
-  return "no error";
-}
+std::string error_of(const char* text) { return test::config_error_of(parse_vrrp_config, text, "/vrrp"); }
 
 }  // namespace
 
