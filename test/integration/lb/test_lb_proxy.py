@@ -12,7 +12,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lbutil import (HAPROXY, EchoServer, HaproxyProcess, LbProcess, banner, free_port, lb_role_missing,  # noqa: E402
+from lbutil import (HAPROXY, EchoServer, HaproxyProcess, banner, free_port, lb_role_missing,  # noqa: E402
                     read_line, wait_for)
 
 pytestmark = pytest.mark.skipif(lb_role_missing() is not None, reason=str(lb_role_missing()))
@@ -21,9 +21,7 @@ INTER = 200
 
 
 @pytest.fixture
-def lb_factory():
-    made = []
-
+def lb_factory(lb_proc):
     def make(servers, balance="roundrobin", frontend=None, backend=None, extra_lb=None, **kw):
         fe_port = free_port()
         fe = {"name": "fe", "bind": "127.0.0.1:%d" % fe_port, "backend": "be"}
@@ -34,17 +32,11 @@ def lb_factory():
         be.update(backend or {})
         section = {"frontends": [fe], "backends": [be]}
         section.update(extra_lb or {})
-        p = LbProcess(section, **kw)
+        p = lb_proc(section, **kw)
         p.fe_port = fe_port
-        made.append(p)
-        return p.start()
+        return p
 
-    yield make
-    problems = []
-    for p in made:
-        problems += p.stop()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    return make
 
 
 def srv(e, weight=1, **kw):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lbutil import LbProcess, banner, free_port, lb_role_missing, read_line, wait_for  # noqa: E402
+from lbutil import banner, free_port, lb_role_missing, read_line, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(lb_role_missing() is not None, reason=str(lb_role_missing()))
 
@@ -31,23 +31,6 @@ def echo_roundtrip(s, payload):
         assert d, "session closed"
         got += d
     return got
-
-
-@pytest.fixture
-def lb_proc():
-    made = []
-
-    def make(section):
-        p = LbProcess(section)
-        made.append(p)
-        return p.start()
-
-    yield make
-    problems = []
-    for p in made:
-        problems += p.stop()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def rows(lb):
