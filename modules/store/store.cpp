@@ -7,31 +7,6 @@
 
 namespace mqnode::store {
 
-namespace {
-
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS exchanges(
-  vhost TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
-  auto_delete INTEGER NOT NULL, internal INTEGER NOT NULL, arguments BLOB NOT NULL,
-  PRIMARY KEY(vhost, name));
-CREATE TABLE IF NOT EXISTS queues(
-  vhost TEXT NOT NULL, name TEXT NOT NULL, auto_delete INTEGER NOT NULL, arguments BLOB NOT NULL,
-  PRIMARY KEY(vhost, name));
-CREATE TABLE IF NOT EXISTS bindings(
-  vhost TEXT NOT NULL, source TEXT NOT NULL, to_exchange INTEGER NOT NULL, destination TEXT NOT NULL,
-  routing_key TEXT NOT NULL, arguments BLOB NOT NULL,
-  PRIMARY KEY(vhost, source, to_exchange, destination, routing_key, arguments));
-CREATE TABLE IF NOT EXISTS messages(
-  id INTEGER PRIMARY KEY, vhost TEXT NOT NULL, queue TEXT NOT NULL, exchange TEXT NOT NULL,
-  routing_key TEXT NOT NULL, properties BLOB NOT NULL, body BLOB NOT NULL,
-  transient INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS messages_by_queue ON messages(vhost, queue, id);
-CREATE TABLE IF NOT EXISTS policies(
-  vhost TEXT NOT NULL, name TEXT NOT NULL, pattern TEXT NOT NULL, apply_to TEXT NOT NULL,
-  definition TEXT NOT NULL, priority INTEGER NOT NULL,
-  PRIMARY KEY(vhost, name));
-)sql";
-
 // RAII prepared statement; binds by position, loop-free helpers for the few shapes we use.
 class Stmt {
  public:
@@ -65,6 +40,11 @@ class Stmt {
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
   }
   bool step_row() { return sqlite3_step(s_) == SQLITE_ROW; }
+  // Makes a statement that was stepped (step_row) ready to be bound and run again.
+  void reset() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
   std::string col_text(int i) {
     auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, i));
     return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, i))) : std::string();
@@ -79,6 +59,31 @@ class Stmt {
   sqlite3* db_;
   sqlite3_stmt* s_ = nullptr;
 };
+
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS exchanges(
+  vhost TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
+  auto_delete INTEGER NOT NULL, internal INTEGER NOT NULL, arguments BLOB NOT NULL,
+  PRIMARY KEY(vhost, name));
+CREATE TABLE IF NOT EXISTS queues(
+  vhost TEXT NOT NULL, name TEXT NOT NULL, auto_delete INTEGER NOT NULL, arguments BLOB NOT NULL,
+  PRIMARY KEY(vhost, name));
+CREATE TABLE IF NOT EXISTS bindings(
+  vhost TEXT NOT NULL, source TEXT NOT NULL, to_exchange INTEGER NOT NULL, destination TEXT NOT NULL,
+  routing_key TEXT NOT NULL, arguments BLOB NOT NULL,
+  PRIMARY KEY(vhost, source, to_exchange, destination, routing_key, arguments));
+CREATE TABLE IF NOT EXISTS messages(
+  id INTEGER PRIMARY KEY, vhost TEXT NOT NULL, queue TEXT NOT NULL, exchange TEXT NOT NULL,
+  routing_key TEXT NOT NULL, properties BLOB NOT NULL, body BLOB NOT NULL,
+  transient INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS messages_by_queue ON messages(vhost, queue, id);
+CREATE TABLE IF NOT EXISTS policies(
+  vhost TEXT NOT NULL, name TEXT NOT NULL, pattern TEXT NOT NULL, apply_to TEXT NOT NULL,
+  definition TEXT NOT NULL, priority INTEGER NOT NULL,
+  PRIMARY KEY(vhost, name));
+)sql";
 
 // What a queued message write keeps in RAM until it is committed: its content and the
 // operation around it (the estimate matters for small messages, where it dominates).
@@ -123,7 +128,10 @@ Store::Store(asio::io_context& io, const std::string& path, core::Logger log)
     exec("DELETE FROM messages WHERE transient=1");
     if (sqlite3_open_v2(path.c_str(), &read_db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK)
       throw std::runtime_error(read_db_ ? sqlite3_errmsg(read_db_) : "out of memory");
+    read_message_ = std::make_unique<Stmt>(
+        read_db_, "SELECT vhost, queue, exchange, routing_key, properties, body FROM messages WHERE id=?");
   } catch (const std::exception& e) {
+    read_message_.reset();
     sqlite3_close(read_db_);
     sqlite3_close(db_);
     db_ = read_db_ = nullptr;
@@ -147,6 +155,7 @@ Store::~Store() {
   load_cv_.notify_one();
   if (thread_.joinable()) thread_.join();
   if (reader_.joinable()) reader_.join();
+  read_message_.reset();
   sqlite3_close(read_db_);
   sqlite3_close(db_);
 }
@@ -250,11 +259,14 @@ std::optional<MessageRecord> Store::read_message(uint64_t id) {
 }
 
 std::optional<MessageRecord> Store::read_locked(uint64_t id) {
-  Stmt s(read_db_, "SELECT vhost, queue, exchange, routing_key, properties, body FROM messages WHERE id=?");
+  Stmt& s = *read_message_;
   s.integer(1, static_cast<int64_t>(id));
-  if (!s.step_row()) return std::nullopt;
-  MessageRecord m{id, s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_blob(4), s.col_blob(5)};
-  m.body_size = m.body.size();
+  std::optional<MessageRecord> m;
+  if (s.step_row()) {
+    m = MessageRecord{id, s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_blob(4), s.col_blob(5)};
+    m->body_size = m->body.size();
+  }
+  s.reset();
   return m;
 }
 

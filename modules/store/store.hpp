@@ -28,6 +28,8 @@ struct sqlite3;
 
 namespace mqnode::store {
 
+class Stmt;  // a prepared SQLite statement (store.cpp)
+
 using Bytes = std::vector<uint8_t>;
 
 struct ExchangeRecord {
@@ -202,6 +204,7 @@ class Store {
   // The reader: its own connection (WAL readers never wait for the writer); read_message()
   // on the loop shares it under <read_mu_>.
   sqlite3* read_db_ = nullptr;
+  std::unique_ptr<Stmt> read_message_;  // prepared once, used under <read_mu_>
   std::mutex read_mu_;
   std::mutex load_mu_;
   std::condition_variable load_cv_;
