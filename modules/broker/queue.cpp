@@ -215,7 +215,7 @@ EnqueueResult Queue::enqueue(MessagePtr msg) {
 
 void Queue::drop_head_over_limit() {
   while (!ready_.empty() && over_limit(0, 0))
-    dead_letter(dead_letters_need_content() ? take_head() : ready_.pop_front(), DeathReason::MaxLen);
+    dead_letter(take_dying_head(), DeathReason::MaxLen);
 }
 
 void Queue::set_args(QueueArgs args) {
@@ -289,7 +289,7 @@ void Queue::dead_letter(QueueEntry e, DeathReason why) {
 
 void Queue::drop_expired_head(int64_t now) {
   while (!ready_.empty() && ready_.front().expires_at && ready_.front().expires_at <= now)
-    dead_letter(dead_letters_need_content() ? take_head() : ready_.pop_front(), DeathReason::Expired);
+    dead_letter(take_dying_head(), DeathReason::Expired);
 }
 
 void Queue::expire(int64_t now_ms) {

@@ -237,8 +237,11 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // below half the window.
   void page_in();
   bool paging() const { return store_ != nullptr; }
-  // Without a dead-letter exchange a paged-out message dies without being read back.
-  bool dead_letters_need_content() const { return owner_ && def_.args.dead_letter_exchange; }
+  // The head, leaving to be dead-lettered: read back if paged out only when a dead-letter
+  // exchange will republish it (otherwise it dies unread).
+  QueueEntry take_dying_head() {
+    return owner_ && def_.args.dead_letter_exchange ? take_head() : ready_.pop_front();
+  }
 
   QueueDefinition def_;
   std::string vhost_;
