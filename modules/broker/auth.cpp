@@ -42,9 +42,6 @@ std::string salted_digest(std::string_view salt, std::string_view password) {
   return out;
 }
 
-bool is_loopback_user(const BrokerConfig& cfg, const std::string& name) {
-  return std::find(cfg.loopback_users.begin(), cfg.loopback_users.end(), name) != cfg.loopback_users.end();
-}
 }  // namespace
 
 std::string hash_password(std::string_view password) {
@@ -65,11 +62,41 @@ bool check_password(std::string_view hash, std::string_view password) {
   return CRYPTO_memcmp(expect.data(), raw.data(), raw.size()) == 0;
 }
 
-AccessControl::AccessControl(const BrokerConfig& cfg) {
-  for (const auto& u : cfg.users)
-    users_.emplace(u.name, User{u.name, u.password_hash, u.tags, is_loopback_user(cfg, u.name)});
-  for (const auto& p : cfg.permissions)
-    grants_.insert_or_assign({p.user, p.vhost}, Grant{Rule(p.configure), Rule(p.write), Rule(p.read)});
+AccessControl::AccessControl(std::vector<std::string> loopback_users) : loopback_users_(std::move(loopback_users)) {}
+
+void AccessControl::put_user(const std::string& name, std::string password_hash, std::vector<std::string> tags) {
+  bool loopback = std::find(loopback_users_.begin(), loopback_users_.end(), name) != loopback_users_.end();
+  users_.insert_or_assign(name, User{name, std::move(password_hash), std::move(tags), loopback});
+}
+
+bool AccessControl::delete_user(const std::string& name) {
+  std::erase_if(grants_, [&](const auto& g) { return g.first.first == name; });
+  return users_.erase(name) > 0;
+}
+
+void AccessControl::set_permissions(const std::string& user, const std::string& vhost, Permissions p) {
+  Grant g{p, Rule(p.configure), Rule(p.write), Rule(p.read)};
+  grants_.insert_or_assign({user, vhost}, std::move(g));
+}
+
+bool AccessControl::clear_permissions(const std::string& user, const std::string& vhost) {
+  return grants_.erase({user, vhost}) > 0;
+}
+
+void AccessControl::delete_vhost(const std::string& vhost) {
+  std::erase_if(grants_, [&](const auto& g) { return g.first.second == vhost; });
+}
+
+const AccessControl::User* AccessControl::find_user(std::string_view name) const {
+  auto it = users_.find(name);
+  return it == users_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::pair<std::pair<std::string, std::string>, AccessControl::Permissions>> AccessControl::permissions()
+    const {
+  std::vector<std::pair<std::pair<std::string, std::string>, Permissions>> out;
+  for (const auto& [key, g] : grants_) out.emplace_back(key, g.patterns);
+  return out;
 }
 
 const AccessControl::User* AccessControl::authenticate(std::string_view user, std::string_view password,

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker/auth.hpp"
+#include "broker/catalog.hpp"
 #include "broker/config.hpp"
 #include "broker/resource_alarm.hpp"
 #include "broker/vhost.hpp"
@@ -50,36 +51,31 @@ struct BrokerStats {
   void dump(nlohmann::json& out) const;
 };
 
-class Broker {
+class Broker final : public CatalogObserver {
  public:
   // <store>: durable state (nullptr: everything in memory, e.g. unit tests).
   Broker(asio::io_context& io, BrokerConfig cfg, core::Logger log, store::Store* store);
-  ~Broker();
+  ~Broker() override;
 
   asio::io_context& io() { return io_; }
   const BrokerConfig& config() const { return cfg_; }
-  const AccessControl& access() const { return access_; }
+  const AccessControl& access() const { return catalog_.access(); }
+  Catalog& catalog() { return catalog_; }
+  const Catalog& catalog() const { return catalog_; }
   const core::Logger& log() const { return log_; }
   BrokerStats& stats() { return stats_; }
   const BrokerStats& stats() const { return stats_; }
 
-  Vhost* find_vhost(std::string_view name);
-  const std::map<std::string, std::unique_ptr<Vhost>, std::less<>>& vhosts() const { return vhosts_; }
+  Vhost* find_vhost(std::string_view name) { return catalog_.find_vhost(name); }
+  const std::map<std::string, std::unique_ptr<Vhost>, std::less<>>& vhosts() const { return catalog_.vhosts(); }
 
-  // Runtime policies (rabbitmqctl set_policy / clear_policy / list_policies).
-  // set_policy validates like /broker/policies, replaces a policy of the same vhost and
-  // name, writes it to the store and applies it at once to the vhost's queues and
-  // exchanges. Both throw PolicyError (unknown vhost or policy, or the reason it is invalid).
-  void set_policy(const std::string& vhost, const std::string& name, const std::string& pattern,
-                  const nlohmann::json& definition, int64_t priority, const std::string& apply_to);
-  void clear_policy(const std::string& vhost, const std::string& name);
   // The policies of <vhost>, or of every vhost when it is empty, in definition order.
   std::vector<const Policy*> list_policies(std::string_view vhost) const;
   // Messages delivered and not yet acknowledged, over every channel.
   uint64_t messages_unacked() const;
   store::Store* store() { return store_; }
-  // Rebuilds the vhosts' durable definitions and messages from the store (at start).
-  void restore(const store::Snapshot& snap);
+  // The catalog from the config and what the store kept (<snap>; nullptr: nothing), at start.
+  void load(const store::Snapshot* snap) { catalog_.load(cfg_, snap); }
   // Periodic housekeeping on every vhost (TTL, x-expires).
   void tick(int64_t now_ms);
   // Applies a new resource reading: raises or clears the memory/disk alarm and tells every
@@ -108,18 +104,18 @@ class Broker {
 
   void dump(nlohmann::json& out) const;
 
+  // CatalogObserver: as RabbitMQ, their connections are closed (320).
+  void vhost_deleted(const std::string& vhost) override;
+  void user_deleted(const std::string& user) override;
+
  private:
-  Vhost& vhost_or_throw(const std::string& name);
 
   asio::io_context& io_;
   BrokerConfig cfg_;
-  AccessControl access_;
   core::Logger log_;
   store::Store* store_;
   BrokerStats stats_;
-  // /broker/policies plus the runtime ones; the vhosts match against it.
-  PolicySet policies_;
-  std::map<std::string, std::unique_ptr<Vhost>, std::less<>> vhosts_;
+  Catalog catalog_;
   std::map<uint64_t, std::shared_ptr<Connection>> connections_;
   std::unordered_map<std::string, Channel*> reply_channels_;
   uint64_t last_connection_id_ = 0;

@@ -24,7 +24,8 @@ void BrokerModule::start() {
   store_ = std::make_unique<store::Store>(ctx_.io, (std::filesystem::path(ctx_.node.data_dir) / "mqnode.db").string(),
                                           ctx_.log.child("store"));
   broker_ = std::make_unique<Broker>(ctx_.io, cfg_, ctx_.log, store_.get());
-  broker_->restore(store_->load());
+  auto snap = store_->load();
+  broker_->load(&snap);
   store_->on_commit([b = broker_.get()] { b->on_store_commit(); });
   for (const auto& l : cfg_.listeners) {
     auto acc = core::listen(ctx_.io, l, "/broker/listeners");

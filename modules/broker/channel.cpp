@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 
 #include "amqp/codec.hpp"
+#include "amqp/reply_code.hpp"
 #include "broker/broker.hpp"
-#include "broker/connection.hpp"
 #include "broker/exchange/exchange.hpp"
 #include "broker/queue_args.hpp"
 #include "broker/routing.hpp"
@@ -32,14 +32,12 @@ uint16_t property_flags(const std::vector<uint8_t>& raw) {
   return raw.size() >= 2 ? static_cast<uint16_t>(raw[0] << 8 | raw[1]) : 0;
 }
 
-const char* yes_no(bool b) { return b ? "true" : "false"; }
-
 [[noreturn]] void precondition(const std::string& text) {
   throw ChannelError(ChannelReplyCode::PreconditionFailed, text);
 }
 }  // namespace
 
-Channel::Channel(Connection& conn, uint16_t id)
+Channel::Channel(ChannelHost& conn, uint16_t id)
     : conn_(conn),
       id_(id),
       store_since_(conn.broker().store() ? conn.broker().store()->next_message_id() : 0),
@@ -62,6 +60,35 @@ void Channel::after_store_commit(std::function<void(Channel&, bool)> fn) {
       },
       store_since_);
   store_since_ = store->next_message_id();
+}
+
+template <class M>
+void Channel::propose(Change change, std::function<void(Channel&, const ChangeResult&)> then) {
+  waiting_ = true;
+  conn_.broker().catalog().propose(
+      std::move(change), [alive = std::weak_ptr<Channel*>(alive_), then = std::move(then)](ChangeResult r) {
+        auto token = alive.lock();
+        if (!token || !*token) return;
+        Channel& ch = **token;
+        ch.waiting_ = false;
+        if (ch.closing_) return;
+        ch.conn_.run_guarded(ch.id_, [&] {
+          if (r.code >= 500)
+            throw ConnectionError(static_cast<ConnectionReplyCode>(r.code), r.text, M::kClassId, M::kMethodId);
+          if (!r.ok()) throw ChannelError(static_cast<ChannelReplyCode>(r.code), r.text, M::kClassId, M::kMethodId);
+          then(ch, r);
+        });
+        ch.conn_.resume_channel(ch.id_);
+      });
+}
+
+ExclusiveOwner Channel::owner() const { return {conn_.broker().catalog().node(), conn_.id()}; }
+
+std::optional<Channel::StashedFrame> Channel::unstash() {
+  if (stash_.empty()) return std::nullopt;
+  StashedFrame f = std::move(stash_.front());
+  stash_.pop_front();
+  return f;
 }
 
 template <class M>
@@ -134,8 +161,8 @@ QueuePtr Channel::queue_or_404(const std::string& name) {
 }
 
 void Channel::check_exclusive(const Queue& q) {
-  auto owner = q.definition().exclusive_owner;
-  if (owner && owner != conn_.id()) throw_locked(q);
+  const auto& owner = q.definition().exclusive_owner;
+  if (!owner.empty() && owner != this->owner()) throw_locked(q);
 }
 
 void Channel::throw_locked(const Queue& q) {
@@ -167,152 +194,109 @@ std::string Channel::resolve_queue_name(const std::string& name) const {
 // ---- exchange class ------------------------------------------------------------------
 
 void Channel::on(const amqp::ExchangeDeclare& m) {
-  Vhost& vh = conn_.vhost();
   check_not_default(m.exchange);
   if (m.passive) {
     exchange_or_404(m.exchange);
-  } else {
-    if (!is_exchange_type(m.type))
-      throw ConnectionError(ConnectionReplyCode::CommandInvalid, fmt::format("unknown exchange type '{}'", m.type));
-    check_permission(Permission::Configure, "exchange", m.exchange);
-    // Equivalence first: an identical redeclare of amq.direct succeeds, as in RabbitMQ.
-    if (Exchange* ex = vh.find_exchange(m.exchange)) {
-      const auto& d = ex->definition();
-      auto inequivalent = [&](const char* arg, const std::string& got, const std::string& have) {
-        precondition(fmt::format("inequivalent arg '{}' for exchange '{}' in vhost '{}': received '{}' but current is '{}'",
-                                 arg, m.exchange, vh.name(), got, have));
-      };
-      if (d.type != m.type) inequivalent("type", m.type, d.type);
-      if (d.durable != m.durable) inequivalent("durable", yes_no(m.durable), yes_no(d.durable));
-      if (d.auto_delete != m.auto_delete) inequivalent("auto_delete", yes_no(m.auto_delete), yes_no(d.auto_delete));
-      if (d.internal != m.internal) inequivalent("internal", yes_no(m.internal), yes_no(d.internal));
-      const auto* a = d.arguments.find("alternate-exchange");
-      const auto* b = m.arguments.find("alternate-exchange");
-      if ((a == nullptr) != (b == nullptr) || (a && !(*a == *b)))
-        precondition(fmt::format("inequivalent arg 'alternate-exchange' for exchange '{}' in vhost '{}'", m.exchange,
-                                 vh.name()));
-    } else {
-      if (m.exchange.starts_with("amq."))
-        throw ChannelError(ChannelReplyCode::AccessRefused,
-                           fmt::format("exchange name '{}' contains reserved prefix 'amq.*'", m.exchange));
-      if (const auto* ae = m.arguments.find("alternate-exchange"); ae && !ae->as_string())
-        precondition(fmt::format("invalid arg 'alternate-exchange' for exchange '{}' in vhost '{}': expected a string",
-                                 m.exchange, vh.name()));
-      vh.commit(ExchangeDeclared{{m.exchange, m.type, m.durable, m.auto_delete, m.internal, m.arguments}});
-    }
+    if (!m.nowait) send(amqp::ExchangeDeclareOk{});
+    return;
   }
-  if (!m.nowait) send(amqp::ExchangeDeclareOk{});
+  if (!is_exchange_type(m.type))
+    throw ConnectionError(ConnectionReplyCode::CommandInvalid, fmt::format("unknown exchange type '{}'", m.type));
+  check_permission(Permission::Configure, "exchange", m.exchange);
+  propose<amqp::ExchangeDeclare>(
+      DeclareExchange{conn_.vhost().name(), {m.exchange, m.type, m.durable, m.auto_delete, m.internal, m.arguments}},
+      [nowait = m.nowait](Channel& ch, const ChangeResult&) {
+        if (!nowait) ch.send(amqp::ExchangeDeclareOk{});
+      });
 }
 
 void Channel::on(const amqp::ExchangeDelete& m) {
-  Vhost& vh = conn_.vhost();
-  check_not_default(m.exchange);
-  if (m.exchange.starts_with("amq."))
-    throw ChannelError(ChannelReplyCode::AccessRefused,
-                       fmt::format("deletion of system exchange '{}' in vhost '{}' not allowed", m.exchange, vh.name()));
+  // Name rules before permissions, as RabbitMQ checks them.
+  if (auto refused = refuse_exchange_deletion(m.exchange, conn_.vhost().name()); !refused.ok())
+    throw ChannelError(static_cast<ChannelReplyCode>(refused.code), refused.text);
   check_permission(Permission::Configure, "exchange", m.exchange);
-  // Deleting an exchange that does not exist succeeds (RabbitMQ ≥ 3.2).
-  if (Exchange* ex = vh.find_exchange(m.exchange)) {
-    if (m.if_unused && vh.exchange_in_use(*ex))
-      precondition(fmt::format("exchange '{}' in vhost '{}' in use", m.exchange, vh.name()));
-    vh.commit(ExchangeDeleted{m.exchange});
-  }
-  if (!m.nowait) send(amqp::ExchangeDeleteOk{});
+  propose<amqp::ExchangeDelete>(DeleteExchange{conn_.vhost().name(), m.exchange, m.if_unused},
+                                [nowait = m.nowait](Channel& ch, const ChangeResult&) {
+                                  if (!nowait) ch.send(amqp::ExchangeDeleteOk{});
+                                });
 }
 
-void Channel::bind_or_unbind(bool add, bool to_exchange, const std::string& source, const std::string& destination,
-                             const std::string& key, const amqp::FieldTable& args) {
+template <class M, class Ok>
+void Channel::bind_or_unbind(const M& m, bool add, bool to_exchange, const std::string& source,
+                             const std::string& destination, const std::string& key, const amqp::FieldTable& args) {
   check_not_default(source);
   if (to_exchange) check_not_default(destination);
   check_permission(Permission::Write, to_exchange ? "exchange" : "queue", destination);
   check_permission(Permission::Read, "exchange", source);
-  if (to_exchange) {
-    exchange_or_404(destination);
-  } else {
-    check_exclusive(*queue_or_404(destination));
-  }
-  Exchange& src = exchange_or_404(source);
-  if (add && src.definition().type == "headers")
-    if (auto err = headers_binding_error(args); !err.empty()) precondition(err);
-  conn_.vhost().commit(BindingChange{add, source, to_exchange, destination, key, args});
+  // queue.unbind has no nowait field: its ok always goes out.
+  bool nowait = false;
+  if constexpr (requires { m.nowait; }) nowait = m.nowait;
+  propose<M>(Bind{conn_.vhost().name(), add, source, to_exchange, destination, key, args, owner()},
+             [nowait](Channel& ch, const ChangeResult&) {
+               if (!nowait) ch.send(Ok{});
+             });
 }
 
 void Channel::on(const amqp::ExchangeBind& m) {
-  bind_or_unbind(true, true, m.source, m.destination, m.routing_key, m.arguments);
-  if (!m.nowait) send(amqp::ExchangeBindOk{});
+  bind_or_unbind<amqp::ExchangeBind, amqp::ExchangeBindOk>(m, true, true, m.source, m.destination, m.routing_key, m.arguments);
 }
 
 void Channel::on(const amqp::ExchangeUnbind& m) {
-  bind_or_unbind(false, true, m.source, m.destination, m.routing_key, m.arguments);
-  if (!m.nowait) send(amqp::ExchangeUnbindOk{});
+  bind_or_unbind<amqp::ExchangeUnbind, amqp::ExchangeUnbindOk>(m, false, true, m.source, m.destination, m.routing_key, m.arguments);
 }
 
 // ---- queue class ---------------------------------------------------------------------
 
 void Channel::on(const amqp::QueueDeclare& m) {
-  Vhost& vh = conn_.vhost();
   std::string name = m.queue;
+  auto declare_ok = [nowait = m.nowait](Channel& ch, const Queue& q) {
+    ch.last_queue_ = q.name();
+    if (nowait) return;
+    amqp::QueueDeclareOk ok;
+    ok.queue = q.name();
+    ok.message_count = static_cast<uint32_t>(q.message_count());
+    ok.consumer_count = static_cast<uint32_t>(q.consumer_count());
+    ch.send(ok);
+  };
   if (name == kReplyQueue && m.passive) {  // RabbitMQ answers for the pseudo-queue
     amqp::QueueDeclareOk ok;
     ok.queue = name;
     if (!m.nowait) send(ok);
     return;
   }
-  QueuePtr q;
   if (m.passive) {
-    q = queue_or_404(resolve_queue_name(name));
+    QueuePtr q = queue_or_404(resolve_queue_name(name));
     check_exclusive(*q);
-  } else {
-    if (name.empty()) name = conn_.broker().random_name("amq.gen-");
-    else if (name.starts_with("amq."))
-      throw ChannelError(ChannelReplyCode::AccessRefused,
-                         fmt::format("queue name '{}' contains reserved prefix 'amq.*'", name));
-    check_permission(Permission::Configure, "queue", name);
-    q = vh.find_queue(name);
-    if (q) {
-      check_exclusive(*q);
-      const auto& d = q->definition();
-      if (m.exclusive && d.exclusive_owner == 0) throw_locked(*q);
-      auto inequivalent = [&](const char* arg, bool got, bool have) {
-        precondition(fmt::format("inequivalent arg '{}' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
-                                 arg, name, vh.name(), yes_no(got), yes_no(have)));
-      };
-      if (d.durable != m.durable) inequivalent("durable", m.durable, d.durable);
-      if (d.auto_delete != m.auto_delete) inequivalent("auto_delete", m.auto_delete, d.auto_delete);
-      if (auto err = inequivalent_queue_arg(d.arguments, m.arguments, name, vh.name()); !err.empty())
-        precondition(err);
-    } else {
-      QueueDefinition def;
-      def.name = name;
-      def.durable = m.durable;
-      def.auto_delete = m.auto_delete;
-      def.exclusive_owner = m.exclusive ? conn_.id() : 0;
-      def.arguments = m.arguments;
-      def.args = parse_queue_args(m.arguments, name, vh.name());
-      vh.commit(QueueDeclared{std::move(def)});
-      q = vh.find_queue(name);
-      if (m.exclusive) conn_.own_exclusive_queue(name);
-    }
+    q->touch();  // any declare, passive too, counts as use for x-expires (as RabbitMQ)
+    declare_ok(*this, *q);
+    return;
   }
-  last_queue_ = q->name();
-  q->touch();  // any declare, passive too, counts as use for x-expires (as RabbitMQ)
-  if (!m.nowait) {
-    amqp::QueueDeclareOk ok;
-    ok.queue = q->name();
-    ok.message_count = static_cast<uint32_t>(q->message_count());
-    ok.consumer_count = static_cast<uint32_t>(q->consumer_count());
-    send(ok);
-  }
+  if (name.empty()) name = conn_.broker().random_name("amq.gen-");
+  else if (name.starts_with("amq."))
+    throw ChannelError(ChannelReplyCode::AccessRefused,
+                       fmt::format("queue name '{}' contains reserved prefix 'amq.*'", name));
+  check_permission(Permission::Configure, "queue", name);
+  DeclareQueue change{conn_.vhost().name(), {}, owner()};
+  change.def.name = name;
+  change.def.durable = m.durable;
+  change.def.auto_delete = m.auto_delete;
+  if (m.exclusive) change.def.exclusive_owner = owner();
+  change.def.arguments = m.arguments;
+  propose<amqp::QueueDeclare>(std::move(change), [name, exclusive = m.exclusive, declare_ok](Channel& ch,
+                                                                                         const ChangeResult& r) {
+    if (r.created && exclusive) ch.conn_.own_exclusive_queue(name);
+    QueuePtr q = ch.queue_or_404(name);  // deleted again before the outcome arrived
+    q->touch();
+    declare_ok(ch, *q);
+  });
 }
 
 void Channel::on(const amqp::QueueBind& m) {
-  bind_or_unbind(true, false, m.exchange, resolve_queue_name(m.queue), m.routing_key, m.arguments);
-  if (!m.nowait) send(amqp::QueueBindOk{});
+  bind_or_unbind<amqp::QueueBind, amqp::QueueBindOk>(m, true, false, m.exchange, resolve_queue_name(m.queue), m.routing_key, m.arguments);
 }
 
 void Channel::on(const amqp::QueueUnbind& m) {
-  bind_or_unbind(false, false, m.exchange, resolve_queue_name(m.queue), m.routing_key, m.arguments);
-  send(amqp::QueueUnbindOk{});
+  bind_or_unbind<amqp::QueueUnbind, amqp::QueueUnbindOk>(m, false, false, m.exchange, resolve_queue_name(m.queue), m.routing_key, m.arguments);
 }
 
 void Channel::on(const amqp::QueuePurge& m) {
@@ -329,18 +313,23 @@ void Channel::on(const amqp::QueueDelete& m) {
   Vhost& vh = conn_.vhost();
   auto name = resolve_queue_name(m.queue);
   check_permission(Permission::Configure, "queue", name);
-  amqp::QueueDeleteOk ok;
+  uint32_t count = 0;
   // Deleting a queue that does not exist succeeds with a count of 0 (RabbitMQ ≥ 3.2).
+  // if-unused and if-empty are the queue's own state, checked here at its home.
   if (QueuePtr q = vh.find_queue(name)) {
     check_exclusive(*q);
     if (m.if_unused && q->consumer_count() > 0)
       precondition(fmt::format("queue '{}' in vhost '{}' in use", name, vh.name()));
     if (m.if_empty && q->message_count() > 0)
       precondition(fmt::format("queue '{}' in vhost '{}' not empty", name, vh.name()));
-    ok.message_count = static_cast<uint32_t>(q->message_count());
-    vh.commit(QueueDeleted{name});
+    count = static_cast<uint32_t>(q->message_count());
   }
-  if (!m.nowait) send(ok);
+  propose<amqp::QueueDelete>(DeleteQueue{vh.name(), name, DeleteReason::Client, owner()},
+                             [count, nowait = m.nowait](Channel& ch, const ChangeResult&) {
+                               amqp::QueueDeleteOk ok;
+                               ok.message_count = count;
+                               if (!nowait) ch.send(ok);
+                             });
 }
 
 // ---- basic class: consumers ----------------------------------------------------------
@@ -844,12 +833,13 @@ void Channel::on(const amqp::TxCommit&) {
   // commit-ok promises the transaction's persistent messages are on disk.
   if (durable)
     after_store_commit([](Channel& ch, bool ok) {
-      if (ok)
+      ch.conn_.run_guarded(ch.id_, [&] {
+        if (!ok)
+          throw ChannelError(ChannelReplyCode::PreconditionFailed,
+                             "store write failed; transaction not committed (see the broker log)",
+                             amqp::TxCommit::kClassId, amqp::TxCommit::kMethodId);
         ch.send(amqp::TxCommitOk{});
-      else
-        ch.conn_.fail_channel(ch.id_, ChannelError(ChannelReplyCode::PreconditionFailed,
-                                                   "store write failed; transaction not committed (see the broker log)",
-                                                   amqp::TxCommit::kClassId, amqp::TxCommit::kMethodId));
+      });
     });
   else
     send(amqp::TxCommitOk{});

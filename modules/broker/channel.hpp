@@ -19,16 +19,17 @@
 #include "amqp/frame.hpp"
 #include "amqp/methods.hpp"
 #include "broker/auth.hpp"
+#include "broker/change.hpp"
+#include "broker/channel_host.hpp"
 #include "broker/queue.hpp"
 
 namespace mqnode::broker {
 
-class Connection;
 class Exchange;
 
 class Channel final : public DeliveryTarget {
  public:
-  Channel(Connection& conn, uint16_t id);
+  Channel(ChannelHost& conn, uint16_t id);
   ~Channel() override;
 
   uint16_t id() const { return id_; }
@@ -36,6 +37,16 @@ class Channel final : public DeliveryTarget {
   bool closing() const { return closing_; }
   void set_closing() { closing_ = true; }
   bool expecting_content() const { return publish_.has_value(); }
+
+  // True while a method of this channel waits for its proposal's outcome; the connection
+  // stashes the channel's later frames meanwhile and hands them back in order.
+  bool waiting() const { return waiting_; }
+  struct StashedFrame {
+    amqp::FrameType type;
+    std::vector<uint8_t> payload;
+  };
+  void stash(const amqp::FrameView& f) { stash_.push_back({f.type, {f.payload.begin(), f.payload.end()}}); }
+  std::optional<StashedFrame> unstash();
 
   void handle_method(amqp::Method& m);
   void handle_header(const amqp::ContentHeader& h);
@@ -115,6 +126,14 @@ class Channel final : public DeliveryTarget {
   void on(const amqp::TxCommit& m);
   void on(const amqp::TxRollback& m);
 
+  // Proposes <change> for method <M>; <then> runs on this channel with the outcome once it
+  // is applied (at once on a single node), unless the channel is gone. A refusal becomes
+  // the channel or connection exception it names, for <M>.
+  template <class M>
+  void propose(Change change, std::function<void(Channel&, const ChangeResult&)> then);
+  // The requesting connection, as exclusive queues name their owner.
+  ExclusiveOwner owner() const;
+
   // Lookups that throw the RabbitMQ channel errors.
   Exchange& exchange_or_404(const std::string& name);
   QueuePtr queue_or_404(const std::string& name);
@@ -123,8 +142,9 @@ class Channel final : public DeliveryTarget {
   void check_permission(Permission what, std::string_view kind, const std::string& name);
   void check_not_default(const std::string& exchange);
   std::string resolve_queue_name(const std::string& name) const;  // "" → last declared
-  void bind_or_unbind(bool add, bool to_exchange, const std::string& source, const std::string& destination,
-                      const std::string& key, const amqp::FieldTable& args);
+  template <class M, class Ok>
+  void bind_or_unbind(const M& m, bool add, bool to_exchange, const std::string& source,
+                      const std::string& destination, const std::string& key, const amqp::FieldTable& args);
 
   void publish_complete();
   struct Routed {
@@ -148,10 +168,12 @@ class Channel final : public DeliveryTarget {
   void requeue_all_unacked();
   void cancel_consumer(const std::string& tag);
 
-  Connection& conn_;
+  ChannelHost& conn_;
   uint16_t id_;
   bool closing_ = false;
   bool released_ = false;
+  bool waiting_ = false;
+  std::deque<StashedFrame> stash_;
 
   std::optional<PendingPublish> publish_;
 

@@ -217,13 +217,7 @@ asio::awaitable<void> Connection::reader() {
           break;
         }
         in_start_ += consumed;
-        try {
-          handle_frame(f);
-        } catch (const ChannelError& e) {
-          close_channel_after_error(f.channel, e);
-        } catch (const ConnectionError& e) {
-          fail(e);
-        }
+        guarded(f.channel, [&] { handle_frame(f); });
       }
       for (auto& [n, ch] : channels_) ch->flush_confirms();
       if (in_start_ == in_end_) in_start_ = in_end_ = 0;
@@ -310,6 +304,11 @@ void Connection::handle_frame(const amqp::FrameView& f) {
 
   auto it = channels_.find(f.channel);
   Channel* ch = it == channels_.end() ? nullptr : it->second.get();
+  if (ch && ch->waiting()) {
+    // Per-channel order: nothing overtakes a method whose proposal is outstanding.
+    ch->stash(f);
+    return;
+  }
   if (f.type == amqp::FrameType::Method) {
     amqp::Method m = decode_method_frame(f);
     if (ch && ch->closing()) {
@@ -483,6 +482,7 @@ void Connection::on_open(const amqp::ConnectionOpen& m) {
     throw ConnectionError(ConnectionReplyCode::NotAllowed,
                           fmt::format("access to vhost '{}' refused for user '{}'", m.virtual_host, user_), 10, 40);
   vhost_ = vh;
+  vhost_name_ = m.virtual_host;
   state_ = State::Open;
   handshake_timer_.cancel();
   amqp::append_method_frame(out_, 0, amqp::ConnectionOpenOk{});
@@ -581,12 +581,29 @@ void Connection::release() {
   channels_.clear();
   channels.clear();
   if (vhost_) {
-    for (const auto& q : exclusive_queues_) {
-      auto queue = vhost_->find_queue(q);
-      if (queue && queue->definition().exclusive_owner == id_) vhost_->commit(QueueDeleted{q});
-    }
+    const ExclusiveOwner me{broker_.catalog().node(), id_};
+    for (const auto& q : exclusive_queues_)
+      broker_.catalog().propose(DeleteQueue{vhost_name_, q, DeleteReason::OwnerGone, me}, [](const ChangeResult&) {});
   }
   exclusive_queues_.clear();
+}
+
+void Connection::resume_channel(uint16_t channel) {
+  for (;;) {
+    auto it = channels_.find(channel);
+    if (it == channels_.end() || state_ != State::Open) return;
+    Channel& ch = *it->second;
+    if (ch.waiting()) return;
+    auto frame = ch.unstash();
+    if (!frame) break;
+    guarded(channel, [&] { handle_frame({frame->type, channel, frame->payload}); });
+  }
+  if (auto it = channels_.find(channel); it != channels_.end()) it->second->flush_confirms();
+}
+
+void Connection::vhost_deleted() {
+  release();
+  vhost_ = nullptr;
 }
 
 void Connection::stop() {

@@ -18,6 +18,7 @@
 #include "amqp/frame.hpp"
 #include "amqp/methods.hpp"
 #include "amqp/reply_code.hpp"
+#include "broker/channel_host.hpp"
 #include "core/log.hpp"
 
 namespace mqnode::broker {
@@ -26,20 +27,10 @@ class Broker;
 class Channel;
 class Vhost;
 
-// Capabilities the client declared in client-properties; RabbitMQ only sends these
-// extensions to clients that asked for them.
-struct ClientCapabilities {
-  bool consumer_cancel_notify = false;
-  bool connection_blocked = false;
-  bool authentication_failure_close = false;
-  bool basic_nack = false;
-  bool publisher_confirms = false;
-};
-
-class Connection : public std::enable_shared_from_this<Connection> {
+class Connection final : public ChannelHost, public std::enable_shared_from_this<Connection> {
  public:
   Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id);
-  ~Connection();
+  ~Connection() override;
 
   void start();
   // Closes the socket at once and releases everything (idempotent).
@@ -48,29 +39,46 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // and waits briefly for close-ok.
   void close(amqp::ConnectionReplyCode code, const std::string& text);
 
-  uint64_t id() const { return id_; }
+  uint64_t id() const override { return id_; }
   bool open() const { return state_ == State::Open; }
   bool closed() const { return state_ == State::Closed; }
-  Broker& broker() { return broker_; }
-  Vhost& vhost() { return *vhost_; }
-  const std::string& user() const { return user_; }
-  const ClientCapabilities& capabilities() const { return caps_; }
-  uint32_t frame_max() const { return frame_max_; }
+  Broker& broker() override { return broker_; }
+  Vhost& vhost() override { return *vhost_; }
+  const std::string& vhost_name() const { return vhost_name_; }
+  // The vhost was deleted: channels are released and the vhost forgotten before it goes;
+  // the caller closes the connection.
+  void vhost_deleted();
+  const std::string& user() const override { return user_; }
+  const ClientCapabilities& capabilities() const override { return caps_; }
+  uint32_t frame_max() const override { return frame_max_; }
   const core::Logger& log() const { return log_; }
 
-  // Output: channels append whole frames to out() and call flush().
-  std::vector<uint8_t>& out() { return out_; }
-  void flush();
-  // True while the socket is not keeping up; deliveries pause and resume on drain.
-  bool output_congested();
+  // ChannelHost: the output buffer only the writer coroutine writes to the socket.
+  std::vector<uint8_t>& out() override { return out_; }
+  void flush() override;
+  bool output_congested() override;
 
-  // Closes <channel> with a channel exception raised outside frame handling (e.g. a
-  // store failure reported later).
-  void fail_channel(uint16_t channel, const amqp::ChannelError& e) { close_channel_after_error(channel, e); }
+  // Runs <f> for <channel> and turns the channel and connection exceptions it throws into
+  // channel.close / connection.close: the one place that does, for frames and for work
+  // that completes later (a proposal's outcome, a store failure).
+  template <class F>
+  void guarded(uint16_t channel, F&& f) {
+    try {
+      f();
+    } catch (const amqp::ChannelError& e) {
+      close_channel_after_error(channel, e);
+    } catch (const amqp::ConnectionError& e) {
+      fail(e);
+    }
+  }
+  void run_guarded(uint16_t channel, const std::function<void()>& f) override { guarded(channel, f); }
+  // The frames that arrived for <channel> while it waited are handled now, in order, until
+  // it waits again.
+  void resume_channel(uint16_t channel) override;
 
   // A message was published on this connection: it is a publisher from now on, and is
   // blocked at once if a resource alarm is up.
-  void note_publish();
+  void note_publish() override;
   // The broker's resource alarm changed: block or unblock this connection if it publishes.
   void alarm_changed();
   // The store caught up: a publisher paused by back-pressure reads again.
@@ -79,8 +87,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Deliveries awaiting acknowledgement on all of its channels (management, metrics).
   uint64_t messages_unacked() const;
 
-  // Exclusive queues die with their connection.
-  void own_exclusive_queue(const std::string& name) { exclusive_queues_.push_back(name); }
+  void own_exclusive_queue(const std::string& name) override { exclusive_queues_.push_back(name); }
 
  private:
   enum class State { Header, StartOk, TuneOk, OpenWait, Open, Closing, Closed };
@@ -137,6 +144,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string user_;
   std::string client_name_;  // client-properties "connection_name" / product, for logs
   Vhost* vhost_ = nullptr;
+  std::string vhost_name_;
   uint16_t channel_max_ = 0;
   uint32_t frame_max_ = 0;
   uint16_t heartbeat_s_ = 0;

@@ -34,14 +34,6 @@ struct Policy {
   std::regex regex;
 };
 
-// A runtime policy change the broker refuses (Broker::set_policy / clear_policy):
-// <not_found> for an unknown vhost or policy, otherwise bad input. what() is the reason
-// shown to the user.
-struct PolicyError : std::runtime_error {
-  PolicyError(bool nf, const std::string& reason) : std::runtime_error(reason), not_found(nf) {}
-  bool not_found;
-};
-
 // Parses one policy; throws core::ConfigError naming the JSON path.
 Policy parse_policy(core::ConfigNode node);
 // "queues" | "exchanges" | "all": the spelling of the config, the store and rabbitmqctl.

@@ -144,11 +144,20 @@ struct Consumer : std::enable_shared_from_this<Consumer> {
 };
 using ConsumerPtr = std::shared_ptr<Consumer>;
 
+// An exclusive queue's owner: one connection of one node, so the name means the same on
+// every node of a cluster. Empty: the queue is not exclusive.
+struct ExclusiveOwner {
+  std::string node;
+  uint64_t connection = 0;
+  bool empty() const { return connection == 0; }
+  bool operator==(const ExclusiveOwner&) const = default;
+};
+
 struct QueueDefinition {
   std::string name;
   bool durable = false;
   bool auto_delete = false;
-  uint64_t exclusive_owner = 0;  // connection id; 0 = not exclusive
+  ExclusiveOwner exclusive_owner;
   amqp::FieldTable arguments;
   QueueArgs args;  // <arguments> parsed
 };

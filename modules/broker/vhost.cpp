@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "amqp/codec.hpp"
+#include "broker/catalog.hpp"
 #include "broker/queue_args.hpp"
 
 namespace mqnode::broker {
@@ -22,9 +23,11 @@ amqp::FieldTable decode_table(const store::Bytes& b) {
 }
 }  // namespace
 
-Vhost::Vhost(std::string name, store::Store* store, const PolicySet* policies, uint64_t queue_ram_bytes)
-    : name_(std::move(name)), store_(store), policies_(policies), queue_ram_bytes_(queue_ram_bytes) {
-  // RabbitMQ's predeclared exchanges (AMQP 0-9-1 §3.1.3.1 plus amq.rabbitmq.trace).
+Vhost::Vhost(std::string name, Catalog& catalog, const PolicySet& policies, uint64_t queue_ram_bytes)
+    : name_(std::move(name)), catalog_(catalog), store_(catalog.store()), policies_(policies),
+      queue_ram_bytes_(queue_ram_bytes) {
+  // RabbitMQ's predeclared exchanges (AMQP 0-9-1 §3.1.3.1 plus amq.rabbitmq.trace). They
+  // exist in every vhost by definition, so they are neither proposed nor stored.
   const struct {
     const char* name;
     const char* type;
@@ -33,40 +36,46 @@ Vhost::Vhost(std::string name, store::Store* store, const PolicySet* policies, u
                    {"amq.fanout", "fanout", false}, {"amq.topic", "topic", false},
                    {"amq.headers", "headers", false}, {"amq.match", "headers", false},
                    {"amq.rabbitmq.trace", "topic", true}};
-  for (const auto& e : kStandard) apply(ExchangeDeclared{{e.name, e.type, true, false, e.internal, {}}});
+  for (const auto& e : kStandard) {
+    auto ex = make_exchange({e.name, e.type, true, false, e.internal, {}});
+    exchanges_.emplace(e.name, std::move(ex));
+  }
 }
 
-void Vhost::commit(const MetadataChange& change) {
-  if (store_ && !restoring_) persist(change);  // before apply: a deletion must see what it deletes
-  std::visit([this](const auto& c) { apply(c); }, change);
-}
-
-void Vhost::persist(const MetadataChange& change) {
-  if (const auto* e = std::get_if<ExchangeDeclared>(&change)) {
-    const auto& d = e->def;
+// Runs before the change is enacted: a deletion must see what it deletes.
+template <class C>
+void Vhost::persist(const C& change) {
+  if (!catalog_.persisting()) return;
+  if constexpr (std::is_same_v<C, DeclareExchange>) {
+    const auto& d = change.def;
     if (d.durable) store_->put_exchange({name_, d.name, d.type, d.auto_delete, d.internal, encode_table(d.arguments)});
-  } else if (const auto* de = std::get_if<ExchangeDeleted>(&change)) {
-    if (const Exchange* ex = find_exchange(de->name); ex && ex->definition().durable) store_->delete_exchange(name_, de->name);
-  } else if (const auto* q = std::get_if<QueueDeclared>(&change)) {
+  } else if constexpr (std::is_same_v<C, DeleteExchange>) {
+    if (const Exchange* ex = find_exchange(change.name); ex && ex->definition().durable)
+      store_->delete_exchange(name_, change.name);
+  } else if constexpr (std::is_same_v<C, DeclareQueue>) {
     // Exclusive queues die with their connection, so never outlive a restart.
-    const auto& d = q->def;
-    if (d.durable && !d.exclusive_owner) store_->put_queue({name_, d.name, d.auto_delete, encode_table(d.arguments)});
-  } else if (const auto* dq = std::get_if<QueueDeleted>(&change)) {
-    if (auto queue = find_queue(dq->name); queue && queue->definition().durable) store_->delete_queue(name_, dq->name);
-  } else if (const auto* b = std::get_if<BindingChange>(&change)) {
+    const auto& d = change.def;
+    if (d.durable && d.exclusive_owner.empty())
+      store_->put_queue({name_, d.name, d.auto_delete, encode_table(d.arguments)});
+  } else if constexpr (std::is_same_v<C, DeleteQueue>) {
+    if (auto queue = find_queue(change.name); queue && queue->definition().durable)
+      store_->delete_queue(name_, change.name);
+  } else {
+    static_assert(std::is_same_v<C, Bind>);
     // As RabbitMQ: a binding is durable when both its ends are.
-    const Exchange* src = find_exchange(b->source);
+    const Exchange* src = find_exchange(change.source);
     bool dest_durable = false;
-    if (b->to_exchange) {
-      const Exchange* dest = find_exchange(b->destination);
+    if (change.to_exchange) {
+      const Exchange* dest = find_exchange(change.destination);
       dest_durable = dest && dest->definition().durable;
     } else {
-      auto dest = find_queue(b->destination);
-      dest_durable = dest && dest->definition().durable && !dest->definition().exclusive_owner;
+      auto dest = find_queue(change.destination);
+      dest_durable = dest && dest->definition().durable && dest->definition().exclusive_owner.empty();
     }
-    if (src && src->definition().durable && dest_durable && !b->source.empty()) {
-      store::BindingRecord r{name_, b->source, b->to_exchange, b->destination, b->key, encode_table(b->arguments)};
-      if (b->add)
+    if (src && src->definition().durable && dest_durable && !change.source.empty()) {
+      store::BindingRecord r{name_,          change.source, change.to_exchange, change.destination,
+                             change.key,     encode_table(change.arguments)};
+      if (change.add)
         store_->put_binding(std::move(r));
       else
         store_->delete_binding(std::move(r));
@@ -75,30 +84,38 @@ void Vhost::persist(const MetadataChange& change) {
 }
 
 void Vhost::restore(const store::Snapshot& snap) {
-  restoring_ = true;
   for (const auto& e : snap.exchanges)
     if (e.vhost == name_ && !find_exchange(e.name))
-      commit(ExchangeDeclared{{e.name, e.type, true, e.auto_delete, e.internal, decode_table(e.arguments)}});
+      apply(DeclareExchange{name_, {e.name, e.type, true, e.auto_delete, e.internal, decode_table(e.arguments)}});
   for (const auto& q : snap.queues) {
     if (q.vhost != name_ || find_queue(q.name)) continue;
-    QueueDefinition def;
-    def.name = q.name;
-    def.durable = true;
-    def.auto_delete = q.auto_delete;
-    def.arguments = decode_table(q.arguments);
-    def.args = parse_queue_args(def.arguments, def.name, name_);
-    commit(QueueDeclared{std::move(def)});
+    DeclareQueue c{name_, {}, {}};
+    c.def.name = q.name;
+    c.def.durable = true;
+    c.def.auto_delete = q.auto_delete;
+    c.def.arguments = decode_table(q.arguments);
+    c.def.args = parse_queue_args(c.def.arguments, c.def.name, name_);
+    apply(c);
   }
   for (const auto& b : snap.bindings)
     if (b.vhost == name_)
-      commit(BindingChange{true, b.source, b.to_exchange, b.destination, b.key, decode_table(b.arguments)});
+      apply(Bind{name_, true, b.source, b.to_exchange, b.destination, b.key, decode_table(b.arguments), {}});
   for (const auto& m : snap.messages) {
     if (m.vhost != name_) continue;
     auto q = find_queue(m.queue);
     if (!q) continue;
     q->restore(m.id, amqp::validate_properties(m.properties).priority, m.body_size);
   }
-  restoring_ = false;
+}
+
+void Vhost::remove_all() {
+  std::vector<std::string> queues, exchanges;
+  for (const auto& [name, q] : queues_) queues.push_back(name);
+  for (const auto& [name, ex] : exchanges_)
+    if (!name.empty() && !name.starts_with("amq.")) exchanges.push_back(name);
+  for (const auto& q : queues) apply(DeleteQueue{name_, q, DeleteReason::Client, {}});
+  for (const auto& e : exchanges)
+    if (find_exchange(e)) apply(DeleteExchange{name_, e, false});
 }
 
 Exchange* Vhost::find_exchange(std::string_view name) const {
@@ -112,10 +129,11 @@ QueuePtr Vhost::find_queue(std::string_view name) const {
 }
 
 const Policy* Vhost::policy_for(const std::string& name, bool is_queue) const {
-  return policies_ ? policies_->match(name_, name, is_queue) : nullptr;
+  return policies_.match(name_, name, is_queue);
 }
 
-void Vhost::apply(const ExchangeDeclared& c) {
+void Vhost::apply(const DeclareExchange& c) {
+  persist(c);
   auto ex = make_exchange(c.def);
   if (const Policy* p = policy_for(c.def.name, false)) ex->set_policy_alternate_exchange(p->alternate_exchange);
   exchanges_.emplace(c.def.name, std::move(ex));
@@ -137,7 +155,8 @@ void Vhost::apply_policies() {
     }
 }
 
-void Vhost::apply(const ExchangeDeleted& c) {
+void Vhost::apply(const DeleteExchange& c) {
+  persist(c);
   auto it = exchanges_.find(c.name);
   if (it == exchanges_.end()) return;
   ExchangePtr ex = std::move(it->second);
@@ -145,14 +164,16 @@ void Vhost::apply(const ExchangeDeleted& c) {
   remove_bindings_to(BindingTarget{nullptr, ex.get()});
 }
 
-void Vhost::apply(const QueueDeclared& c) {
+void Vhost::apply(const DeclareQueue& c) {
+  persist(c);
   QueueDefinition def = c.def;
   def.args = effective_queue_args(def.args, policy_for(def.name, true));
   auto q = std::make_shared<Queue>(std::move(def), name_, store_, this, queue_ram_bytes_);
   queues_.emplace(c.def.name, std::move(q));
 }
 
-void Vhost::apply(const QueueDeleted& c) {
+void Vhost::apply(const DeleteQueue& c) {
+  persist(c);
   auto it = queues_.find(c.name);
   if (it == queues_.end()) return;
   QueuePtr q = std::move(it->second);
@@ -161,7 +182,8 @@ void Vhost::apply(const QueueDeleted& c) {
   for (Consumer* consumer : q->mark_deleted()) consumer->target.cancelled_by_server(*consumer);
 }
 
-void Vhost::apply(const BindingChange& c) {
+void Vhost::apply(const Bind& c) {
+  persist(c);
   Exchange* src = find_exchange(c.source);
   if (!src) return;
   BindingTarget dest;
@@ -193,11 +215,17 @@ void Vhost::remove_bindings_to(const BindingTarget& dest) {
 
 void Vhost::delete_if_unused_auto_delete(Exchange* ex) {
   // RabbitMQ deletes an auto-delete exchange when its last binding (as source) goes.
-  if (ex->definition().auto_delete && ex->bindings().empty()) commit(ExchangeDeleted{ex->name()});
+  if (ex->definition().auto_delete && ex->bindings().empty()) apply(DeleteExchange{name_, ex->name(), false});
+}
+
+void Vhost::propose_delete(const std::string& queue, DeleteReason why) {
+  catalog_.propose(DeleteQueue{name_, queue, why, {}}, [log = catalog_.log(), vhost = name_, queue](ChangeResult r) {
+    if (!r.ok()) log.warn("queue not deleted vhost={} queue={} code={} reason=\"{}\"", vhost, queue, r.code, r.text);
+  });
 }
 
 void Vhost::queue_unused(Queue& q) {
-  commit(QueueDeleted{q.name()});
+  propose_delete(q.name(), DeleteReason::AutoDelete);
 }
 
 void Vhost::tick(int64_t now) {
@@ -207,7 +235,7 @@ void Vhost::tick(int64_t now) {
     q->release_paged();
     if (q->unused_since(now)) expired.push_back(name);
   }
-  for (const auto& name : expired) commit(QueueDeleted{name});
+  for (const auto& name : expired) propose_delete(name, DeleteReason::Expired);
 }
 
 void Vhost::dead_letter(Queue& q, QueueEntry e, DeathReason why) {

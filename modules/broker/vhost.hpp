@@ -1,62 +1,50 @@
 // A virtual host: its exchanges, queues and bindings, and message routing across them.
-// Every metadata mutation is a MetadataChange passed to commit(): the single seam where the
-// store (durable definitions) and the cluster (replicated metadata) hook in later.
+// Its definitions change only through the Catalog, which validates a change and then calls
+// the apply() overloads here; they enact it on the live objects (queues, consumers,
+// routing indexes) and write its durable part to the store while the catalog persists.
 #pragma once
 
 #include <deque>
 #include <map>
 #include <memory>
 #include <string>
-#include <variant>
 #include <vector>
 
+#include "broker/change.hpp"
 #include "broker/exchange/exchange.hpp"
 #include "broker/policy.hpp"
 #include "broker/queue.hpp"
 
 namespace mqnode::broker {
 
-struct ExchangeDeclared {
-  ExchangeDefinition def;
-};
-struct ExchangeDeleted {
-  std::string name;
-};
-struct QueueDeclared {
-  QueueDefinition def;
-};
-struct QueueDeleted {
-  std::string name;
-};
-struct BindingChange {
-  bool add = true;
-  std::string source;
-  bool to_exchange = false;  // destination is an exchange (exchange.bind) or a queue
-  std::string destination;
-  std::string key;
-  amqp::FieldTable arguments;
-};
-using MetadataChange = std::variant<ExchangeDeclared, ExchangeDeleted, QueueDeclared, QueueDeleted, BindingChange>;
+class Catalog;
 
 class Vhost final : public QueueOwner {
  public:
-  // <store>: where durable definitions and persistent messages go (nullptr: memory only).
-  // <policies>: defaults for queues and exchanges by name (nullptr: none).
-  // <queue_ram_bytes>: each queue's RAM window (see Queue).
-  Vhost(std::string name, store::Store* store, const PolicySet* policies = nullptr,
-        uint64_t queue_ram_bytes = Queue::kDefaultRamWindow);
+  // <catalog>: where this vhost's own proposals go (auto-delete, x-expires) and whether
+  // changes are persisted; its store keeps durable definitions and persistent messages.
+  // <policies>: defaults for queues and exchanges by name.
+  Vhost(std::string name, Catalog& catalog, const PolicySet& policies, uint64_t queue_ram_bytes);
   Vhost(const Vhost&) = delete;
   Vhost& operator=(const Vhost&) = delete;
 
   const std::string& name() const { return name_; }
 
-  // Applies a validated change and writes the durable part of it to the store. Deleting a
-  // queue or exchange removes its bindings, cancels its consumers and cascades to
-  // auto-delete exchanges that lose their last binding.
-  void commit(const MetadataChange& change);
+  // Catalog only: enact a change the catalog validated. Deleting a queue or exchange
+  // removes its bindings, cancels its consumers and cascades to auto-delete exchanges that
+  // lose their last binding.
+  void apply(const DeclareExchange& c);
+  void apply(const DeleteExchange& c);
+  void apply(const DeclareQueue& c);
+  void apply(const DeleteQueue& c);
+  void apply(const Bind& c);
+  // Catalog only: the vhost is being deleted: every queue goes (consumers cancelled) and
+  // every durable definition leaves the store.
+  void remove_all();
   // Rebuilds durable definitions and messages read from the store at start.
   void restore(const store::Snapshot& snap);
-  // Housekeeping (about every 100 ms): message TTLs and x-expires.
+  // Housekeeping (about every 100 ms): message TTLs; queues unused past x-expires are
+  // proposed for deletion.
   void tick(int64_t now_ms);
   // The policies changed: recomputes every queue's effective arguments (its client
   // arguments merged with the policy that now matches) and every exchange's policy
@@ -83,11 +71,8 @@ class Vhost final : public QueueOwner {
  private:
   // The policy in force for a queue (<is_queue>) or exchange of this vhost, or nullptr.
   const Policy* policy_for(const std::string& name, bool is_queue) const;
-  void apply(const ExchangeDeclared& c);
-  void apply(const ExchangeDeleted& c);
-  void apply(const QueueDeclared& c);
-  void apply(const QueueDeleted& c);
-  void apply(const BindingChange& c);
+  // Proposes deleting <queue> for <why> (its home's decision); a refusal is logged.
+  void propose_delete(const std::string& queue, DeleteReason why);
   struct DeadLetter {
     std::string queue;
     QueueArgs args;
@@ -95,17 +80,18 @@ class Vhost final : public QueueOwner {
     DeathReason why;
   };
   void republish(const DeadLetter& d);
-  void persist(const MetadataChange& change);
+  template <class C>
+  void persist(const C& change);
   void remove_bindings_to(const BindingTarget& dest);
   void delete_if_unused_auto_delete(Exchange* ex);
   void route_into(const Exchange& ex, const Message& msg, std::vector<Queue*>& out,
                   std::vector<const Exchange*>& visited) const;
 
   std::string name_;
+  Catalog& catalog_;
   store::Store* store_;
-  const PolicySet* policies_;
+  const PolicySet& policies_;
   uint64_t queue_ram_bytes_;
-  bool restoring_ = false;
   // Dead-lettering re-enters queues; work is queued and drained by the outermost call.
   std::deque<DeadLetter> dead_letters_;
   bool dead_lettering_ = false;

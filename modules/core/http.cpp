@@ -226,16 +226,20 @@ std::string html_escape(std::string_view s) {
 // ---- router --------------------------------------------------------------------------
 
 void Router::add(std::string method, std::string path, Handler h) {
-  routes_.push_back({std::move(method), std::move(path), false, std::move(h)});
+  routes_.push_back({std::move(method), std::move(path), false, std::move(h), {}});
 }
 
 void Router::add_prefix(std::string method, std::string prefix, Handler h) {
-  routes_.push_back({std::move(method), std::move(prefix), true, std::move(h)});
+  routes_.push_back({std::move(method), std::move(prefix), true, std::move(h), {}});
 }
 
-Response Router::dispatch(const Request& req) const {
+void Router::add_prefix_async(std::string method, std::string prefix, AsyncHandler h) {
+  routes_.push_back({std::move(method), std::move(prefix), true, {}, std::move(h)});
+}
+
+const Router::Route* Router::find(const Request& req, bool& path_known) const {
   const Route* best = nullptr;
-  bool path_known = false;
+  path_known = false;
   std::string_view method = req.method;
   if (method == "HEAD") method = "GET";
   for (const auto& r : routes_) {
@@ -243,12 +247,26 @@ Response Router::dispatch(const Request& req) const {
     if (!match) continue;
     path_known = true;
     if (r.method != method) continue;
-    if (!r.prefix) return r.handler(req);
+    if (!r.prefix) return &r;
     if (!best || r.path.size() > best->path.size()) best = &r;
   }
-  if (best) return best->handler(req);
+  return best;
+}
+
+Response Router::dispatch(const Request& req) const {
+  bool path_known = false;
+  const Route* r = find(req, path_known);
+  if (r && r->handler) return r->handler(req);
+  if (r) return Response::text(500, "500 Internal Server Error\n");
   if (path_known) return Response::text(405, "405 Method Not Allowed\n");
   return Response::not_found();
+}
+
+asio::awaitable<Response> Router::dispatch_async(const Request& req) const {
+  bool path_known = false;
+  const Route* r = find(req, path_known);
+  if (r && r->async_handler) co_return co_await r->async_handler(req);
+  co_return dispatch(req);
 }
 
 // ---- parser --------------------------------------------------------------------------
@@ -526,7 +544,7 @@ class Server::Conn : public std::enable_shared_from_this<Conn> {
         head = req.method == "HEAD";
         auto router = st_->router;  // a reload may swap it during the handler
         try {
-          resp = router->dispatch(req);
+          resp = co_await router->dispatch_async(req);
         } catch (const std::exception& e) {
           st_->log.error("http handler failed path={} what=\"{}\"", req.path, e.what());
           resp = Response::text(500, "500 Internal Server Error\n");

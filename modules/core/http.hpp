@@ -78,6 +78,9 @@ bool check_basic_auth(const Request& req, std::string_view user, std::string_vie
 std::string html_escape(std::string_view s);
 
 using Handler = std::function<Response(const Request&)>;
+// For a request whose answer waits on something else (a metadata change going through the
+// cluster): the connection waits, the loop does not.
+using AsyncHandler = std::function<asio::awaitable<Response>(const Request&)>;
 
 // Exact paths first, then the longest matching prefix. A path registered with another
 // method answers 405.
@@ -85,7 +88,10 @@ class Router {
  public:
   void add(std::string method, std::string path, Handler h);
   void add_prefix(std::string method, std::string prefix, Handler h);
+  void add_prefix_async(std::string method, std::string prefix, AsyncHandler h);
+  // Synchronous routes only; an asynchronous one answers 500 here.
   Response dispatch(const Request& req) const;
+  asio::awaitable<Response> dispatch_async(const Request& req) const;
 
  private:
   struct Route {
@@ -93,7 +99,9 @@ class Router {
     std::string path;
     bool prefix;
     Handler handler;
+    AsyncHandler async_handler;  // set instead of <handler>
   };
+  const Route* find(const Request& req, bool& path_known) const;
   std::vector<Route> routes_;
 };
 

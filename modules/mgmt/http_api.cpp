@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <chrono>
 
+#include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
+#include "amqp/reply_code.hpp"
 #include "broker/resource_alarm.hpp"
 #include "core/metrics.hpp"
 
@@ -123,17 +125,20 @@ std::shared_ptr<const core::http::Router> HttpApi::router(bool require_admin) co
         return (this->*m)(req);
       } catch (const ApiError& e) {
         return error_response(e.status, e.error, e.what());
-      } catch (const broker::PolicyError& e) {
-        return error_response(e.not_found ? 404 : 400, e.not_found ? "not_found" : "bad_request", e.what());
       }
     };
+  };
+  // The routes that change definitions: the method checks the request and says which
+  // change it asks for; the answer waits for the catalog.
+  auto api_change = [this, require_admin](ChangeMethod m) {
+    return [this, require_admin, m](const Request& req) { return propose(req, require_admin, m); };
   };
   r->add("GET", "/api/overview", api(&HttpApi::overview));
   r->add("GET", "/api/mqnode/status", api(&HttpApi::status));
   r->add("GET", "/api/policies", api(&HttpApi::policies));
   r->add_prefix("GET", "/api/policies/", api(&HttpApi::policy_get));
-  r->add_prefix("PUT", "/api/policies/", api(&HttpApi::policy_put));
-  r->add_prefix("DELETE", "/api/policies/", api(&HttpApi::policy_delete));
+  r->add_prefix_async("PUT", "/api/policies/", api_change(&HttpApi::policy_put));
+  r->add_prefix_async("DELETE", "/api/policies/", api_change(&HttpApi::policy_delete));
   r->add("GET", "/metrics", [this](const Request& req) { return metrics(req); });
   return r;
 }
@@ -256,25 +261,45 @@ Response HttpApi::policy_get(const Request& req) const {
   throw ApiError(404, "Object Not Found", "Not Found");
 }
 
-Response HttpApi::policy_put(const Request& req) const {
+// No co_await inside a try block here: the refusals are decided before the proposal.
+asio::awaitable<Response> HttpApi::propose(Request req, bool require_admin, ChangeMethod m) const {
+  if (require_admin)
+    if (auto refused = refuse_unless_admin(req)) co_return *refused;
+  std::optional<ChangeRequest> request;
+  broker::Catalog* catalog = nullptr;
+  Response error;
+  try {
+    catalog = &broker().catalog();
+    request = (this->*m)(req);
+  } catch (const ApiError& e) {
+    error = error_response(e.status, e.error, e.what());
+  }
+  if (!request) co_return error;
+  broker::ChangeResult r = co_await catalog->async_propose(std::move(request->change), asio::use_awaitable);
+  if (!r.ok()) {
+    // RabbitMQ's API answers an unknown vhost or policy with 404, a bad definition with 400.
+    bool not_found = r.code == static_cast<uint16_t>(amqp::ChannelReplyCode::NotFound);
+    co_return error_response(not_found ? 404 : 400, not_found ? "not_found" : "bad_request", r.text);
+  }
+  Response done = no_content();
+  done.status = request->status;
+  co_return done;
+}
+
+HttpApi::ChangeRequest HttpApi::policy_put(const Request& req) const {
   auto seg = path_segments(req.path, "/api/policies/");
   if (seg.size() != 2 || seg[1].empty()) throw ApiError(404, "Object Not Found", "Not Found");
   PolicyBody body = parse_policy_body(req.body);
-  auto& b = broker();
-  const auto existing = b.list_policies(seg[0]);
+  const auto existing = broker().list_policies(seg[0]);
   bool exists = std::any_of(existing.begin(), existing.end(), [&](const broker::Policy* p) { return p->name == seg[1]; });
-  b.set_policy(seg[0], seg[1], body.pattern, body.definition, body.priority, body.apply_to);
-  if (exists) return no_content();
-  Response r = no_content();
-  r.status = 201;
-  return r;
+  return {broker::SetPolicy{seg[0], seg[1], body.pattern, body.definition, body.priority, body.apply_to},
+          exists ? 204 : 201};
 }
 
-Response HttpApi::policy_delete(const Request& req) const {
+HttpApi::ChangeRequest HttpApi::policy_delete(const Request& req) const {
   auto seg = path_segments(req.path, "/api/policies/");
   if (seg.size() != 2) throw ApiError(404, "Object Not Found", "Not Found");
-  broker().clear_policy(seg[0], seg[1]);
-  return no_content();
+  return {broker::ClearPolicy{seg[0], seg[1]}, 204};
 }
 
 }  // namespace mqnode::mgmt

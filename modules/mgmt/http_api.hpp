@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "broker/broker_module.hpp"
+#include "broker/change.hpp"
 #include "broker/policy.hpp"
 #include "core/http.hpp"
 #include "core/log.hpp"
@@ -79,8 +80,17 @@ class HttpApi {
   Response metrics(const Request& req) const;
   Response policies(const Request& req) const;
   Response policy_get(const Request& req) const;
-  Response policy_put(const Request& req) const;
-  Response policy_delete(const Request& req) const;
+  // A route that changes definitions: the change it asks for and its status on success.
+  struct ChangeRequest {
+    broker::Change change;
+    int status = 204;
+  };
+  using ChangeMethod = ChangeRequest (HttpApi::*)(const Request&) const;
+  ChangeRequest policy_put(const Request& req) const;
+  ChangeRequest policy_delete(const Request& req) const;
+  // Runs <m> (ApiError: its response) and proposes its change to the broker's catalog;
+  // a refusal gets RabbitMQ's status and body.
+  asio::awaitable<Response> propose(Request req, bool require_admin, ChangeMethod m) const;
   // 401 unless the request carries an administrator's credentials; nullopt when it does.
   std::optional<Response> refuse_unless_admin(const Request& req) const;
   // The running broker; ApiError 503 when this node has none.

@@ -83,6 +83,9 @@ CREATE TABLE IF NOT EXISTS policies(
   vhost TEXT NOT NULL, name TEXT NOT NULL, pattern TEXT NOT NULL, apply_to TEXT NOT NULL,
   definition TEXT NOT NULL, priority INTEGER NOT NULL,
   PRIMARY KEY(vhost, name));
+CREATE TABLE IF NOT EXISTS definitions(
+  kind TEXT NOT NULL, key TEXT NOT NULL, change BLOB NOT NULL,
+  PRIMARY KEY(kind, key));
 )sql";
 
 // What a queued message write keeps in RAM until it is committed: its content and the
@@ -204,6 +207,10 @@ Snapshot Store::load() {
     while (s.step_row())
       snap.policies.push_back({s.col_text(0), s.col_text(1), s.col_text(2), s.col_text(3), s.col_text(4), s.col_int(5)});
   }
+  {
+    Stmt s(db_, "SELECT kind, key, change FROM definitions");
+    while (s.step_row()) snap.definitions.push_back({s.col_text(0), s.col_text(1), s.col_blob(2)});
+  }
   return snap;
 }
 
@@ -227,6 +234,10 @@ void Store::delete_binding(BindingRecord r) { enqueue(DeleteBinding{std::move(r)
 void Store::put_policy(PolicyRecord r) { enqueue(std::move(r)); }
 void Store::delete_policy(std::string vhost, std::string name) {
   enqueue(DeletePolicy{std::move(vhost), std::move(name)});
+}
+void Store::put_definition(DefinitionRecord r) { enqueue(std::move(r)); }
+void Store::delete_definition(std::string kind, std::string key) {
+  enqueue(DeleteDefinition{std::move(kind), std::move(key)});
 }
 
 uint64_t Store::put_message(std::string_view vhost, std::string_view queue, MessageContent content, bool transient) {
@@ -320,6 +331,8 @@ void Store::run() {
              "AND arguments=?");
   Stmt put_pol(db_, "INSERT OR REPLACE INTO policies VALUES(?,?,?,?,?,?)");
   Stmt del_pol(db_, "DELETE FROM policies WHERE vhost=? AND name=?");
+  Stmt put_def(db_, "INSERT OR REPLACE INTO definitions VALUES(?,?,?)");
+  Stmt del_def(db_, "DELETE FROM definitions WHERE kind=? AND key=?");
 
   std::vector<Op> batch;
   for (;;) {
@@ -382,6 +395,12 @@ void Store::run() {
           ++metadata;
         } else if (auto* dp = std::get_if<DeletePolicy>(&op)) {
           rc = del_pol.text(1, dp->vhost).text(2, dp->name).run();
+          ++metadata;
+        } else if (auto* pd = std::get_if<DefinitionRecord>(&op)) {
+          rc = put_def.text(1, pd->kind).text(2, pd->key).blob(3, pd->change).run();
+          ++metadata;
+        } else if (auto* dd = std::get_if<DeleteDefinition>(&op)) {
+          rc = del_def.text(1, dd->kind).text(2, dd->key).run();
           ++metadata;
         }
       }

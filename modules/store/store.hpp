@@ -53,6 +53,12 @@ struct PolicyRecord {
   std::string vhost, name, pattern, apply_to, definition;
   int64_t priority = 0;
 };
+// A user, vhost, permission or runtime parameter created at run time: <change> is the
+// broker's encoded change that made it, <key> names it within its <kind>.
+struct DefinitionRecord {
+  std::string kind, key;
+  Bytes change;
+};
 struct MessageRecord {
   uint64_t id = 0;
   std::string vhost, queue, exchange, routing_key;
@@ -68,6 +74,7 @@ struct Snapshot {
   std::vector<BindingRecord> bindings;
   std::vector<MessageRecord> messages;
   std::vector<PolicyRecord> policies;
+  std::vector<DefinitionRecord> definitions;
 };
 
 // A message's content, kept alive by <owner> until the store thread has written it.
@@ -109,6 +116,8 @@ class Store {
   void delete_binding(BindingRecord r);
   void put_policy(PolicyRecord r);
   void delete_policy(std::string vhost, std::string name);
+  void put_definition(DefinitionRecord r);
+  void delete_definition(std::string kind, std::string key);
   // Returns the id under which the message is stored (assigned at once, in order).
   // <transient>: a body paged out of RAM, not a persistent message: not restored at start.
   uint64_t put_message(std::string_view vhost, std::string_view queue, MessageContent content,
@@ -161,13 +170,17 @@ class Store {
   struct DeletePolicy {
     std::string vhost, name;
   };
+  struct DeleteDefinition {
+    std::string kind, key;
+  };
   struct Completion {
     std::function<void(bool)> done;
     uint64_t since = 0, upto = 0;  // the message ids it vouches for: [since, upto)
     bool ok = false;               // decided on the store thread
   };
   using Op = std::variant<PutMessage, DeleteMessage, ExchangeRecord, DeleteExchange, QueueRecord, DeleteQueue,
-                          BindingRecord, DeleteBinding, PolicyRecord, DeletePolicy, Completion>;
+                          BindingRecord, DeleteBinding, PolicyRecord, DeletePolicy, DefinitionRecord,
+                          DeleteDefinition, Completion>;
 
   struct LoadRequest {
     std::vector<uint64_t> ids;

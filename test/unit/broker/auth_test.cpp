@@ -22,12 +22,11 @@ TEST_CASE("password hashes use RabbitMQ's salted SHA-256 layout") {
 }
 
 TEST_CASE("logins, loopback-only users and permission regexes") {
-  BrokerConfig cfg;
-  cfg.vhosts = {"/", "other"};
-  cfg.users = {{"guest", hash_password("guest"), {}}, {"alice", hash_password("pw"), {}}};
-  cfg.permissions = {{"guest", "/", ".*", ".*", ".*"}, {"alice", "/", "^alice\\.", "", "^(alice\\.|amq\\.default$)"}};
-  cfg.loopback_users = {"guest"};
-  AccessControl ac(cfg);
+  AccessControl ac({"guest"});
+  ac.put_user("guest", hash_password("guest"), {});
+  ac.put_user("alice", hash_password("pw"), {});
+  ac.set_permissions("guest", "/", {".*", ".*", ".*"});
+  ac.set_permissions("alice", "/", {"^alice\\.", "", "^(alice\\.|amq\\.default$)"});
   std::string why;
 
   CHECK(ac.authenticate("guest", "guest", true, why));
@@ -45,4 +44,13 @@ TEST_CASE("logins, loopback-only users and permission regexes") {
   CHECK_FALSE(ac.permitted("alice", "/", Permission::Write, "alice.q"));  // "" grants nothing
   CHECK(ac.permitted("alice", "/", Permission::Read, ""));               // default exchange is amq.default
   CHECK_FALSE(ac.permitted("alice", "other", Permission::Read, "alice.q"));
+
+  SUBCASE("deleting a user or a vhost takes its permissions along") {
+    ac.delete_vhost("/");
+    CHECK_FALSE(ac.can_access_vhost("alice", "/"));
+    ac.set_permissions("alice", "other", {".*", ".*", ".*"});
+    CHECK(ac.delete_user("alice"));
+    CHECK_FALSE(ac.authenticate("alice", "pw", true, why));
+    CHECK(ac.permissions().empty());  // "/" took guest's and alice's grants, alice took hers on "other"
+  }
 }

@@ -4,7 +4,9 @@
 #include <thread>
 
 #include "amqp/properties.hpp"
+#include "broker/catalog.hpp"
 #include "broker/vhost.hpp"
+#include "support/temp_store.hpp"
 
 using namespace mqnode::broker;
 
@@ -21,6 +23,13 @@ QueueDefinition qdef(std::string name, bool auto_delete = false) {
   d.auto_delete = auto_delete;
   return d;
 }
+// A single-node catalog holding vhost "/" in memory; changes must apply.
+struct Node {
+  Catalog catalog{{"n1"}, mqnode::test::quiet_log()};
+  Node() { apply(PutVhost{"/", ""}); }
+  void apply(const Change& c) { REQUIRE(catalog.apply(c).ok()); }
+  Vhost& vhost() { return *catalog.find_vhost("/"); }
+};
 std::vector<std::string> names(const std::vector<Queue*>& qs) {
   std::vector<std::string> out;
   for (auto* q : qs) out.push_back(q->name());
@@ -30,10 +39,11 @@ std::vector<std::string> names(const std::vector<Queue*>& qs) {
 }  // namespace
 
 TEST_CASE("vhost routing") {
-  Vhost vh("/", nullptr);
+  Node node;
+  Vhost& vh = node.vhost();
   for (const char* e : {"", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match"})
     CHECK(vh.find_exchange(e) != nullptr);
-  for (const char* q : {"q1", "q2", "q3"}) vh.commit(QueueDeclared{qdef(q)});
+  for (const char* q : {"q1", "q2", "q3"}) node.apply(DeclareQueue{"/", qdef(q), {}});
   std::vector<Queue*> out;
 
   SUBCASE("default exchange routes by queue name") {
@@ -43,13 +53,13 @@ TEST_CASE("vhost routing") {
     CHECK(out.empty());
   }
   SUBCASE("exchange-to-exchange bindings, without duplicates or loops") {
-    vh.commit(ExchangeDeclared{{"e1", "fanout", false, false, false, {}}});
-    vh.commit(ExchangeDeclared{{"e2", "topic", false, false, false, {}}});
-    vh.commit(BindingChange{true, "e1", true, "e2", "", {}});
-    vh.commit(BindingChange{true, "e2", true, "e1", "#", {}});  // a cycle
-    vh.commit(BindingChange{true, "e1", false, "q1", "", {}});
-    vh.commit(BindingChange{true, "e2", false, "q1", "a.*", {}});
-    vh.commit(BindingChange{true, "e2", false, "q2", "a.*", {}});
+    node.apply(DeclareExchange{"/", {"e1", "fanout", false, false, false, {}}});
+    node.apply(DeclareExchange{"/", {"e2", "topic", false, false, false, {}}});
+    node.apply(Bind{"/", true, "e1", true, "e2", "", {}, {}});
+    node.apply(Bind{"/", true, "e2", true, "e1", "#", {}, {}});  // a cycle
+    node.apply(Bind{"/", true, "e1", false, "q1", "", {}, {}});
+    node.apply(Bind{"/", true, "e2", false, "q1", "a.*", {}, {}});
+    node.apply(Bind{"/", true, "e2", false, "q2", "a.*", {}, {}});
     vh.route(*vh.find_exchange("e1"), *msg("e1", "a.b"), out);
     CHECK(names(out) == std::vector<std::string>{"q1", "q2"});
     vh.route(*vh.find_exchange("e1"), *msg("e1", "b"), out);
@@ -58,40 +68,40 @@ TEST_CASE("vhost routing") {
   SUBCASE("alternate exchange takes what the exchange cannot route") {
     mqnode::amqp::FieldTable args;
     args.set("alternate-exchange", "ae");
-    vh.commit(ExchangeDeclared{{"ae", "fanout", false, false, false, {}}});
-    vh.commit(ExchangeDeclared{{"main", "direct", false, false, false, args}});
-    vh.commit(BindingChange{true, "ae", false, "q3", "", {}});
-    vh.commit(BindingChange{true, "main", false, "q1", "k", {}});
+    node.apply(DeclareExchange{"/", {"ae", "fanout", false, false, false, {}}});
+    node.apply(DeclareExchange{"/", {"main", "direct", false, false, false, args}});
+    node.apply(Bind{"/", true, "ae", false, "q3", "", {}, {}});
+    node.apply(Bind{"/", true, "main", false, "q1", "k", {}, {}});
     vh.route(*vh.find_exchange("main"), *msg("main", "k"), out);
     CHECK(names(out) == std::vector<std::string>{"q1"});
     vh.route(*vh.find_exchange("main"), *msg("main", "other"), out);
     CHECK(names(out) == std::vector<std::string>{"q3"});
   }
   SUBCASE("deleting a queue removes its bindings and auto-deletes exchanges left unbound") {
-    vh.commit(ExchangeDeclared{{"ad", "direct", false, true, false, {}}});
-    vh.commit(ExchangeDeclared{{"keep", "direct", false, false, false, {}}});
-    vh.commit(BindingChange{true, "ad", false, "q1", "k", {}});
-    vh.commit(BindingChange{true, "keep", false, "q1", "k", {}});
-    vh.commit(QueueDeleted{"q1"});
+    node.apply(DeclareExchange{"/", {"ad", "direct", false, true, false, {}}});
+    node.apply(DeclareExchange{"/", {"keep", "direct", false, false, false, {}}});
+    node.apply(Bind{"/", true, "ad", false, "q1", "k", {}, {}});
+    node.apply(Bind{"/", true, "keep", false, "q1", "k", {}, {}});
+    node.apply(DeleteQueue{"/", "q1", DeleteReason::Client, {}});
     CHECK(vh.find_exchange("ad") == nullptr);
     REQUIRE(vh.find_exchange("keep") != nullptr);
     CHECK(vh.find_exchange("keep")->bindings().empty());
   }
   SUBCASE("unbinding the last binding auto-deletes; in-use detection") {
-    vh.commit(ExchangeDeclared{{"ad", "topic", false, true, false, {}}});
-    vh.commit(BindingChange{true, "ad", false, "q1", "x.#", {}});
-    vh.commit(BindingChange{true, "ad", false, "q1", "x.#", {}});  // idempotent
+    node.apply(DeclareExchange{"/", {"ad", "topic", false, true, false, {}}});
+    node.apply(Bind{"/", true, "ad", false, "q1", "x.#", {}, {}});
+    node.apply(Bind{"/", true, "ad", false, "q1", "x.#", {}, {}});  // idempotent
     CHECK(vh.find_exchange("ad")->bindings().size() == 1);
     CHECK(vh.exchange_in_use(*vh.find_exchange("ad")));
-    vh.commit(BindingChange{false, "ad", false, "q1", "x.#", {}});
+    node.apply(Bind{"/", false, "ad", false, "q1", "x.#", {}, {}});
     CHECK(vh.find_exchange("ad") == nullptr);
   }
   SUBCASE("headers exchange") {
-    vh.commit(ExchangeDeclared{{"h", "headers", false, false, false, {}}});
+    node.apply(DeclareExchange{"/", {"h", "headers", false, false, false, {}}});
     mqnode::amqp::FieldTable b;
     b.set("x-match", "any");
     b.set("k", "v");
-    vh.commit(BindingChange{true, "h", false, "q2", "", b});
+    node.apply(Bind{"/", true, "h", false, "q2", "", b, {}});
     auto m = std::make_shared<Message>();
     m->exchange = "h";
     mqnode::amqp::BasicProperties p;
@@ -108,15 +118,14 @@ TEST_CASE("vhost routing") {
 }
 
 TEST_CASE("a policy change applies at once to existing queues and exchanges") {
-  PolicySet policies;
-  Vhost vh("/", nullptr, &policies);
-  vh.commit(QueueDeclared{qdef("lim")});
-  vh.commit(QueueDeclared{qdef("dead")});
+  Node node;
+  Vhost& vh = node.vhost();
+  node.apply(DeclareQueue{"/", qdef("lim"), {}});
+  node.apply(DeclareQueue{"/", qdef("dead"), {}});
   QueueDefinition client = qdef("client");
   client.arguments.set("x-max-length", int64_t{2});
-  client.args.max_length = 2;
-  vh.commit(QueueDeclared{client});
-  vh.commit(ExchangeDeclared{{"routed", "direct", false, false, false, {}}});
+  node.apply(DeclareQueue{"/", client, {}});
+  node.apply(DeclareExchange{"/", {"routed", "direct", false, false, false, {}}});
   auto message = [](const char* queue) {  // dead-lettering reads the properties
     auto m = std::make_shared<Message>();
     m->routing_key = queue;
@@ -130,20 +139,14 @@ TEST_CASE("a policy change applies at once to existing queues and exchanges") {
   REQUIRE(vh.find_queue("lim")->message_count() == 10);
   REQUIRE(vh.find_queue("client")->message_count() == 2);
 
-  auto parsed = [](const char* text) {
-    auto j = nlohmann::json::parse(text);
-    return parse_policy(mqnode::core::ConfigNode(j, ""));
-  };
-  policies.set(parsed(R"({"name": "p", "pattern": "^(lim|client|routed)$", "definition":
-      {"max-length": 4, "dead-letter-exchange": "", "dead-letter-routing-key": "dead", "alternate-exchange": "amq.fanout"}})"));
-  vh.apply_policies();
+  node.apply(SetPolicy{"/", "p", "^(lim|client|routed)$", nlohmann::json::parse(R"({"max-length": 4,
+      "dead-letter-exchange": "", "dead-letter-routing-key": "dead", "alternate-exchange": "amq.fanout"})"), 0, "all"});
   CHECK(vh.find_queue("lim")->message_count() == 4);      // the head went at once...
   CHECK(vh.find_queue("dead")->message_count() == 6);     // ...to the policy's dead-letter target
   CHECK(vh.find_queue("client")->message_count() == 2);   // the client's lower limit still wins
   CHECK(vh.find_exchange("routed")->alternate_exchange() == "amq.fanout");
 
-  policies.erase("/", "p");
-  vh.apply_policies();
+  node.apply(ClearPolicy{"/", "p"});
   CHECK_FALSE(vh.find_queue("lim")->definition().args.max_length.has_value());
   CHECK(vh.find_queue("client")->definition().args.max_length == 2);
   CHECK(vh.find_exchange("routed")->alternate_exchange().empty());
@@ -152,14 +155,12 @@ TEST_CASE("a policy change applies at once to existing queues and exchanges") {
 }
 
 TEST_CASE("an expires policy counts from when it is set, as RabbitMQ restarts the expiry timer") {
-  PolicySet policies;
-  Vhost vh("/", nullptr, &policies);
-  vh.commit(QueueDeclared{qdef("idle")});
+  Node node;
+  Vhost& vh = node.vhost();
+  node.apply(DeclareQueue{"/", qdef("idle"), {}});
   // Idle for longer than the policy's expires before the policy exists.
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
-  auto j = nlohmann::json::parse(R"({"name": "e", "pattern": "^idle$", "definition": {"expires": 100}})");
-  policies.set(parse_policy(mqnode::core::ConfigNode(j, "")));
-  vh.apply_policies();
+  node.apply(SetPolicy{"/", "e", "^idle$", nlohmann::json::parse(R"({"expires": 100})"), 0, "all"});
   vh.tick(Queue::now_ms());
   CHECK(vh.find_queue("idle") != nullptr);
   vh.tick(Queue::now_ms() + 100);
