@@ -45,10 +45,20 @@ std::shared_ptr<Links> Links::create(asio::io_context& io, LinkConfig cfg, core:
 Links::Links(asio::io_context& io, LinkConfig cfg, core::Logger log)
     : io_(io), cfg_(std::move(cfg)), log_(std::move(log)), limiter_(cfg_.log_interval) {}
 
-void Links::on_accept(Purpose purpose, AcceptHandler handler) { handlers_[purpose] = std::move(handler); }
+void Links::on_accept(Purpose purpose, AcceptHandler handler) {
+  if (handler) {
+    handlers_[purpose] = std::move(handler);
+  } else {
+    handlers_.erase(purpose);
+  }
+}
 
 void Links::listen(const core::Endpoint& bind) {
   acceptor_ = core::listen(io_, bind, "/cluster/bind");
+  if (cfg_.self.address.empty()) {
+    const auto ep = acceptor_->local_endpoint();
+    cfg_.self.address = core::Endpoint{ep.address().to_string(), ep.port()}.to_string();
+  }
   asio::co_spawn(io_, [self = shared_from_this()] { return self->accept_loop(); }, asio::detached);
 }
 

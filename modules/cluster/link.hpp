@@ -79,9 +79,13 @@ class Links : public std::enable_shared_from_this<Links> {
 
   static std::shared_ptr<Links> create(asio::io_context& io, LinkConfig cfg, core::Logger log);
 
-  // Where authenticated links with <purpose> go; without a handler they are closed.
+  // Where authenticated links with <purpose> go; without a handler (or after an empty one
+  // unregistered it) they are closed.
   void on_accept(Purpose purpose, AcceptHandler handler);
+  const NodeIdentity& self() const { return cfg_.self; }
   // Binds the cluster port and starts accepting. Throws std::runtime_error naming /cluster/bind.
+  // A node with no address of its own (self.address empty) advertises the bound one, which
+  // serves a node on a single address, and tests on port 0.
   void listen(const core::Endpoint& bind);
   asio::ip::tcp::endpoint local_endpoint() const;
   // Connects to <address> ("host:port", numeric), authenticates for <purpose>, then calls

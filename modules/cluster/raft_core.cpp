@@ -1,6 +1,7 @@
 #include "cluster/raft_core.hpp"
 
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include <fmt/format.h>
@@ -35,11 +36,36 @@ namespace {
 
 int raft_role(Role r) { return r == Role::Voter ? RAFT_VOTER : RAFT_STANDBY; }
 
-// raft_malloc'ed copy of <bytes>, as raft_apply and snapshots want (never a null base).
+// raft_malloc'ed copy of <bytes>, as snapshots want (never a null base).
 raft_buffer raft_copy(std::span<const uint8_t> bytes) {
   raft_buffer b{raft_malloc(bytes.empty() ? 1 : bytes.size()), bytes.size()};
   if (b.base != nullptr && !bytes.empty()) std::memcpy(b.base, bytes.data(), bytes.size());
   return b;
+}
+
+// An entry as it goes into the log: <command>, then 1..8 bytes that bring it to a multiple
+// of 8, the last of them saying how many there are. libraft 0.15's network decoder
+// (uvDecodeEntriesBatch) assumes every entry in an AppendEntries batch is padded to 8 bytes
+// while its encoder sends them as they are: entries of other sizes are read misaligned
+// (dqlite, its main user, pads its own).
+raft_buffer padded_entry(std::span<const uint8_t> command) {
+  const std::size_t pad = 8 - command.size() % 8;
+  raft_buffer b{raft_malloc(command.size() + pad), command.size() + pad};
+  if (b.base == nullptr) return b;
+  auto* p = static_cast<uint8_t*>(b.base);
+  if (!command.empty()) std::memcpy(p, command.data(), command.size());
+  std::memset(p + command.size(), 0, pad - 1);
+  p[b.len - 1] = static_cast<uint8_t>(pad);
+  return b;
+}
+
+// The command inside an entry written by padded_entry(); nullopt if it is not one.
+std::optional<std::span<const uint8_t>> unpadded(const raft_buffer& b) {
+  const auto* p = static_cast<const uint8_t*>(b.base);
+  if (b.len == 0 || b.len % 8 != 0) return std::nullopt;
+  const std::size_t pad = p[b.len - 1];
+  if (pad < 1 || pad > 8) return std::nullopt;
+  return std::span<const uint8_t>(p, b.len - pad);
 }
 
 Unknown unknown(int status) {
@@ -69,7 +95,10 @@ int RaftCore::fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result) no
   // 0.15's FSM callback is not given the index: raft applies last_applied + 1 and only
   // then advances last_applied (replicationApply).
   const uint64_t index = raft_last_applied(core->raft_) + 1;
-  core->reply_ = core->sm_.apply(index, {static_cast<const uint8_t*>(buf->base), buf->len});
+  const auto command = unpadded(*buf);
+  // Not an entry of ours: raft stops applying here (and retries) rather than diverge.
+  if (!command) return RAFT_MALFORMED;
+  core->reply_ = core->sm_.apply(index, *command);
   core->reply_index_ = index;
   *result = nullptr;
   return 0;
@@ -142,7 +171,7 @@ void RaftCore::propose(std::vector<uint8_t> command, Done done) {
 }
 
 void RaftCore::submit_apply(std::vector<uint8_t> command, Done done) {
-  raft_buffer buf = raft_copy(command);
+  raft_buffer buf = padded_entry(command);
   if (buf.base == nullptr) return done(Failed{"out of memory"});
   auto* a = new Apply{{}, this, std::move(done)};
   a->req.data = a;
