@@ -27,6 +27,8 @@ struct RaftNode::LoopSide {
 
 namespace {
 
+constexpr uint64_t kAppendDrainMs = 5000;
+
 // The socket's descriptor, taken from asio: release() deregisters it from asio's reactor.
 // (A dup() + close() would leave the epoll registration of the shared file description
 // behind: asio skips EPOLL_CTL_DEL on close for sockets it did not dup itself.)
@@ -60,6 +62,7 @@ struct RaftNode::Thread {
   void run(const RaftNodeConfig& cfg, const NodeIdentity& self, bool bootstrap, std::promise<std::string> started);
   std::string start_raft(const RaftNodeConfig& cfg, const NodeIdentity& self, bool bootstrap);
   void begin_close();
+  void maybe_close();
   void on_raft_closed();
   void drain();
   void publish();
@@ -76,7 +79,9 @@ struct RaftNode::Thread {
   struct raft r {};
   RaftCore core;
   RaftTransport transport;
-  bool closing = false;
+  bool closing = false;  // no new requests; raft_close() once appends are written
+  bool closed = false;   // raft_close() called
+  uint64_t close_by = 0;  // uv_now() after which raft_close() waits no longer
   RaftStatus published;
   std::mutex mu;
   std::vector<std::function<void(Thread&)>> inbox;  // under mu
@@ -103,6 +108,7 @@ void RaftNode::Thread::run(const RaftNodeConfig& cfg, const NodeIdentity& self, 
     auto* t = static_cast<Thread*>(h->data);
     t->core.observe();
     t->publish();
+    t->maybe_close();
   });
   {
     std::lock_guard lock(mu);
@@ -159,6 +165,17 @@ void RaftNode::Thread::begin_close() {
   if (closing) return;
   closing = true;
   core.stop();
+  close_by = uv_now(&loop) + kAppendDrainMs;
+  maybe_close();
+}
+
+// libraft 0.15 can crash in raft_close() while log appends are still being written
+// (appendLeaderCb releases entries its close already dropped): wait until what was
+// appended is on disk, for kAppendDrainMs at most. Called again before each libuv wait.
+void RaftNode::Thread::maybe_close() {
+  if (!closing || closed) return;
+  if (r.last_stored < raft_last_index(&r) && uv_now(&loop) < close_by) return;
+  closed = true;
   raft_close(&r, [](struct raft* r) { static_cast<Thread*>(r->data)->on_raft_closed(); });
 }
 

@@ -49,8 +49,9 @@ class RaftNode {
   // of a cluster); without it an empty node waits for a leader to add it. Blocks until raft
   // has loaded its state; throws std::runtime_error with raft's reason.
   void start(bool bootstrap_if_empty);
-  // Stops raft and joins its thread. Requests in flight end as Unknown, waiting ones as
-  // Failed; later requests fail at once. Idempotent.
+  // Stops raft and joins its thread (after raft's pending disk writes, 5 s at most).
+  // Requests in flight end as Committed or Unknown, waiting ones as Failed; later requests
+  // fail at once. Idempotent.
   void stop();
 
   // Replicates <command>; <done> gets Committed only once raft applied it here for this request.
