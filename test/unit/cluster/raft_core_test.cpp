@@ -127,6 +127,22 @@ TEST_CASE("raft core: proposals made before the new leader's barrier is applied 
   CHECK(c.fsms[l]->entries() == std::vector<std::string>{"w0", "w1", "w2"});
 }
 
+TEST_CASE("raft core: proposals waiting for a barrier that never commits are redirected, not lost or run") {
+  Cluster c(3, 3);
+  REQUIRE(c.step_until([&] { return c.leader() < 3; }));
+  const unsigned l = c.leader();
+  REQUIRE_FALSE(c.cores[l]->status().serving);
+  for (unsigned j = 0; j < 3; ++j) {
+    if (j != l) raft_fixture_disconnect(&c.f, l, j);
+  }
+  Results res;
+  c.cores[l]->propose(bytes_of("never"), res.collector());
+  c.cores[l]->add_member(7, "7", Role::Standby, res.collector());
+  REQUIRE(c.step_until([&] { return res.got.size() == 2; }));
+  for (const auto& r : res.got) CHECK(std::holds_alternative<NotLeader>(r));
+  CHECK(c.fsms[l]->entries().empty());
+}
+
 TEST_CASE("raft core: a leader cut off mid-proposal reports Unknown, never success; the others go on") {
   Cluster c(3, 3);
   const unsigned l = c.serving_leader();
