@@ -3,6 +3,7 @@
 // Every wait polls with a deadline; nothing asserts on timing.
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -190,4 +191,33 @@ TEST_CASE("raft nodes: a node with a wrong cookie gets no raft link") {
   CHECK(bad.raft->status().last_applied == 0);
   good.down();
   bad.down();
+}
+
+TEST_CASE("raft nodes: a data dir raft cannot use stops start() with raft's reason and the dir") {
+  asio::io_context io;
+  TempDir dir;
+  LinkConfig cfg;
+  cfg.self = {"mq1", 1, "127.0.0.1:1"};
+  cfg.cookie = "COOKIE";
+  auto links = Links::create(io, cfg, quiet_log());
+  ListFsm fsm;
+  RaftNodeConfig rc;
+  rc.dir = dir.path / "raft";
+  std::filesystem::create_directories(rc.dir);
+  std::ofstream(rc.dir / "metadata1") << "this is not raft metadata, not at all";
+  RaftNode node(io, links, rc, fsm, quiet_log());
+  std::string error;
+  try {
+    node.start(true);
+  } catch (const std::runtime_error& e) {
+    error = e.what();
+  }
+  CHECK(error.find(rc.dir.string()) != std::string::npos);
+  CHECK(error.find("raft_init") != std::string::npos);
+  CHECK(std::holds_alternative<Failed>(wait_for(io, [&](auto done) { node.propose(bytes_of("x"), done); })));
+
+  RaftNodeConfig file_as_dir;
+  file_as_dir.dir = rc.dir / "metadata1";
+  RaftNode other(io, links, file_as_dir, fsm, quiet_log());
+  CHECK_THROWS_WITH_AS(other.start(true), doctest::Contains("raft data dir"), std::runtime_error);
 }
