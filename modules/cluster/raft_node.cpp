@@ -169,9 +169,10 @@ void RaftNode::Thread::begin_close() {
   maybe_close();
 }
 
-// libraft 0.15 can crash in raft_close() while log appends are still being written
-// (appendLeaderCb releases entries its close already dropped): wait until what was
-// appended is on disk, for kAppendDrainMs at most. Called again before each libuv wait.
+// libraft 0.15 crashed in raft_close() while log appends were still being written (a
+// leader stopped with proposals in flight: SEGV in the log's entry refcount table, under
+// the cancelled appends' callbacks): wait until what was appended is on disk, for
+// kAppendDrainMs at most. Called again before each libuv wait.
 void RaftNode::Thread::maybe_close() {
   if (!closing || closed) return;
   if (r.last_stored < raft_last_index(&r) && uv_now(&loop) < close_by) return;
