@@ -333,4 +333,21 @@ std::string RaftNode::name_of(uint64_t id) const {
   return it == side_->names.end() ? std::string() : it->second;
 }
 
+void RaftNode::dump(nlohmann::json& out) const {
+  static constexpr const char* kStates[] = {"unavailable", "follower", "candidate", "leader"};
+  const RaftStatus& s = side_->status;
+  out["state"] = kStates[static_cast<int>(s.state)];
+  out["term"] = s.term;
+  out["leader"] = {{"id", s.leader_id}, {"address", s.leader_address}, {"name", name_of(s.leader_id)}};
+  out["serving"] = s.serving;
+  out["last_applied"] = s.last_applied;
+  out["members"] = nlohmann::json::array();
+  for (const Member& m : s.members) {
+    out["members"].push_back({{"id", m.id},
+                              {"address", m.address},
+                              {"name", name_of(m.id)},
+                              {"role", m.role == Role::Voter ? "voter" : "standby"}});
+  }
+}
+
 }  // namespace mqnode::cluster

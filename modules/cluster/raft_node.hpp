@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <asio/io_context.hpp>
+#include <nlohmann/json.hpp>
 
 #include "cluster/link.hpp"
 #include "cluster/state_machine.hpp"
@@ -65,6 +66,8 @@ class RaftNode {
   const RaftStatus& status() const;
   // A node's name as its links told it (empty if no link with it has been up yet).
   std::string name_of(uint64_t id) const;
+  // status() for the status endpoint, members named where known.
+  void dump(nlohmann::json& out) const;
 
  private:
   struct Thread;

@@ -112,6 +112,12 @@ TEST_CASE("raft nodes: bootstrap, join a voter and a standby, replicate, lose th
   const auto members = n1.raft->status().members;
   CHECK(members[1] == Member{2, n2.address(), Role::Voter});
   CHECK(members[2] == Member{3, n3.address(), Role::Standby});
+  nlohmann::json dump;
+  n1.raft->dump(dump);
+  CHECK(dump["state"] == "leader");
+  CHECK(dump["serving"] == true);
+  CHECK(dump["leader"]["name"] == "mq1");
+  CHECK(dump["members"][2]["role"] == "standby");
 
   propose_all(io, n1, "a", 100);
   REQUIRE(run_until(io, [&] { return n2.fsm->entries().size() == 100 && n3.fsm->entries().size() == 100; }));
