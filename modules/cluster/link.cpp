@@ -92,6 +92,16 @@ asio::awaitable<void> Links::accept_loop() {
       continue;
     }
     ++stats_.accepted;
+    if (inbound_handshakes_ >= cfg_.max_handshakes) {
+      ++stats_.refused_busy;
+      std::size_t suppressed = 0;
+      if (limiter_.allow("busy", LogLimiter::Clock::now(), suppressed)) {
+        log_.warn("link refused reason=\"{} accepted connections are in their handshake already\" action=\"find who "
+                  "opens connections to the cluster port without completing a handshake\" suppressed={}",
+                  inbound_handshakes_, suppressed);
+      }
+      continue;  // the socket closes as it goes
+    }
     asio::co_spawn(io_, [self = shared_from_this(), sock] { return self->serve(sock); }, asio::detached);
   }
 }
@@ -190,7 +200,9 @@ asio::awaitable<void> Links::serve(std::shared_ptr<tcp::socket> sock) {
   const auto remote = sock->remote_endpoint(ec);
   const std::string peer = ec ? "unknown" : fmt::format("{}:{}", remote.address().to_string(), remote.port());
   Handshake h = Handshake::accept(cfg_.self, cfg_.cookie, random_nonce());
+  ++inbound_handshakes_;
   const Outcome o = co_await run(sock, h, std::nullopt);
+  --inbound_handshakes_;
   if (o.kind != Outcome::Kind::Ok) {
     report(o, peer, "in");
     co_return;

@@ -35,6 +35,9 @@ struct LinkConfig {
   std::string cookie_path;  // for the messages that tell an operator which file to copy
   std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
   std::chrono::milliseconds log_interval{std::chrono::seconds(60)};  // per peer address
+  // Accepted connections still in their handshake, at most: beyond it a new one is closed
+  // at once, so a flood of silent connections costs sockets for handshake_timeout only.
+  std::size_t max_handshakes = 64;
 };
 
 // An authenticated link: the socket, positioned right after the handshake.
@@ -64,7 +67,7 @@ class LogLimiter {
 
 #define MQ_CLUSTER_LINK_STATS(C)                                                              \
   C(accepted) C(connects) C(authenticated) C(refused_cookie) C(refused_version) C(refused_malformed) \
-  C(refused_name_clash) C(timeouts) C(io_errors) C(unhandled_purpose)
+  C(refused_name_clash) C(refused_busy) C(timeouts) C(io_errors) C(unhandled_purpose)
 struct LinkStats {
 #define MQ_DECLARE(name) uint64_t name = 0;
   MQ_CLUSTER_LINK_STATS(MQ_DECLARE)
@@ -114,7 +117,8 @@ class Links : public std::enable_shared_from_this<Links> {
   core::Logger log_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   std::map<Purpose, AcceptHandler> handlers_;
-  std::set<std::shared_ptr<asio::ip::tcp::socket>> handshaking_;
+  std::set<std::shared_ptr<asio::ip::tcp::socket>> handshaking_;  // in and out, for stop()
+  std::size_t inbound_handshakes_ = 0;
   LogLimiter limiter_;
   LinkStats stats_;
   bool stopped_ = false;

@@ -111,6 +111,23 @@ TEST_CASE("links: a silent peer is dropped at the deadline, an unknown purpose i
   CHECK(refusal.find("connection") != std::string::npos);
 }
 
+TEST_CASE("links: connections beyond max_handshakes are closed at once") {
+  asio::io_context io;
+  auto cfg = config_of("mq2", 2, "COOKIE");
+  cfg.max_handshakes = 1;
+  auto b = listening(io, cfg);
+  asio::ip::tcp::socket silent(io), flood(io);
+  silent.connect(b->local_endpoint());
+  run_until(io, [&] { return b->stats().accepted == 1; });
+  flood.connect(b->local_endpoint());
+  run_until(io, [&] { return b->stats().refused_busy == 1; });
+  char byte;
+  asio::error_code ec;
+  flood.read_some(asio::buffer(&byte, 1), ec);
+  CHECK(ec == asio::error::eof);
+  b->stop();
+}
+
 TEST_CASE("links: a bad address is an error, not a crash") {
   asio::io_context io;
   auto a = Links::create(io, config_of("mq1", 1, "COOKIE"), quiet_log());
