@@ -18,7 +18,8 @@ class StateMachine {
   virtual ~StateMachine() = default;
   // Applies the committed entry at <index> (raft indexes, increasing, with gaps where
   // raft's own entries sit). The reply goes to the proposer, if it is on this node (a
-  // validation error, say); elsewhere it is dropped.
+  // validation error, say); elsewhere it is dropped. Must not throw: raft cannot skip an
+  // entry, so a refusal is a reply, and an exception ends the process (std::terminate).
   virtual std::vector<uint8_t> apply(uint64_t index, std::span<const uint8_t> command) = 0;
   // The whole state, for a snapshot; raft then compacts the log behind it.
   virtual std::vector<uint8_t> snapshot() = 0;
