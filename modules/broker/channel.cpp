@@ -152,25 +152,25 @@ Exchange& Channel::exchange_or_404(const std::string& name) {
   return *ex;
 }
 
-QueuePtr Channel::queue_or_404(const std::string& name) {
-  QueuePtr q = conn_.vhost().find_queue(name);
+QueueHandlePtr Channel::queue_or_404(const std::string& name) {
+  QueueHandlePtr q = conn_.vhost().find_queue(name);
   if (!q)
     throw ChannelError(ChannelReplyCode::NotFound,
                        fmt::format("no queue '{}' in vhost '{}'", name, conn_.vhost().name()));
   return q;
 }
 
-void Channel::check_exclusive(const Queue& q) {
+void Channel::check_exclusive(const QueueHandle& q) {
   const auto& owner = q.definition().exclusive_owner;
-  if (!owner.empty() && owner != this->owner()) throw_locked(q);
+  if (!owner.empty() && owner != this->owner()) throw_locked(q.definition().name);
 }
 
-void Channel::throw_locked(const Queue& q) {
+void Channel::throw_locked(const std::string& queue) {
   throw ChannelError(ChannelReplyCode::ResourceLocked,
                        fmt::format("cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be "
                                    "originally declared on another connection or the exclusive property value does "
                                    "not match that of the original declaration.",
-                                   q.name(), conn_.vhost().name()));
+                                   queue, conn_.vhost().name()));
 }
 
 void Channel::check_permission(Permission what, std::string_view kind, const std::string& name) {
@@ -249,11 +249,11 @@ void Channel::on(const amqp::ExchangeUnbind& m) {
 
 void Channel::on(const amqp::QueueDeclare& m) {
   std::string name = m.queue;
-  auto declare_ok = [nowait = m.nowait](Channel& ch, const Queue& q) {
-    ch.last_queue_ = q.name();
+  auto declare_ok = [nowait = m.nowait](Channel& ch, const QueueHandle& q) {
+    ch.last_queue_ = q.definition().name;
     if (nowait) return;
     amqp::QueueDeclareOk ok;
-    ok.queue = q.name();
+    ok.queue = q.definition().name;
     ok.message_count = static_cast<uint32_t>(q.message_count());
     ok.consumer_count = static_cast<uint32_t>(q.consumer_count());
     ch.send(ok);
@@ -265,7 +265,7 @@ void Channel::on(const amqp::QueueDeclare& m) {
     return;
   }
   if (m.passive) {
-    QueuePtr q = queue_or_404(resolve_queue_name(name));
+    QueueHandlePtr q = queue_or_404(resolve_queue_name(name));
     check_exclusive(*q);
     q->touch();  // any declare, passive too, counts as use for x-expires (as RabbitMQ)
     declare_ok(*this, *q);
@@ -285,7 +285,7 @@ void Channel::on(const amqp::QueueDeclare& m) {
   propose<amqp::QueueDeclare>(std::move(change), [name, exclusive = m.exclusive, declare_ok](Channel& ch,
                                                                                          const ChangeResult& r) {
     if (r.created && exclusive) ch.conn_.own_exclusive_queue(name);
-    QueuePtr q = ch.queue_or_404(name);  // deleted again before the outcome arrived
+    QueueHandlePtr q = ch.queue_or_404(name);  // deleted again before the outcome arrived
     q->touch();
     declare_ok(ch, *q);
   });
@@ -302,7 +302,7 @@ void Channel::on(const amqp::QueueUnbind& m) {
 void Channel::on(const amqp::QueuePurge& m) {
   auto name = resolve_queue_name(m.queue);
   check_permission(Permission::Read, "queue", name);
-  QueuePtr q = queue_or_404(name);
+  QueueHandlePtr q = queue_or_404(name);
   check_exclusive(*q);
   amqp::QueuePurgeOk ok;
   ok.message_count = static_cast<uint32_t>(q->purge());
@@ -316,7 +316,7 @@ void Channel::on(const amqp::QueueDelete& m) {
   uint32_t count = 0;
   // Deleting a queue that does not exist succeeds with a count of 0 (RabbitMQ ≥ 3.2).
   // if-unused and if-empty are the queue's own state, checked here at its home.
-  if (QueuePtr q = vh.find_queue(name)) {
+  if (QueueHandlePtr q = vh.find_queue(name)) {
     check_exclusive(*q);
     if (m.if_unused && q->consumer_count() > 0)
       precondition(fmt::format("queue '{}' in vhost '{}' in use", name, vh.name()));
@@ -366,7 +366,7 @@ void Channel::on(const amqp::BasicConsume& m) {
   }
   auto name = resolve_queue_name(m.queue);
   check_permission(Permission::Read, "queue", name);
-  QueuePtr q = queue_or_404(name);
+  QueueHandlePtr q = queue_or_404(name);
   check_exclusive(*q);
   if (q->has_exclusive_consumer() || (m.exclusive && q->consumer_count() > 0))
     throw ChannelError(ChannelReplyCode::AccessRefused,
@@ -388,7 +388,7 @@ void Channel::on(const amqp::BasicConsume& m) {
     ok.consumer_tag = tag;
     send(ok);
   }
-  q->add_consumer(c.get());  // after consume-ok: deliveries must follow it
+  q->consume(*c);  // after consume-ok: deliveries must follow it
 }
 
 void Channel::cancel_consumer(const std::string& tag) {
@@ -397,7 +397,7 @@ void Channel::cancel_consumer(const std::string& tag) {
   ConsumerPtr c = std::move(it->second);
   consumers_.erase(it);
   --conn_.broker().stats().consumers;
-  c->queue->remove_consumer(c.get());
+  c->queue->cancel(*c);
 }
 
 void Channel::on(const amqp::BasicCancel& m) {
@@ -457,7 +457,7 @@ void Channel::deliver(Consumer& c, QueueEntry entry) {
   ++stats.messages_delivered;
   if (entry.redelivered) ++stats.messages_redelivered;
   if (c.no_ack) {
-    c.queue->forget(entry);
+    c.queue->ack(entry);
   } else {
     ++c.unacked;
     ++unacked_by_consumers_;
@@ -472,9 +472,9 @@ void Channel::deliver_reply(const MessagePtr& msg) {
 
 void Channel::resume_deliveries() {
   // Copy: a dispatch may cancel consumers.
-  std::vector<QueuePtr> queues;
+  std::vector<QueueHandlePtr> queues;
   for (const auto& [tag, c] : consumers_) queues.push_back(c->queue);
-  for (const auto& q : queues) q->dispatch();
+  for (const auto& q : queues) q->credit();
 }
 
 // ---- basic class: get, ack, reject, recover ------------------------------------------
@@ -482,7 +482,7 @@ void Channel::resume_deliveries() {
 void Channel::on(const amqp::BasicGet& m) {
   auto name = resolve_queue_name(m.queue);
   check_permission(Permission::Read, "queue", name);
-  QueuePtr q = queue_or_404(name);
+  QueueHandlePtr q = queue_or_404(name);
   check_exclusive(*q);
   auto entry = q->get();
   if (!entry) {
@@ -503,7 +503,7 @@ void Channel::on(const amqp::BasicGet& m) {
   conn_.flush();
   ++conn_.broker().stats().messages_delivered;
   if (m.no_ack)
-    q->forget(*entry);
+    q->ack(*entry);
   else
     unacked_.push_back({tag, q, nullptr, std::move(*entry), false});
 }
@@ -519,8 +519,8 @@ void Channel::check_tag(uint64_t tag, bool multiple) const {
 
 void Channel::settle(uint64_t tag, bool multiple, Settle how) {
   check_tag(tag, multiple);
-  std::vector<QueuePtr> touched;
-  std::vector<std::pair<QueuePtr, std::vector<QueueEntry>>> requeue;
+  std::vector<QueueHandlePtr> touched;
+  std::vector<std::pair<QueueHandlePtr, std::vector<QueueEntry>>> requeue;
   auto settle_one = [&](Unacked& u) {
     if (u.settled) return;
     u.settled = true;
@@ -535,10 +535,10 @@ void Channel::settle(uint64_t tag, bool multiple, Settle how) {
       it->second.push_back(std::move(u.entry));
     } else if (how == Settle::Ack) {
       ++conn_.broker().stats().messages_acked;
-      u.queue->forget(u.entry);
+      u.queue->ack(u.entry);
       u.entry.msg.reset();
     } else {  // rejected without requeue: to the dead-letter exchange, if any
-      u.queue->dead_letter(std::move(u.entry), DeathReason::Rejected);
+      u.queue->reject(std::move(u.entry));
     }
   };
   if (multiple) {
@@ -553,7 +553,7 @@ void Channel::settle(uint64_t tag, bool multiple, Settle how) {
   }
   while (!unacked_.empty() && unacked_.front().settled) unacked_.pop_front();
   for (auto& [q, entries] : requeue) q->requeue(std::move(entries));
-  for (auto& q : touched) q->dispatch();
+  for (auto& q : touched) q->credit();
 }
 
 void Channel::on(const amqp::BasicAck& m) {
@@ -719,7 +719,7 @@ void Channel::publish_complete() {
   }
 }
 
-Channel::Routed Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory) {
+PublishOutcome Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory) {
   auto& stats = conn_.broker().stats();
   if (msg->exchange.empty() && msg->routing_key.starts_with(kReplyPrefix)) {
     Channel* target = conn_.broker().find_reply_channel(std::string_view(msg->routing_key).substr(kReplyPrefix.size()));
@@ -733,19 +733,14 @@ Channel::Routed Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory
     return {};
   }
   Exchange* ex = conn_.vhost().find_exchange(msg->exchange);
-  if (ex) conn_.vhost().route(*ex, *msg, route_scratch_);
-  if (!ex || route_scratch_.empty()) {
+  PublishOutcome out;
+  if (ex) out = conn_.vhost().publish(*ex, msg, route_scratch_);
+  if (out.queues == 0) {
     ++stats.messages_unroutable;
     if (mandatory) basic_return(*msg, 312, "NO_ROUTE");
     return {};
   }
   ++stats.messages_routed;
-  Routed out;
-  for (Queue* q : route_scratch_) {
-    auto r = q->enqueue(msg);
-    out.durable |= r.durable;
-    out.refused |= !r.accepted;
-  }
   return out;
 }
 
@@ -867,7 +862,7 @@ void Channel::release() {
   consumers_.clear();
   for (auto& [tag, c] : consumers) {
     --conn_.broker().stats().consumers;
-    c->queue->remove_consumer(c.get());
+    c->queue->cancel(*c);
   }
   // Requeue after the consumers are gone, so the messages go to other consumers.
   requeue_all_unacked();

@@ -79,7 +79,7 @@ class Channel final : public DeliveryTarget {
   };
   struct Unacked {
     uint64_t tag = 0;
-    QueuePtr queue;
+    QueueHandlePtr queue;
     ConsumerPtr consumer;  // null for basic.get
     QueueEntry entry;
     bool settled = false;
@@ -136,9 +136,9 @@ class Channel final : public DeliveryTarget {
 
   // Lookups that throw the RabbitMQ channel errors.
   Exchange& exchange_or_404(const std::string& name);
-  QueuePtr queue_or_404(const std::string& name);
-  void check_exclusive(const Queue& q);
-  [[noreturn]] void throw_locked(const Queue& q);
+  QueueHandlePtr queue_or_404(const std::string& name);
+  void check_exclusive(const QueueHandle& q);
+  [[noreturn]] void throw_locked(const std::string& queue);
   void check_permission(Permission what, std::string_view kind, const std::string& name);
   void check_not_default(const std::string& exchange);
   std::string resolve_queue_name(const std::string& name) const;  // "" → last declared
@@ -147,11 +147,7 @@ class Channel final : public DeliveryTarget {
                       const std::string& destination, const std::string& key, const amqp::FieldTable& args);
 
   void publish_complete();
-  struct Routed {
-    bool durable = false;  // some queue wrote it to the store: the confirm waits
-    bool refused = false;  // some queue refused it (overflow): the confirm is a nack
-  };
-  Routed route_and_enqueue(const MessagePtr& msg, bool mandatory);
+  PublishOutcome route_and_enqueue(const MessagePtr& msg, bool mandatory);
   void basic_return(const Message& msg, uint16_t code, const char* text);
   // The store committed (or failed) everything up to publish sequence number <upto>.
   void durable_committed(uint64_t upto, bool ok);

@@ -327,21 +327,21 @@ std::size_t Queue::purge() {
   return n;
 }
 
-void Queue::add_consumer(Consumer* c) {
+void Queue::consume(Consumer& c) {
   // Highest priority first, registration order within a level; a single active consumer
   // queue keeps plain registration order (the first is the active one, as RabbitMQ 3.10).
   auto at = def_.args.single_active_consumer
                 ? consumers_.end()
                 : std::find_if(consumers_.begin(), consumers_.end(),
-                               [&](const Consumer* o) { return o->priority < c->priority; });
-  consumers_.insert(at, c);
+                               [&](const Consumer* o) { return o->priority < c.priority; });
+  consumers_.insert(at, &c);
   had_consumer_ = true;
   touch();
   dispatch();
 }
 
-bool Queue::remove_consumer(const Consumer* c) {
-  auto it = std::find(consumers_.begin(), consumers_.end(), c);
+bool Queue::cancel(const Consumer& c) {
+  auto it = std::find(consumers_.begin(), consumers_.end(), &c);
   if (it == consumers_.end()) return false;
   consumers_.erase(it);
   touch();

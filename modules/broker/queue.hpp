@@ -18,6 +18,7 @@
 #include "amqp/field_table.hpp"
 #include "broker/message.hpp"
 #include "broker/queue_args.hpp"
+#include "broker/queue_handle.hpp"
 #include "store/store.hpp"
 
 namespace mqnode::broker {
@@ -113,11 +114,6 @@ class ReadyList {
   uint64_t resident_cost_ = 0;
 };
 
-struct EnqueueResult {
-  bool accepted = true;  // false: refused by x-overflow reject-publish(-dlx)
-  bool durable = false;  // queued for writing to the store: the confirm waits for it
-};
-
 // Implemented by Channel: whether a consumer may take one more message now, and the
 // delivery itself.
 class DeliveryTarget {
@@ -130,11 +126,11 @@ class DeliveryTarget {
 };
 
 struct Consumer : std::enable_shared_from_this<Consumer> {
-  Consumer(DeliveryTarget& t, std::string tag_, std::shared_ptr<Queue> q)
+  Consumer(DeliveryTarget& t, std::string tag_, QueueHandlePtr q)
       : target(t), tag(std::move(tag_)), queue(std::move(q)) {}
   DeliveryTarget& target;
   std::string tag;
-  std::shared_ptr<Queue> queue;
+  QueueHandlePtr queue;
   bool no_ack = false;
   bool exclusive = false;
   uint32_t prefetch = 0;  // per-consumer limit (basic.qos global=false); 0 = none
@@ -162,7 +158,8 @@ struct QueueDefinition {
   QueueArgs args;  // <arguments> parsed
 };
 
-class Queue : public std::enable_shared_from_this<Queue> {
+// The local queue: this node is its home.
+class Queue final : public QueueHandle, public std::enable_shared_from_this<Queue> {
  public:
   // <owner>: auto-delete and dead-lettering (nullptr: neither). <store>: where persistent
   // messages of a durable queue are written and where messages beyond <ram_window> bytes
@@ -173,13 +170,13 @@ class Queue : public std::enable_shared_from_this<Queue> {
   // x-queue-mode=lazy: RabbitMQ's "keep as little as possible in RAM".
   static constexpr uint64_t kLazyRamWindow = 256ull << 10;
 
-  const QueueDefinition& definition() const { return def_; }
+  const QueueDefinition& definition() const override { return def_; }
   const std::string& name() const { return def_.name; }
   bool deleted() const { return deleted_; }
 
   // Appends and delivers at once when a consumer has credit, applying the queue's TTL and
   // length limits (x-message-ttl, x-max-length(-bytes), x-overflow).
-  EnqueueResult enqueue(MessagePtr msg);
+  EnqueueResult enqueue(MessagePtr msg) override;
   // Puts back a message recovered from the store at start, paged out (it is loaded when
   // due) and flagged redelivered (it may have been delivered before the restart).
   void restore(uint64_t store_id, uint8_t priority, uint64_t body_size);
@@ -188,19 +185,21 @@ class Queue : public std::enable_shared_from_this<Queue> {
   void forget(const QueueEntry& e);
   // Puts messages back at the head in the given order, flagged redelivered (RabbitMQ puts
   // requeued messages back in their original order ahead of newer ones).
-  void requeue(std::vector<QueueEntry> entries);
-  std::optional<QueueEntry> get();
-  std::size_t purge();
+  void requeue(std::vector<QueueEntry> entries) override;
+  std::optional<QueueEntry> get() override;
+  std::size_t purge() override;
+  void ack(const QueueEntry& e) override { forget(e); }
+  void reject(QueueEntry e) override { dead_letter(std::move(e), DeathReason::Rejected); }
 
   // The queue refers to its consumers without owning them (their channel does), so
   // queue and consumer never keep each other alive.
-  void add_consumer(Consumer* c);
-  // Removes <c>; returns true if it was there.
-  bool remove_consumer(const Consumer* c);
+  void consume(Consumer& c) override;
+  bool cancel(const Consumer& c) override;
+  void credit() override { dispatch(); }
   const std::vector<Consumer*>& consumers() const { return consumers_; }
-  bool has_exclusive_consumer() const;
+  bool has_exclusive_consumer() const override;
 
-  std::size_t message_count() const { return ready_.size(); }
+  std::size_t message_count() const override { return ready_.size(); }
   uint64_t message_bytes() const { return ready_.bytes(); }
   // Ready messages with their content in RAM, and what they cost there.
   std::size_t messages_resident() const { return ready_.resident(); }
@@ -213,9 +212,9 @@ class Queue : public std::enable_shared_from_this<Queue> {
   void expire(int64_t now_ms);
   bool unused_since(int64_t now_ms) const;
   // A client used the queue (declare, get, consume): restarts its x-expires clock.
-  void touch() { last_used_ = now_ms(); }
+  void touch() override { last_used_ = now_ms(); }
   static int64_t now_ms();
-  std::size_t consumer_count() const { return consumers_.size(); }
+  std::size_t consumer_count() const override { return consumers_.size(); }
 
   // Delivers ready messages while some consumer has credit. Cheap when nothing can move.
   void dispatch();

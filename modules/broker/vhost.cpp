@@ -316,12 +316,24 @@ void Vhost::republish(const DeadLetter& d) {
   msg->priority = orig.priority;
 
   std::vector<Queue*> targets;
-  route(*dlx, *msg, targets);
-  for (Queue* t : targets) {
-    bool cycle = std::find(died_in.begin(), died_in.end(), t->name()) != died_in.end();
-    if (cycle && !any_rejected) continue;
-    t->enqueue(msg);
+  publish(*dlx, msg, targets, [&](const QueueHandle& t) {
+    bool cycle = std::find(died_in.begin(), died_in.end(), t.definition().name) != died_in.end();
+    return !cycle || any_rejected;
+  });
+}
+
+PublishOutcome Vhost::publish(const Exchange& ex, const MessagePtr& msg, std::vector<Queue*>& scratch,
+                                     const std::function<bool(const QueueHandle&)>& admit) {
+  PublishOutcome out;
+  route(ex, *msg, scratch);
+  for (Queue* q : scratch) {
+    if (admit && !admit(*q)) continue;
+    auto r = q->enqueue(msg);
+    ++out.queues;
+    out.durable |= r.durable;
+    out.refused |= !r.accepted;
   }
+  return out;
 }
 
 bool Vhost::exchange_in_use(const Exchange& ex) const {

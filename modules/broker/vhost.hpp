@@ -5,6 +5,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -67,6 +68,12 @@ class Vhost final : public QueueOwner {
   // name), following exchange-to-exchange bindings and alternate exchanges, without
   // duplicates. <out> is cleared first.
   void route(const Exchange& ex, const Message& msg, std::vector<Queue*>& out) const;
+
+  // The one publish path, for clients and dead-lettering alike: routes <msg> from <ex> and
+  // enqueues it in every destination <admit> accepts (empty: all). <scratch> is the
+  // caller's routing buffer, reused across publishes.
+  PublishOutcome publish(const Exchange& ex, const MessagePtr& msg, std::vector<Queue*>& scratch,
+                         const std::function<bool(const QueueHandle&)>& admit = {});
 
  private:
   // The policy in force for a queue (<is_queue>) or exchange of this vhost, or nullptr.

@@ -131,7 +131,7 @@ TEST_CASE("queue delivery") {
     q->enqueue(msg("2"));
     CreditTarget t;
     auto c = std::make_shared<Consumer>(t, "c1", q);
-    q->add_consumer(c.get());
+    q->consume(*c);
     CHECK(t.got.empty());
     CHECK(q->message_count() == 2);
     t.credit = 5;
@@ -146,8 +146,8 @@ TEST_CASE("queue delivery") {
     CreditTarget a, b;
     a.credit = b.credit = 10;
     auto ca = std::make_shared<Consumer>(a, "a", q), cb = std::make_shared<Consumer>(b, "b", q);
-    q->add_consumer(ca.get());
-    q->add_consumer(cb.get());
+    q->consume(*ca);
+    q->consume(*cb);
     for (int i = 0; i < 6; ++i) q->enqueue(msg(std::to_string(i)));
     CHECK(a.got.size() == 3);
     CHECK(b.got.size() == 3);
@@ -168,18 +168,18 @@ TEST_CASE("queue delivery") {
   SUBCASE("auto-delete fires when the last consumer goes, not before") {
     CreditTarget t;
     auto c1 = std::make_shared<Consumer>(t, "a", q), c2 = std::make_shared<Consumer>(t, "b", q);
-    q->add_consumer(c1.get());
-    q->add_consumer(c2.get());
-    CHECK(q->remove_consumer(c1.get()));
+    q->consume(*c1);
+    q->consume(*c2);
+    CHECK(q->cancel(*c1));
     CHECK_FALSE(unused);
-    CHECK_FALSE(q->remove_consumer(c1.get()));
-    CHECK(q->remove_consumer(c2.get()));
+    CHECK_FALSE(q->cancel(*c1));
+    CHECK(q->cancel(*c2));
     CHECK(unused);
   }
   SUBCASE("deleted queues drop messages and hand back their consumers") {
     CreditTarget t;
     auto c = std::make_shared<Consumer>(t, "a", q);
-    q->add_consumer(c.get());
+    q->consume(*c);
     q->enqueue(msg("x"));
     auto detached = q->mark_deleted();
     CHECK(detached.size() == 1);
@@ -219,8 +219,8 @@ TEST_CASE("priority levels and consumer priorities") {
     hi.credit = 2;
     auto clo = std::make_shared<Consumer>(lo, "lo", q), chi = std::make_shared<Consumer>(hi, "hi", q);
     chi->priority = 5;
-    q->add_consumer(clo.get());
-    q->add_consumer(chi.get());
+    q->consume(*clo);
+    q->consume(*chi);
     for (int i = 0; i < 5; ++i) q->enqueue(msg(std::to_string(i)));
     CHECK(hi.got.size() == 2);
     CHECK(lo.got.size() == 3);
@@ -233,12 +233,12 @@ TEST_CASE("priority levels and consumer priorities") {
     first.credit = second.credit = 10;
     auto c1 = std::make_shared<Consumer>(first, "1", q), c2 = std::make_shared<Consumer>(second, "2", q);
     c2->priority = 10;  // ignored for single active consumer (RabbitMQ 3.10)
-    q->add_consumer(c1.get());
-    q->add_consumer(c2.get());
+    q->consume(*c1);
+    q->consume(*c2);
     for (int i = 0; i < 3; ++i) q->enqueue(msg(std::to_string(i)));
     CHECK(first.got.size() == 3);
     CHECK(second.got.empty());
-    q->remove_consumer(c1.get());
+    q->cancel(*c1);
     q->enqueue(msg("x"));
     CHECK(second.got.size() == 1);
   }
@@ -276,13 +276,13 @@ TEST_CASE("paging: beyond its RAM window a queue keeps only index entries, and d
   CreditTarget t;
   t.credit = kCount;
   auto c = std::make_shared<Consumer>(t, "c", q);
-  q->add_consumer(c.get());
+  q->consume(*c);
   test::run_until(io, [&] { return t.got.size() == kCount - 1; });
   for (int i = 1; i < kCount; ++i) CHECK(t.got[static_cast<std::size_t>(i - 1)].second == std::to_string(i));
   CHECK(store.stats().messages_loaded == kCount - resident);  // each paged-out one read back once
   CHECK(q->message_count() == 0);
   CHECK(q->resident_cost() == 0);
-  q->remove_consumer(c.get());
+  q->cancel(*c);
 }
 
 TEST_CASE("paging: a paged-out head is read back at once for basic.get and for dead-lettering") {
