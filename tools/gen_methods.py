@@ -3,10 +3,11 @@
 
 One struct per method (<Class><Method> in PascalCase), the Method variant, decode_method /
 encode_method, and runtime tables (methods with their fields, basic properties) for tests.
-The generated files are committed: the build does not run Python and the spec lives
-outside the repository.
+Also test/unit/amqp/spec_json.hpp: the spec JSON verbatim, which unit_amqp cross-checks
+those tables against. The generated files are committed: the build does not run Python and
+the spec lives outside the repository.
 
-    tools/gen_methods.py [--spec PATH] [--out DIR] [--check]
+    tools/gen_methods.py [--spec PATH] [--out DIR] [--test-out DIR] [--check]
 
 --check regenerates in memory and exits 1 if the committed files differ (for CI).
 Standard library only (Debian's /usr/bin/python3).
@@ -423,23 +424,46 @@ def gen_source(spec, methods, props):
     return "\n".join(o) + "\n"
 
 
+def gen_test_spec(spec_text):
+    if ')spec"' in spec_text:
+        sys.exit("gen_methods: the spec JSON contains the raw string delimiter )spec\"")
+    o = [
+        BANNER,
+        "// The spec JSON verbatim (its copyright notice included), for the unit tests that",
+        "// cross-check the generated tables against it without reading a file outside the repo.",
+        "#pragma once",
+        "",
+        "#include <string_view>",
+        "",
+        "namespace mqnode::amqp::test {",
+        "",
+        'inline constexpr std::string_view kSpecJson = R"spec(' + spec_text.rstrip("\n") + ')spec";',
+        "",
+        "}  // namespace mqnode::amqp::test",
+    ]
+    return "\n".join(o) + "\n"
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default=os.path.join(root, "..", "shared", "spec", SPEC_BASENAME))
     ap.add_argument("--out", default=os.path.join(root, "modules", "amqp"))
+    ap.add_argument("--test-out", default=os.path.join(root, "test", "unit", "amqp"))
     ap.add_argument("--check", action="store_true", help="fail if the committed files differ")
     args = ap.parse_args()
 
     spec, methods, props = load(args.spec)
+    with open(args.spec, encoding="utf-8") as fp:
+        spec_text = fp.read()
     outputs = {
-        "methods.hpp": gen_header(spec, methods, props),
-        "methods.cpp": gen_source(spec, methods, props),
+        os.path.join(args.out, "methods.hpp"): gen_header(spec, methods, props),
+        os.path.join(args.out, "methods.cpp"): gen_source(spec, methods, props),
+        os.path.join(args.test_out, "spec_json.hpp"): gen_test_spec(spec_text),
     }
     stale = []
-    for name, text in outputs.items():
-        path = os.path.join(args.out, name)
+    for path, text in outputs.items():
         if args.check:
             try:
                 with open(path, encoding="utf-8") as fp:

@@ -17,6 +17,7 @@ struct Endpoint {
   uint16_t port = 0;
   asio::ip::tcp::endpoint resolve() const;  // numeric addresses only; throws std::system_error
   std::string to_string() const;
+  bool operator==(const Endpoint&) const = default;
 };
 
 // Parses "0.0.0.0:5672", "[::]:5672", "127.0.0.1:0"; nullopt if malformed or the host

@@ -37,6 +37,7 @@ struct CheckConfig {
   Millis timeout{2000};    // one check's connect + response budget; default inter
   int rise = 2;            // consecutive successes to mark a down server up
   int fall = 3;            // consecutive failures to mark an up server down
+  bool operator==(const CheckConfig&) const = default;
 };
 
 struct ServerConfig {
@@ -48,6 +49,7 @@ struct ServerConfig {
   bool disabled = false;    // starts in maintenance (HAProxy `disabled`)
   bool check = true;        // run the backend's check on this server
   bool local = false;       // the broker of this node: follows its health on the EventBus
+  bool operator==(const ServerConfig&) const = default;
 };
 
 struct BackendConfig {
@@ -65,6 +67,7 @@ struct BackendConfig {
   bool shutdown_sessions_on_down = false;  // HAProxy `on-marked-down shutdown-sessions`
   CheckConfig check;
   std::vector<ServerConfig> servers;
+  bool operator==(const BackendConfig&) const = default;
 };
 
 struct FrontendConfig {
@@ -75,6 +78,7 @@ struct FrontendConfig {
   uint32_t maxconn = 2000;
   OverflowMode overflow = OverflowMode::Queue;
   Millis timeout_client{3600000};
+  bool operator==(const FrontendConfig&) const = default;
 };
 
 struct StatsConfig {

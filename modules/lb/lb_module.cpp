@@ -2,126 +2,17 @@
 
 #include <algorithm>
 
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
 #include "core/events.hpp"
 #include "lb/stats.hpp"
+#include "lb/stats_render.hpp"
 
 namespace mqnode::lb {
 
 using namespace std::chrono_literals;
-
-// ---- frontend --------------------------------------------------------------------------
-
-void Frontend::init(asio::io_context& io, const core::Logger& log) {
-  log_ = &log;
-  slot_ = std::make_unique<asio::steady_timer>(io);
-}
-
-void Frontend::start(asio::io_context& io, const core::Logger& log) {
-  init(io, log);
-  std::vector<Listener> ls;
-  for (const auto& b : cfg_.binds)
-    ls.push_back({b.to_string(), core::listen(io, b, fmt::format("/lb/frontends, \"{}\"", cfg_.name))});
-  set_listeners(std::move(ls));
-}
-
-void Frontend::set_listeners(std::vector<Listener> next) {
-  for (auto& old : listeners_) {
-    bool kept = std::any_of(next.begin(), next.end(), [&](const Listener& l) { return l.acceptor == old.acceptor; });
-    if (kept) continue;
-    asio::error_code ec;
-    auto ep = old.acceptor->local_endpoint(ec);
-    log_->info("frontend {} stopped listening on {}:{}", cfg_.name, ep.address().to_string(), ep.port());
-    old.acceptor->close(ec);
-  }
-  for (auto& l : next) {
-    bool had = std::any_of(listeners_.begin(), listeners_.end(), [&](const Listener& o) { return o.acceptor == l.acceptor; });
-    if (had) continue;
-    log_->info("frontend {} listening on {}:{} backend={}", cfg_.name, l.acceptor->local_endpoint().address().to_string(),
-               l.acceptor->local_endpoint().port(), backend_->name());
-    spawn_accept_loop(l.acceptor);
-  }
-  listeners_ = std::move(next);
-}
-
-void Frontend::reconfigure(const FrontendConfig& cfg, std::shared_ptr<Backend> backend) {
-  cfg_ = cfg;
-  backend_ = std::move(backend);
-  if (slot_) slot_->cancel();  // a raised maxconn frees waiting accept loops
-}
-
-void Frontend::spawn_accept_loop(const AcceptorPtr& acc) {
-  auto self = shared_from_this();
-  asio::co_spawn(acc->get_executor(), [self, acc] { return self->accept_loop(acc); }, asio::detached);
-}
-
-void Frontend::stop() {
-  stopping_ = true;
-  for (auto& l : listeners_) {
-    asio::error_code ec;
-    l.acceptor->close(ec);
-  }
-  if (slot_) slot_->cancel();
-}
-
-void Frontend::release() {
-  if (slot_) slot_->cancel_one();
-}
-
-std::vector<asio::ip::tcp::endpoint> Frontend::local_endpoints() const {
-  std::vector<asio::ip::tcp::endpoint> out;
-  for (const auto& l : listeners_) {
-    asio::error_code ec;
-    out.push_back(l.acceptor->local_endpoint(ec));
-  }
-  return out;
-}
-
-asio::awaitable<void> Frontend::accept_loop(AcceptorPtr acc) {
-  asio::error_code ec;
-  asio::steady_timer backoff(acc->get_executor());
-  // An acceptor closed by a reload (bind removed) or by stop() ends its loop.
-  while (!stopping_ && acc->is_open()) {
-    if (stats.scur >= cfg_.maxconn && cfg_.overflow == OverflowMode::Queue) {
-      // Leave new connections in the kernel's accept queue until a session ends.
-      ++stats.queued;
-      ++stats.qcur;
-      if (stats.qcur > stats.qmax) stats.qmax = stats.qcur;
-      while (stats.scur >= cfg_.maxconn && cfg_.overflow == OverflowMode::Queue && !stopping_ && acc->is_open()) {
-        slot_->expires_at(asio::steady_timer::time_point::max());
-        co_await slot_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      }
-      --stats.qcur;
-      if (stopping_ || !acc->is_open()) break;
-    }
-    asio::ip::tcp::socket sock(acc->get_executor());
-    co_await acc->async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
-    if (stopping_ || !acc->is_open()) break;
-    if (ec) {
-      log_->warn("accept failed frontend={} error=\"{}\"", cfg_.name, ec.message());
-      backoff.expires_after(100ms);
-      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      continue;
-    }
-    if (stats.scur >= cfg_.maxconn) {
-      ++stats.dreq;
-      log_->warn("connection refused frontend={} maxconn={} reached", cfg_.name, cfg_.maxconn);
-      continue;  // closed as it goes out of scope
-    }
-    ++stats.stot;
-    if (++stats.scur > stats.smax) stats.smax = stats.scur;
-    auto s = std::make_shared<ProxySession>(lb_, shared_from_this(), std::move(sock), lb_.next_session_id());
-    lb_.add_session(s);
-    s->start();
-  }
-}
-
-// ---- module ----------------------------------------------------------------------------
 
 LbModule::LbModule(core::ModuleContext ctx) : ctx_(std::move(ctx)), log_(ctx_.log) {}
 
@@ -253,49 +144,46 @@ bool local_broker_unusable(const core::Health& h) {
 }
 }  // namespace
 
-bool LbModule::reload(core::ConfigNode slice) {
-  // 1. Validate everything; nothing has changed if this throws.
-  auto next = std::make_shared<const LbConfig>(parse_lb_config(std::move(slice)));
-  if (stopping_ || !buffers_) return true;
-  const LbConfig& old = *cfg_;
-  // 2. Bind the new addresses before touching anything, so a bind failure changes nothing.
-  //    Addresses a frontend of the same name already listens on keep their acceptor.
-  std::vector<std::vector<Frontend::Listener>> listeners(next->frontends.size());
-  std::vector<std::pair<std::size_t, core::Endpoint>> deferred;  // held by another frontend now
-  auto find_fe = [&](const std::string& name) -> std::shared_ptr<Frontend> {
-    for (auto& f : frontends_)
-      if (f->name() == name) return f;
-    return nullptr;
-  };
+std::shared_ptr<Frontend> LbModule::find_frontend(std::string_view name) const {
+  for (const auto& f : frontends_)
+    if (f->name() == name) return f;
+  return nullptr;
+}
+
+// Addresses a frontend of the same name already listens on keep their acceptor; one held
+// by another frontend now is deferred until that one lets it go. On a bind failure the
+// acceptors bound here are closed and the error is thrown: nothing has changed.
+LbModule::ReloadBinds LbModule::bind_for_reload(const LbConfig& next) {
+  ReloadBinds out;
+  out.listeners.resize(next.frontends.size());
   auto held_elsewhere = [&](const std::string& bind, const std::string& fe_name) {
     for (auto& f : frontends_)
       for (auto& l : f->listeners())
         if (l.bind == bind && f->name() != fe_name) return true;
     return false;
   };
-  std::unique_ptr<core::http::Server> new_http;
   try {
-    for (std::size_t i = 0; i < next->frontends.size(); ++i) {
-      const auto& fc = next->frontends[i];
-      auto cur = find_fe(fc.name);
+    for (std::size_t i = 0; i < next.frontends.size(); ++i) {
+      const auto& fc = next.frontends[i];
+      auto cur = find_frontend(fc.name);
       for (const auto& b : fc.binds) {
         auto key = b.to_string();
         const Frontend::Listener* have = nullptr;
         if (cur)
           for (auto& l : cur->listeners())
             if (l.bind == key) have = &l;
-        if (have) listeners[i].push_back(*have);
-        else if (held_elsewhere(key, fc.name)) deferred.emplace_back(i, b);
-        else listeners[i].push_back({key, core::listen(ctx_.io, b, fmt::format("/lb/frontends/{}/bind", i))});
+        if (have) out.listeners[i].push_back(*have);
+        else if (held_elsewhere(key, fc.name)) out.deferred.emplace_back(i, b);
+        else out.listeners[i].push_back({key, core::listen(ctx_.io, b, fmt::format("/lb/frontends/{}/bind", i))});
       }
     }
     // The stats listener moves (or starts) here too, so a bind failure changes nothing.
-    if (next->stats.enabled && (!http_ || next->stats.bind.to_string() != old.stats.bind.to_string()))
-      new_http = make_stats_listener(next->stats);
+    if (next.stats.enabled && (!http_ || next.stats.bind.to_string() != cfg_->stats.bind.to_string()))
+      out.http = make_stats_listener(next.stats);
   } catch (const std::exception&) {
-    for (std::size_t i = 0; i < listeners.size(); ++i)
-      for (auto& l : listeners[i]) {
-        auto cur = find_fe(next->frontends[i].name);
+    for (std::size_t i = 0; i < out.listeners.size(); ++i)
+      for (auto& l : out.listeners[i]) {
+        auto cur = find_frontend(next.frontends[i].name);
         bool kept = false;
         if (cur)
           for (auto& o : cur->listeners()) kept |= o.acceptor == l.acceptor;
@@ -304,60 +192,93 @@ bool LbModule::reload(core::ConfigNode slice) {
       }
     throw;
   }
-  // 3. Apply. Settings that need a restart are reported and kept.
-  if (next->buffer_size != old.buffer_size)
-    log_.warn("reload: /lb/buffer_size changes at the next restart (keeping {})", old.buffer_size);
-  // Stats: the old listener closes (its HTTP connections only; proxied sessions are not
-  // its business), a changed uri gets new routes on the listener that stays.
-  if (new_http || !next->stats.enabled) {
+  return out;
+}
+
+// The old listener closes (its HTTP connections only; proxied sessions are not its
+// business); a changed uri gets new routes on the listener that stays.
+void LbModule::reload_stats(const LbConfig& next, const ReloadPlan& plan, std::unique_ptr<core::http::Server> moved) {
+  if (moved || !next.stats.enabled) {
     if (http_) {
       http_->stop();
-      log_.info("reload: stats listener on {} closed", old.stats.bind.to_string());
+      log_.info("reload: stats listener on {} closed", cfg_->stats.bind.to_string());
     }
-    http_ = std::move(new_http);
-  } else if (http_ && next->stats.uri != old.stats.uri) {
+    http_ = std::move(moved);
+  } else if (http_ && plan.stats_uri_changed) {
     auto router = std::make_shared<core::http::Router>();
-    add_stats_routes(*router, *this, next->stats.uri);
+    add_stats_routes(*router, *this, next.stats.uri);
     http_->set_router(router);
-    log_.info("reload: stats uri is now {}", next->stats.uri);
+    log_.info("reload: stats uri is now {}", next.stats.uri);
   }
-  auto now = Clock::now();
-  stop_checks();
+}
+
+// Backends kept by name take their new settings and servers; established sessions keep
+// the old ones. Returns the backends in <next>'s order.
+std::vector<std::shared_ptr<Backend>> LbModule::reload_backends(const LbConfig& next, const ReloadPlan& plan,
+                                                                Clock::time_point now) {
   std::vector<std::shared_ptr<Backend>> backends;
-  for (const auto& bc : next->backends) {
+  for (const auto& bc : next.backends) {
     auto it = std::find_if(backends_.begin(), backends_.end(), [&](auto& b) { return b->name() == bc.name; });
     if (it != backends_.end()) {
       (*it)->reconfigure(bc, now);
       backends.push_back(*it);
     } else {
       backends.push_back(std::make_shared<Backend>(bc, ++last_iid_, now));
-      log_.info("reload: backend {} added", bc.name);
     }
   }
-  for (auto& b : backends_)
-    if (std::none_of(backends.begin(), backends.end(), [&](auto& n) { return n == b; }))
-      log_.info("reload: backend {} removed ({} sessions keep running)", b->name(), b->stats.scur);
+  for (const auto& name : plan.backends.added) log_.info("reload: backend {} added", name);
+  for (const auto& name : plan.backends.removed)
+    log_.info("reload: backend {} removed ({} sessions keep running)", name, find_backend(name)->stats.scur);
+  for (const auto& name : plan.backends.changed) log_.info("reload: backend {} changed", name);
+  for (const auto& [backend, d] : plan.servers)
+    log_.info("reload: backend {} servers added=[{}] removed=[{}] changed=[{}]", backend, fmt::join(d.added, ","),
+              fmt::join(d.removed, ","), fmt::join(d.changed, ","));
+  return backends;
+}
+
+// Frontends kept by name take their new settings and backend for the sessions they accept
+// from now on; removed ones stop accepting. Returns the frontends in <next>'s order.
+std::vector<std::shared_ptr<Frontend>> LbModule::reload_frontends(const LbConfig& next, const ReloadPlan& plan,
+                                                                  const std::vector<std::shared_ptr<Backend>>& backends) {
   std::vector<std::shared_ptr<Frontend>> frontends;
-  for (std::size_t i = 0; i < next->frontends.size(); ++i) {
-    const auto& fc = next->frontends[i];
-    auto f = find_fe(fc.name);
+  for (const auto& fc : next.frontends) {
+    auto f = find_frontend(fc.name);
     if (f) {
       f->reconfigure(fc, backends[fc.backend_index]);
     } else {
       f = std::make_shared<Frontend>(*this, fc, backends[fc.backend_index], ++last_iid_);
       f->init(ctx_.io, log_);
-      log_.info("reload: frontend {} added", fc.name);
     }
     frontends.push_back(f);
   }
-  for (auto& f : frontends_)
-    if (std::none_of(frontends.begin(), frontends.end(), [&](auto& n) { return n == f; })) {
-      log_.info("reload: frontend {} removed ({} sessions keep running)", f->name(), f->stats.scur);
-      f->stop();
-    }
-  for (std::size_t i = 0; i < frontends.size(); ++i) frontends[i]->set_listeners(std::move(listeners[i]));
+  for (const auto& name : plan.frontends.added) log_.info("reload: frontend {} added", name);
+  for (const auto& name : plan.frontends.removed) {
+    auto f = find_frontend(name);
+    log_.info("reload: frontend {} removed ({} sessions keep running)", name, f->stats.scur);
+    f->stop();
+  }
+  for (const auto& name : plan.frontends.changed) log_.info("reload: frontend {} changed", name);
+  return frontends;
+}
+
+bool LbModule::reload(core::ConfigNode slice) {
+  // 1. Validate everything; nothing has changed if this throws.
+  auto next = std::make_shared<const LbConfig>(parse_lb_config(std::move(slice)));
+  if (stopping_ || !buffers_) return true;
+  const ReloadPlan plan = plan_reload(*cfg_, *next);
+  // 2. Bind the new addresses before touching anything, so a bind failure changes nothing.
+  ReloadBinds binds = bind_for_reload(*next);
+  // 3. Apply. Settings that need a restart are reported and kept.
+  if (plan.buffer_size_changed)
+    log_.warn("reload: /lb/buffer_size changes at the next restart (keeping {})", cfg_->buffer_size);
+  reload_stats(*next, plan, std::move(binds.http));
+  auto now = Clock::now();
+  stop_checks();
+  auto backends = reload_backends(*next, plan, now);
+  auto frontends = reload_frontends(*next, plan, backends);
+  for (std::size_t i = 0; i < frontends.size(); ++i) frontends[i]->set_listeners(std::move(binds.listeners[i]));
   // Addresses that moved from one frontend to another: free now, bound now.
-  for (auto& [i, b] : deferred) {
+  for (auto& [i, b] : binds.deferred) {
     try {
       auto ls = frontends[i]->listeners();
       ls.push_back({b.to_string(), core::listen(ctx_.io, b, fmt::format("/lb/frontends/{}/bind", i))});

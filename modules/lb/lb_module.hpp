@@ -15,63 +15,12 @@
 #include "core/module.hpp"
 #include "lb/backend.hpp"
 #include "lb/config.hpp"
+#include "lb/frontend.hpp"
 #include "lb/health_check.hpp"
 #include "lb/proxy_session.hpp"
+#include "lb/reload_plan.hpp"
 
 namespace mqnode::lb {
-
-class LbModule;
-
-class Frontend : public std::enable_shared_from_this<Frontend> {
- public:
-  Frontend(LbModule& lb, const FrontendConfig& cfg, std::shared_ptr<Backend> backend, int iid)
-      : lb_(lb), cfg_(cfg), backend_(std::move(backend)), iid_(iid) {}
-
-  const std::string& name() const { return cfg_.name; }
-  const FrontendConfig& config() const { return cfg_; }
-  Backend& backend() { return *backend_; }
-  const Backend& backend() const { return *backend_; }
-  const std::shared_ptr<Backend>& backend_ptr() const { return backend_; }
-  int iid() const { return iid_; }
-  LbModule& lb() { return lb_; }
-
-  // Binds every address of the config (throws on failure) and starts accepting.
-  void start(asio::io_context& io, const core::Logger& log);
-  // What start() does before binding (a frontend added by a reload gets bound listeners).
-  void init(asio::io_context& io, const core::Logger& log);
-  void stop();
-  // A session of this frontend ended: wakes an accept loop waiting for a slot.
-  void release();
-  std::vector<asio::ip::tcp::endpoint> local_endpoints() const;
-
-  // --- reload ---
-  using AcceptorPtr = std::shared_ptr<asio::ip::tcp::acceptor>;
-  struct Listener {
-    std::string bind;  // core::Endpoint::to_string() of the configured address
-    AcceptorPtr acceptor;
-  };
-  // New config and backend for the sessions accepted from now on.
-  void reconfigure(const FrontendConfig& cfg, std::shared_ptr<Backend> backend);
-  // Takes the listeners to use from now on (kept ones and newly bound ones); the others
-  // are closed (their established sessions are not touched).
-  void set_listeners(std::vector<Listener> next);
-  const std::vector<Listener>& listeners() const { return listeners_; }
-
-  FrontendStats stats;
-
- private:
-  void spawn_accept_loop(const AcceptorPtr& acc);
-  asio::awaitable<void> accept_loop(AcceptorPtr acc);
-
-  LbModule& lb_;
-  FrontendConfig cfg_;
-  std::shared_ptr<Backend> backend_;
-  int iid_;
-  const core::Logger* log_ = nullptr;
-  std::vector<Listener> listeners_;
-  std::unique_ptr<asio::steady_timer> slot_;  // accept loops wait on it while at maxconn
-  bool stopping_ = false;
-};
 
 class LbModule final : public core::Module {
  public:
@@ -131,6 +80,20 @@ class LbModule final : public core::Module {
   std::unique_ptr<core::http::Server> make_stats_listener(const StatsConfig& cfg);
   void arm_sweep(Clock::time_point at);
   void sweep();
+
+  // --- reload, in its order: bind (may throw, nothing changed), then apply ---
+  struct ReloadBinds {
+    std::vector<std::vector<Frontend::Listener>> listeners;  // per frontend of the new config
+    std::vector<std::pair<std::size_t, core::Endpoint>> deferred;  // held by another frontend now
+    std::unique_ptr<core::http::Server> http;  // the stats listener at its new address
+  };
+  std::shared_ptr<Frontend> find_frontend(std::string_view name) const;
+  ReloadBinds bind_for_reload(const LbConfig& next);
+  void reload_stats(const LbConfig& next, const ReloadPlan& plan, std::unique_ptr<core::http::Server> moved);
+  std::vector<std::shared_ptr<Backend>> reload_backends(const LbConfig& next, const ReloadPlan& plan,
+                                                        Clock::time_point now);
+  std::vector<std::shared_ptr<Frontend>> reload_frontends(const LbConfig& next, const ReloadPlan& plan,
+                                                          const std::vector<std::shared_ptr<Backend>>& backends);
 
   core::ModuleContext ctx_;
   core::Logger log_;

@@ -34,6 +34,14 @@ std::string ProcessResult::describe() const {
   return fmt::format("killed by signal {}", signal);
 }
 
+std::string ProcessResult::output_line() const {
+  std::string s = output;
+  for (auto& c : s)
+    if (c == '\n' || c == '\r' || c == '"') c = c == '"' ? '\'' : ' ';
+  if (s.size() > 300) s = s.substr(0, 300) + "...";
+  return s;
+}
+
 struct Process::Impl {
   explicit Impl(asio::io_context& io) : io(io), pidfd(io), out(io), timer(io) {}
   asio::io_context& io;

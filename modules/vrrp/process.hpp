@@ -25,6 +25,8 @@ struct ProcessResult {
   std::string output;       // stdout and stderr, first kMaxOutput bytes
   bool success() const { return spawned && exited && exit_code == 0 && !timed_out; }
   std::string describe() const;  // "exit 0", "killed by signal 9", "timed out after 1000 ms", ...
+  // <output> fit for a key="value" log field: one line, no double quotes, at most 300 chars.
+  std::string output_line() const;
 };
 
 class Process : public std::enable_shared_from_this<Process> {

@@ -1,18 +1,20 @@
-// The `vip` role as a core::Module: one Runner per configured instance wires the pure
-// Instance state machine to a raw IP socket (protocol 112), a steady_timer, netlink VIPs and
-// gratuitous ARP, and feeds it the health of tracked modules from the EventBus.
+// The `vip` role as a core::Module: one InstanceRunner per configured instance wires the
+// pure Instance state machine to its RawLink (raw IP socket of protocol 112, netlink VIPs,
+// gratuitous ARP) and the steady clock, and feeds it the health of tracked modules from the
+// EventBus and the status of track scripts from their ScriptRunners.
 #pragma once
 
 #include <memory>
 #include <vector>
 
 #include "core/module.hpp"
+#include "vrrp/clock.hpp"
 #include "vrrp/config.hpp"
 
 namespace mqnode::vrrp {
 
+class InstanceRunner;
 class Netlink;
-class Runner;
 class ScriptRunner;
 
 class VrrpModule final : public core::Module {
@@ -29,17 +31,15 @@ class VrrpModule final : public core::Module {
   void metrics(core::MetricsWriter& out) const override;
 
  private:
-  friend class Runner;
-  friend class ScriptRunner;
   void publish_health();
   const ScriptRunner* script_runner(std::string_view name) const;
-  void on_script(std::string_view name, bool up, std::string_view detail);
 
   core::ModuleContext ctx_;
   VrrpConfig cfg_;
+  SteadyClock clock_;
   std::unique_ptr<Netlink> nl_;
   std::vector<std::unique_ptr<ScriptRunner>> scripts_;
-  std::vector<std::unique_ptr<Runner>> runners_;
+  std::vector<std::unique_ptr<InstanceRunner>> runners_;
   int subscription_ = 0;
   bool started_ = false;
   bool stopping_ = false;

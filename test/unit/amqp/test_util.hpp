@@ -6,13 +6,14 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
-#include <fstream>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "spec_json.hpp"
 
 namespace mqnode::amqp::test {
 
@@ -73,19 +74,9 @@ struct Builder {
   }
 };
 
-// The spec JSON named by MQNODE_SPEC_JSON. A missing file fails the calling test (it must
-// not silently skip the cross-checks).
+// The spec JSON, from the generated spec_json.hpp.
 inline const nlohmann::json& spec_json() {
-  static const nlohmann::json j = [] {
-    std::ifstream in(MQNODE_SPEC_JSON);
-    if (!in) return nlohmann::json();
-    return nlohmann::json::parse(in);
-  }();
-  if (j.is_null()) {
-    FAIL("spec JSON not found at " << MQNODE_SPEC_JSON
-                                   << " (set by the MQNODE_SPEC_JSON compile definition; "
-                                      "configure with -DMQNODE_SPEC_JSON=<path>)");
-  }
+  static const nlohmann::json j = nlohmann::json::parse(kSpecJson);
   return j;
 }
 

@@ -2,7 +2,7 @@
 
 #include "core/events.hpp"
 #include "lb/lb_module.hpp"
-#include "lb/stats.hpp"
+#include "lb/stats_render.hpp"
 #include "test_util.hpp"
 
 using namespace mqnode;

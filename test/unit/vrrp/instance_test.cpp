@@ -2,8 +2,10 @@
 #include <doctest/doctest.h>
 
 #include "vrrp/instance.hpp"
+#include "test_util.hpp"
 
 using namespace mqnode::vrrp;
+using namespace mqnode::vrrp::test;
 using namespace std::chrono;
 
 namespace {
@@ -24,31 +26,6 @@ struct FakeIo : InstanceIo {
   }
   void on_transition(State, State to, std::string_view reason) override { transitions.emplace_back(to, std::string(reason)); }
 };
-
-constexpr IpAddr kMe = IpAddr::v4(0x0ad60002);      // 10.214.0.2
-constexpr IpAddr kPeerLo = IpAddr::v4(0x0ad60001);  // 10.214.0.1
-constexpr IpAddr kPeerHi = IpAddr::v4(0x0ad60003);  // 10.214.0.3
-
-InstanceConfig config(uint8_t version = 3, uint8_t prio = 100, uint16_t interval_cs = 100) {
-  InstanceConfig c;
-  c.name = "VI_1";
-  c.interface = "eth0";
-  c.vrid = 51;
-  c.version = version;
-  c.priority = prio;
-  c.interval_cs = interval_cs;
-  c.vips = {Vip{IpAddr::v4(0x0ad60064), 24}};
-  return c;
-}
-
-Advert advert(uint8_t prio, uint16_t interval_cs = 100, uint8_t version = 3) {
-  Advert a;
-  a.version = version;
-  a.vrid = 51;
-  a.priority = prio;
-  a.interval_cs = interval_cs;
-  return a;
-}
 
 // Advances the fake clock to <until>, firing every due timer on the way.
 void run_until(Instance& in, Time& now, Time until) {

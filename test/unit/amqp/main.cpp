@@ -1,3 +1,0 @@
-// doctest runner for unit_amqp.
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include <doctest/doctest.h>
