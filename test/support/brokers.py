@@ -429,10 +429,14 @@ def make_broker(workdir, overrides=None, host="127.0.0.1", port=None):
     return MqnodeBroker(workdir, overrides, host, port)
 
 
-def start_broker(overrides=None, host="127.0.0.1", port=None, prefix="mqtest-"):
+def start_broker(overrides=None, host="127.0.0.1", port=None, prefix="mqtest-", management=False):
+    """management=True (mqnode): its management API on a free TCP port too, b.http_port."""
     workdir = tempfile.mkdtemp(prefix=prefix)
     try:
         b = make_broker(workdir, overrides, host, port)
+        if management:
+            b.http_port = free_port()
+            b.sections["management"] = {"bind": "127.0.0.1:%d" % b.http_port}
         b.start()
     except Exception:
         shutil.rmtree(workdir, ignore_errors=True)
