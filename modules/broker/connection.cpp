@@ -12,6 +12,7 @@
 #include "broker/broker.hpp"
 #include "broker/channel.hpp"
 #include "broker/vhost.hpp"
+#include "core/endpoint.hpp"
 
 namespace mqnode::broker {
 
@@ -118,8 +119,7 @@ Connection::Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id
   auto ep = socket_.remote_endpoint(ec);
   if (!ec) {
     auto addr = ep.address();
-    peer_loopback_ = addr.is_loopback() || (addr.is_v6() && addr.to_v6().is_v4_mapped() &&
-                                            asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).is_loopback());
+    peer_loopback_ = core::is_loopback(addr);
     peer_ = fmt::format("{}:{}", addr.to_string(), ep.port());
   }
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);

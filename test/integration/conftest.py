@@ -111,8 +111,8 @@ def broker_factory():
     broker_factory(management=True) serves mqnode's management API on b.http_port."""
     started = []
 
-    def start(management=False, **overrides):
-        b = brokers.start_broker(overrides, prefix="mqtest-fn-", management=management)
+    def start(management=False, port=None, **overrides):
+        b = brokers.start_broker(overrides, port=port, prefix="mqtest-fn-", management=management)
         started.append(b)
         return b
 
