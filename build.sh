@@ -14,7 +14,8 @@ BUILD_PKGS=(g++ cmake ninja-build pkg-config libasio-dev nlohmann-json3-dev libs
             libfmt-dev doctest-dev libssl-dev libmnl-dev libhttp-parser-dev libraft-dev libuv1-dev)
 TEST_PKGS=(python3 python3-pytest python3-pika python3-kombu python3-prometheus-client amqp-tools iproute2 procps
            clang libclang-rt-14-dev keepalived tcpdump libcap2-bin haproxy chromium
-           rabbitmq-server)  # rabbitmqadmin, for the management API test
+           rabbitmq-server  # rabbitmqadmin, for the management API test
+           nodejs npm)      # amqplib (npm ci into test/integration/node), for the client tests
 BENCH_PKGS=(librabbitmq-dev rabbitmq-server keepalived curl haproxy)
 
 install_pkgs() {
@@ -65,6 +66,7 @@ case "$cmd" in
     echo "== unit tests" >&2
     ctest --test-dir build-test --output-on-failure
     echo "== integration tests (pytest, real clients against build-test/app/mqnode)" >&2
+    npm ci --prefix test/integration/node --no-audit --no-fund >/dev/null
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
     MQNODE_BIN="$PWD/build-test/app/mqnode" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
       test/integration test/netns

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -26,6 +27,7 @@
 #include "ctl.hpp"
 #include "mgmt/mgmt_module.hpp"
 #include "roles.hpp"
+#include "store/data_dir_lock.hpp"
 
 using namespace mqnode;
 using app::Role;
@@ -51,6 +53,10 @@ std::string default_node_name() {
 }
 
 constexpr const char* kDefaultDataDir = "/var/lib/mqnode";
+// Exit codes of a node (docs/config.md, "Exit codes"); 0 is a clean stop.
+constexpr int kExitCannotStart = 1;
+constexpr int kExitConfig = 2;
+constexpr int kExitDataDirBusy = 3;
 
 // Reads /node and rejects sections no module handles yet.
 core::NodeInfo parse_node(core::ConfigNode& root) {
@@ -122,7 +128,7 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
   auto level = core::parse_log_level(level_arg);
   if (!level) {
     std::cerr << "mqnode: --log-level: expected debug, info, warning or error; got \"" << level_arg << "\"\n";
-    return 2;
+    return kExitConfig;
   }
   sink->level = *level;
 
@@ -131,6 +137,8 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
   std::signal(SIGHUP, SIG_IGN);
   asio::io_context io(1);
   core::EventBus events;
+  // Declared before the modules: released only after they (and the store) are gone.
+  std::optional<store::DataDirLock> data_dir_lock;
   std::vector<std::unique_ptr<core::Module>> modules;
   core::NodeInfo info;
   try {
@@ -153,13 +161,18 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
     if (fs_ec)
       throw std::runtime_error(fmt::format("cannot create the data dir {} (/node/data_dir or --data-dir): {}",
                                            info.data_dir, fs_ec.message()));
+    // Before any module opens, creates or cleans up a file there.
+    data_dir_lock.emplace(info.data_dir);
     for (auto& m : modules) m->start();
   } catch (const core::ConfigError& e) {
     std::cerr << "mqnode: config error: " << e.what() << "\n";
-    return 2;
+    return kExitConfig;
+  } catch (const store::DataDirBusy& e) {
+    std::cerr << "mqnode: cannot start: " << e.what() << "\n";
+    return kExitDataDirBusy;
   } catch (const std::exception& e) {
     std::cerr << "mqnode: cannot start: " << e.what() << "\n";
-    return 1;
+    return kExitCannotStart;
   }
 
   asio::signal_set signals(io, SIGINT, SIGTERM);

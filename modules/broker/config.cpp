@@ -25,10 +25,14 @@ BrokerConfig parse_broker_config(core::ConfigNode node) {
   if (node.has("listeners")) {
     c.listeners.clear();
     for (auto& l : node.objects("listeners")) {
-      auto bind = l.required_string("bind");
-      auto ep = core::parse_endpoint(bind);
-      if (!ep) l.fail("bind", "\"address:port\" with a numeric IPv4/IPv6 address");
-      c.listeners.push_back(*ep);
+      if (l.has("bind") == l.has("port")) l.fail("bind", "exactly one of \"bind\" or \"port\"");
+      if (l.has("port")) {  // every address, as RabbitMQ's listeners.tcp.default = PORT
+        c.listeners.push_back(core::any_address(static_cast<uint16_t>(l.integer("port", 0, 0, 65535))));
+      } else {
+        auto ep = core::parse_endpoint(l.required_string("bind"));
+        if (!ep) l.fail("bind", "\"address:port\" with a numeric IPv4/IPv6 address");
+        c.listeners.push_back(*ep);
+      }
       l.finish();
     }
     if (c.listeners.empty()) node.fail("listeners", "at least one listener");

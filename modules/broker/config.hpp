@@ -27,7 +27,7 @@ struct PermissionConfig {
 
 struct BrokerConfig {
   std::string node_name = "mqnode@localhost";  // from /node/name; cluster_name in connection.start
-  std::vector<core::Endpoint> listeners{{"0.0.0.0", 5672}};
+  std::vector<core::Endpoint> listeners{core::any_address(5672)};  // RabbitMQ's [::]:5672
   std::vector<UserConfig> users;
   std::vector<std::string> vhosts{"/"};
   std::vector<PermissionConfig> permissions;

@@ -12,6 +12,7 @@
 #include "broker/broker.hpp"
 #include "broker/channel.hpp"
 #include "broker/vhost.hpp"
+#include "core/endpoint.hpp"
 
 namespace mqnode::broker {
 
@@ -29,6 +30,9 @@ constexpr std::size_t kReadBufferBusy = 256 * 1024;
 constexpr std::size_t kOutputHighWater = 1 << 20;
 constexpr auto kCloseOkTimeout = 3s;
 constexpr auto kSilentCloseDelay = 3s;
+// How long a settled close waits for the peer to close its side (finish_close()): long
+// enough for a client to flush the publishes it had buffered, short enough for shutdown.
+constexpr auto kDrainTimeout = 3s;
 
 // Product and version are what clients key behaviour on: kombu/Celery choose RabbitMQ's
 // basic.qos meaning (global=false per consumer) only for product "RabbitMQ" ≥ 3.3, and
@@ -115,8 +119,7 @@ Connection::Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id
   auto ep = socket_.remote_endpoint(ec);
   if (!ec) {
     auto addr = ep.address();
-    peer_loopback_ = addr.is_loopback() || (addr.is_v6() && addr.to_v6().is_v4_mapped() &&
-                                            asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).is_loopback());
+    peer_loopback_ = core::is_loopback(addr);
     peer_ = fmt::format("{}:{}", addr.to_string(), ep.port());
   }
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -178,9 +181,10 @@ asio::awaitable<void> Connection::reader() {
       std::size_t n = co_await socket_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
                                                        asio::redirect_error(asio::use_awaitable, ec));
       if (ec || state_ == State::Closed) break;
+      received_since_tick_ = true;
+      if (state_ == State::Draining) continue;  // the close is settled: input is only discarded
       if (in_end_ + n == in_.size() && in_.size() < kReadBufferBusy) in_.resize(in_.size() * 2);
       in_end_ += n;
-      received_since_tick_ = true;
 
       if (state_ == State::Header) {
         if (in_end_ - in_start_ < amqp::kProtocolHeader.size()) continue;
@@ -189,9 +193,9 @@ asio::awaitable<void> Connection::reader() {
           // Spec §4.2.2: answer with the header we do speak, then close.
           log_.info("bad protocol header conn={} peer={}", id_, peer_);
           out_.insert(out_.end(), amqp::kProtocolHeader.begin(), amqp::kProtocolHeader.end());
-          close_after_flush_ = true;
-          flush();
-          break;
+          finish_close();
+          in_start_ = in_end_ = 0;
+          continue;
         }
         in_start_ += amqp::kProtocolHeader.size();
         amqp::ConnectionStart start;
@@ -203,7 +207,7 @@ asio::awaitable<void> Connection::reader() {
         state_ = State::StartOk;
       }
 
-      while (state_ != State::Closed && in_end_ > in_start_) {
+      while (state_ != State::Closed && state_ != State::Draining && in_end_ > in_start_) {
         amqp::FrameView f;
         std::size_t consumed = 0;
         // RabbitMQ accepts a payload of frame_max octets (8 more than the spec's frame_max total).
@@ -220,13 +224,15 @@ asio::awaitable<void> Connection::reader() {
         guarded(f.channel, [&] { handle_frame(f); });
       }
       for (auto& [n, ch] : channels_) ch->flush_confirms();
-      if (in_start_ == in_end_) in_start_ = in_end_ = 0;
+      if (in_start_ == in_end_ || state_ == State::Draining) in_start_ = in_end_ = 0;
     }
   } catch (const std::exception& e) {
     // Only programming errors land here; keep the node up and drop this client.
     log_.error("internal error conn={} peer={} what=\"{}\"", id_, peer_, e.what());
   }
-  if (!close_after_flush_) stop();
+  input_ended_ = true;
+  if (state_ == State::Draining) stop_when_drained();
+  else stop();
 }
 
 std::string Connection::frame_error_text(amqp::DecodeStatus st) const {
@@ -275,11 +281,10 @@ void Connection::handle_frame(const amqp::FrameView& f) {
         return;
       }
       if (as<amqp::ConnectionCloseOk>(m)) {
-        stop();
+        finish_close();
       } else if (as<amqp::ConnectionClose>(m)) {
         amqp::append_method_frame(out_, 0, amqp::ConnectionCloseOk{});
-        close_after_flush_ = true;
-        flush();
+        finish_close();
       }
     }
     return;
@@ -339,7 +344,9 @@ void Connection::handle_frame(const amqp::FrameView& f) {
       auto [cls, meth] = method_ids(m);
       throw ConnectionError(ConnectionReplyCode::ChannelError, "expected 'channel.open'", cls, meth);
     }
-    if (as<amqp::ChannelClose>(m)) {
+    // channel.close in the middle of a content is no exception to the publish state
+    // machine: Channel::handle_method answers it with 505 UNEXPECTED_FRAME, as RabbitMQ does.
+    if (as<amqp::ChannelClose>(m) && !ch->expecting_content()) {
       ch->release();
       channels_.erase(it);
       amqp::append_method_frame(out_, f.channel, amqp::ChannelCloseOk{});
@@ -380,9 +387,7 @@ void Connection::handle_handshake(amqp::Method& m) {
   }
   if (as<amqp::ConnectionClose>(m)) {
     amqp::append_method_frame(out_, 0, amqp::ConnectionCloseOk{});
-    close_after_flush_ = true;
-    state_ = State::Closing;
-    flush();
+    finish_close();
     return;
   }
   throw ConnectionError(ConnectionReplyCode::CommandInvalid,
@@ -494,11 +499,8 @@ void Connection::on_open(const amqp::ConnectionOpen& m) {
 void Connection::handle_channel0(amqp::Method& m) {
   if (as<amqp::ConnectionClose>(m)) {
     log_.info("connection closed by client conn={} peer={} user={}", id_, peer_, user_);
-    release();
     amqp::append_method_frame(out_, 0, amqp::ConnectionCloseOk{});
-    state_ = State::Closing;
-    close_after_flush_ = true;
-    flush();
+    finish_close();
     return;
   }
   if (as<amqp::ConnectionCloseOk>(m) || as<amqp::ConnectionBlocked>(m) || as<amqp::ConnectionUnblocked>(m)) return;
@@ -515,10 +517,11 @@ void Connection::handle_channel0(amqp::Method& m) {
 // ---- closing -------------------------------------------------------------------------
 
 void Connection::fail(const ConnectionError& e) {
-  if (state_ == State::Closing || state_ == State::Closed) {
-    stop();  // a second error while closing: nothing more to say
+  if (state_ == State::Closing) {
+    finish_close();  // a second error while closing: nothing more to say or to wait for
     return;
   }
+  if (state_ == State::Draining || state_ == State::Closed) return;
   ++broker_.stats().connection_errors;
   log_.warn("connection error conn={} peer={} user={} code={} reason=\"{}\"", id_, peer_, user_,
             static_cast<int>(e.code), e.what());
@@ -528,15 +531,7 @@ void Connection::fail(const ConnectionError& e) {
     // As RabbitMQ: a client that has not finished the handshake is not trusted with an
     // explanation, and waits a little before the socket closes (slows login floods).
     state_ = State::Closing;
-    auto self = shared_from_this();
-    asio::co_spawn(socket_.get_executor(),
-                   [self]() -> asio::awaitable<void> {
-                     asio::error_code ec;
-                     self->close_timer_.expires_after(kSilentCloseDelay);
-                     co_await self->close_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-                     self->stop();
-                   },
-                   asio::detached);
+    stop_after(kSilentCloseDelay);
     return;
   }
   send_close(static_cast<uint16_t>(e.code), fmt::format("{} - {}", amqp::reply_text(e.code), e.what()), e.class_id,
@@ -544,7 +539,7 @@ void Connection::fail(const ConnectionError& e) {
 }
 
 void Connection::send_close(uint16_t code, const std::string& text, uint16_t cls, uint16_t meth) {
-  if (state_ == State::Closing || state_ == State::Closed) return;
+  if (state_ == State::Closing || state_ == State::Draining || state_ == State::Closed) return;
   release();
   amqp::ConnectionClose close;
   close.reply_code = code;
@@ -554,24 +549,44 @@ void Connection::send_close(uint16_t code, const std::string& text, uint16_t cls
   amqp::append_method_frame(out_, 0, close);
   flush();
   state_ = State::Closing;
-  auto self = shared_from_this();
-  asio::co_spawn(socket_.get_executor(),
-                 [self]() -> asio::awaitable<void> {
-                   asio::error_code ec;
-                   self->close_timer_.expires_after(kCloseOkTimeout);
-                   co_await self->close_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-                   if (!ec) self->stop();
-                 },
-                 asio::detached);
+  unblock_timer_.cancel();  // a paused reader must read the close-ok
+  stop_after(kCloseOkTimeout);
 }
 
 void Connection::close(ConnectionReplyCode code, const std::string& text) {
-  if (state_ == State::Closed) return;
+  if (state_ == State::Closing || state_ == State::Draining || state_ == State::Closed) return;  // ending already
   if (state_ != State::Open) {  // nothing negotiated to close politely
     stop();
     return;
   }
   send_close(static_cast<uint16_t>(code), fmt::format("{} - {}", amqp::reply_text(code), text), 0, 0);
+}
+
+void Connection::finish_close() {
+  if (state_ == State::Draining || state_ == State::Closed) return;
+  state_ = State::Draining;
+  release();
+  handshake_timer_.cancel();
+  heartbeat_timer_.cancel();
+  unblock_timer_.cancel();
+  flush();
+  stop_after(kDrainTimeout);
+}
+
+void Connection::stop_when_drained() {
+  if (output_shut_ && input_ended_) stop();
+}
+
+void Connection::stop_after(std::chrono::steady_clock::duration delay) {
+  auto self = shared_from_this();
+  asio::co_spawn(socket_.get_executor(),
+                 [self, delay]() -> asio::awaitable<void> {
+                   asio::error_code ec;
+                   self->close_timer_.expires_after(delay);  // cancels the wait of an earlier stop_after()
+                   co_await self->close_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+                   if (!ec) self->stop();
+                 },
+                 asio::detached);
 }
 
 void Connection::release() {
@@ -629,7 +644,12 @@ asio::awaitable<void> Connection::writer() {
   asio::error_code ec;
   while (state_ != State::Closed) {
     if (out_.empty()) {
-      if (close_after_flush_) break;
+      if (state_ == State::Draining) {
+        socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        output_shut_ = true;
+        stop_when_drained();
+        co_return;
+      }
       writer_waiting_ = true;
       wake_.expires_at(asio::steady_timer::time_point::max());
       co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));

@@ -1,7 +1,8 @@
 // One client's AMQP connection: the handshake state machine (spec §4.2.2–4.2.4 and
 // RabbitMQ's connection.start properties), frame reading, the single place where channel
-// and connection exceptions become channel.close / connection.close, heartbeats, and the
-// output buffer that only the writer coroutine writes to the socket.
+// and connection exceptions become channel.close / connection.close, heartbeats, the
+// output buffer that only the writer coroutine writes to the socket, and the end of a
+// connection with a FIN, never a reset (see finish_close()).
 #pragma once
 
 #include <chrono>
@@ -35,8 +36,8 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
   void start();
   // Closes the socket at once and releases everything (idempotent).
   void stop();
-  // Server-initiated close (e.g. 320 CONNECTION_FORCED at shutdown): sends connection.close
-  // and waits briefly for close-ok.
+  // Server-initiated close (e.g. 320 CONNECTION_FORCED at shutdown): sends connection.close,
+  // waits briefly for close-ok, then ends as finish_close() does.
   void close(amqp::ConnectionReplyCode code, const std::string& text);
 
   uint64_t id() const override { return id_; }
@@ -90,7 +91,10 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
   void own_exclusive_queue(const std::string& name) override { exclusive_queues_.push_back(name); }
 
  private:
-  enum class State { Header, StartOk, TuneOk, OpenWait, Open, Closing, Closed };
+  // Closing: we sent connection.close and wait for close-ok. Draining: the close is
+  // settled (close-ok sent or received, or a bad protocol header answered); see
+  // finish_close().
+  enum class State { Header, StartOk, TuneOk, OpenWait, Open, Closing, Draining, Closed };
 
   asio::awaitable<void> reader();
   asio::awaitable<void> writer();
@@ -107,6 +111,18 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
   // The one place a connection exception ends the connection (close frame or silent).
   void fail(const amqp::ConnectionError& e);
   void send_close(uint16_t code, const std::string& text, uint16_t cls, uint16_t meth);
+  // Ends the connection with a FIN: releases its channels and queues, sends what is queued
+  // and shuts the socket down for sending, then reads and discards until the peer closes
+  // (or kDrainTimeout), and only then closes. A socket closed with unread input makes the
+  // kernel send a reset, and a client still flushing publishes behind its own
+  // connection.close (amqplib writes the close ahead of them) would see EPIPE instead of
+  // its close-ok; RabbitMQ's reader keeps reading in its closing state too.
+  void finish_close();
+  // After finish_close(): stops once the output is shut down and the peer has closed.
+  void stop_when_drained();
+  // Calls stop() after <delay> unless stop() comes first or a later stop_after() replaces
+  // this one (the closing phases each bound their wait: handshake refusal, close-ok, drain).
+  void stop_after(std::chrono::steady_clock::duration delay);
   std::string frame_error_text(amqp::DecodeStatus st) const;
   void close_channel_after_error(uint16_t channel, const amqp::ChannelError& e);
   void release();
@@ -125,7 +141,8 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
   std::vector<uint8_t> out_, writing_;
   asio::steady_timer wake_;
   bool writer_waiting_ = false;
-  bool close_after_flush_ = false;
+  bool output_shut_ = false;  // Draining: everything sent and the socket shut down for sending
+  bool input_ended_ = false;  // Draining: the peer closed its side
   bool delivery_waiting_ = false;
   asio::steady_timer heartbeat_timer_;
   asio::steady_timer handshake_timer_;

@@ -25,6 +25,22 @@ asio::ip::tcp::endpoint Endpoint::resolve() const {
   return {asio::ip::make_address(host), port};
 }
 
+Endpoint any_address(uint16_t port) {
+  return Endpoint{"::", port, true};
+}
+
+std::optional<Endpoint> ipv4_fallback(const Endpoint& ep, const std::error_code& error) {
+  if (!ep.ipv4_fallback) return std::nullopt;
+  if (error != std::errc::address_family_not_supported && error != std::errc::address_not_available)
+    return std::nullopt;
+  return Endpoint{"0.0.0.0", ep.port};
+}
+
+bool is_loopback(const asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
+  return a.is_loopback();
+}
+
 std::unique_ptr<asio::ip::tcp::acceptor> listen(asio::io_context& io, const Endpoint& ep, std::string_view where) {
   auto addr = ep.resolve();
   auto acc = std::make_unique<asio::ip::tcp::acceptor>(io);
@@ -35,6 +51,7 @@ std::unique_ptr<asio::ip::tcp::acceptor> listen(asio::io_context& io, const Endp
     acc->bind(addr);
     acc->listen(asio::socket_base::max_listen_connections);
   } catch (const std::system_error& e) {
+    if (auto v4 = ipv4_fallback(ep, e.code())) return listen(io, *v4, where);
     throw std::runtime_error(fmt::format("cannot listen on {} ({}): {}", ep.to_string(), where, e.code().message()));
   }
   return acc;

@@ -8,6 +8,7 @@
 
 #include "amqp/reply_code.hpp"
 #include "broker/resource_alarm.hpp"
+#include "core/endpoint.hpp"
 #include "core/metrics.hpp"
 
 namespace mqnode::mgmt {
@@ -154,7 +155,7 @@ std::optional<Response> HttpApi::refuse_unless_admin(const Request& req) const {
   broker::Broker* b = src_.broker ? src_.broker->broker() : nullptr;
   if (!b) return refuse("Login failed: this node runs no broker, so it has no users");
   std::string why;
-  const auto* user = b->access().authenticate(creds->first, creds->second, req.peer.address().is_loopback(), why);
+  const auto* user = b->access().authenticate(creds->first, creds->second, core::is_loopback(req.peer.address()), why);
   if (!user) {
     log_.info("management login refused user={} peer={} reason=\"{}\"", creds->first, req.peer.address().to_string(),
               why);

@@ -99,6 +99,8 @@ class Store {
  public:
   // Opens (creating if needed) <path>; throws std::runtime_error naming the file and
   // what to do when it cannot be opened, is not a database or is not writable.
+  // Precondition: the process holds its data dir's DataDirLock: opening drops the previous
+  // run's paged-out rows, which in a live node's store are that node's messages.
   Store(asio::io_context& io, const std::string& path, core::Logger log);
   ~Store();  // commits what is queued, then stops the thread
   Store(const Store&) = delete;

@@ -490,6 +490,30 @@ class RawConnection:
             except ValueError:
                 return frames
 
+    def frames_until_fin(self, timeout=10.0):
+        """Frames the server sends until it shuts its side down with a FIN (returns them).
+        A reset raises ConnectionResetError."""
+        frames = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                frames.append(self.read_frame(max(0.0, deadline - time.monotonic())))
+            except PeerClosed as e:
+                if isinstance(e.__cause__, ConnectionResetError):
+                    raise e.__cause__
+                return frames
+
+    def send_then_close(self, data):
+        """A client still flushing after the server's FIN: sends <data>, closes our side and
+        returns once the server has seen our FIN. A server that closed its socket instead of
+        reading answers the data with a reset: this raises ConnectionResetError or
+        BrokenPipeError then."""
+        self.sock.sendall(data)
+        self.sock.shutdown(socket.SHUT_WR)
+        self.sock.settimeout(10)
+        if self.sock.recv(1) != b"":
+            raise AssertionError("data from the server after its FIN")
+
     # -- handshake ---------------------------------------------------------
     def send_protocol_header(self, header=PROTOCOL_HEADER):
         self.send(header)

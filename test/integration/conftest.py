@@ -107,11 +107,12 @@ def _session_broker_health(request):
 
 @pytest.fixture
 def broker_factory():
-    """Start a fresh broker with config overrides: broker_factory(heartbeat_s=1)."""
+    """Start a fresh broker with config overrides: broker_factory(heartbeat_s=1);
+    broker_factory(management=True) serves mqnode's management API on b.http_port."""
     started = []
 
-    def start(**overrides):
-        b = brokers.start_broker(overrides, prefix="mqtest-fn-")
+    def start(management=False, port=None, **overrides):
+        b = brokers.start_broker(overrides, port=port, prefix="mqtest-fn-", management=management)
         started.append(b)
         return b
 

@@ -116,6 +116,25 @@ def drain_get(ch, queue, limit=1000, auto_ack=True):
     raise AssertionError("queue %s did not drain within %d gets" % (queue, limit))
 
 
+def consume(ch, queue, n, prefetch=200, timeout=60):
+    """Consumes <n> messages from <queue> with a manual ack each (or for <timeout> seconds
+    at most); returns [(body, redelivered)] in delivery order."""
+    got = []
+    ch.basic_qos(prefetch_count=prefetch)
+
+    def on_message(c, m, props, data):
+        got.append((data, m.redelivered))
+        c.basic_ack(m.delivery_tag)
+        if len(got) == n:
+            c.stop_consuming()
+
+    ch.basic_consume(queue, on_message)
+    deadline = ch.connection.call_later(timeout, ch.stop_consuming)
+    ch.start_consuming()
+    ch.connection.remove_timeout(deadline)
+    return got
+
+
 def collect(conn, store, expected=None, timeout=2.0, settle=0.3):
     """Pump pika's I/O loop until `store` has `expected` items (then `settle` more
     seconds to catch extras), or for `timeout` seconds if expected is None."""

@@ -127,6 +127,10 @@ def test_defaults_without_config_listen_on_5672(tmp_path):
         ch.basic_publish("", q, b"default")
         assert ch.basic_get(q, auto_ack=True)[2] == b"default"
         conn.close()
+        # The default listener is RabbitMQ's [::]:5672: IPv6 too (guest from ::1 is loopback).
+        conn = pika.BlockingConnection(pika.ConnectionParameters("::1", 5672))
+        assert conn.channel().queue_declare("", exclusive=True).method.queue
+        conn.close()
     finally:
         proc.terminate()
         assert proc.wait(timeout=20) == 0

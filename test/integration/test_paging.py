@@ -10,6 +10,7 @@ import pika
 import pytest
 
 from brokers import target
+from helpers import consume
 
 COUNT = 4000
 SIZE = 4096  # 16 MB in all, 64 times a lazy queue's window
@@ -42,23 +43,6 @@ def store_bytes(b):
     return sum(os.path.getsize(p) for p in glob.glob(os.path.join(b.data_dir, "mqnode.db*")))
 
 
-def consume_all(ch, queue):
-    got = []
-    ch.basic_qos(prefetch_count=200)
-
-    def on_message(c, m, props, data):
-        got.append((data, m.redelivered))
-        c.basic_ack(m.delivery_tag)
-        if len(got) == COUNT:
-            c.stop_consuming()
-
-    ch.basic_consume(queue, on_message)
-    deadline = ch.connection.call_later(60, ch.stop_consuming)
-    ch.start_consuming()
-    ch.connection.remove_timeout(deadline)
-    return got
-
-
 def assert_in_order(got, redelivered):
     assert len(got) == COUNT
     bad = [i for i, (data, _) in enumerate(got) if data != body(i)]
@@ -82,7 +66,7 @@ def test_a_backlog_beyond_the_ram_window_is_delivered_in_order(broker_factory):
     assert [data for _, _, data in first] == [body(i) for i in range(100)]
     ch.queue_purge("paged.q")
     publish_all(ch, "paged.q", persistent=False)
-    assert_in_order(consume_all(ch, "paged.q"), redelivered=False)
+    assert_in_order(consume(ch, "paged.q", COUNT), redelivered=False)
     c.close()
 
 
@@ -104,5 +88,5 @@ def test_a_persistent_backlog_comes_back_after_kill_9_page_by_page(broker_factor
     c = connect(b)
     ch = c.channel()
     assert ch.queue_declare("paged.dur", durable=True, passive=True).method.message_count == COUNT
-    assert_in_order(consume_all(ch, "paged.dur"), redelivered=True)
+    assert_in_order(consume(ch, "paged.dur", COUNT), redelivered=True)
     c.close()

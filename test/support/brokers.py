@@ -248,7 +248,7 @@ class MqnodeBroker(Broker):
 
     def broker_section(self):
         b = copy.deepcopy(self.config)
-        b["listeners"] = [{"bind": "%s:%d" % (self.host, self.port)}]
+        b.setdefault("listeners", [{"bind": "%s:%d" % (self.host, self.port)}])  # unless overridden
         return b
 
     def start(self, timeout=15.0):
@@ -429,10 +429,16 @@ def make_broker(workdir, overrides=None, host="127.0.0.1", port=None):
     return MqnodeBroker(workdir, overrides, host, port)
 
 
-def start_broker(overrides=None, host="127.0.0.1", port=None, prefix="mqtest-"):
+def start_broker(overrides=None, host="127.0.0.1", port=None, prefix="mqtest-", management=False):
+    """management=True (mqnode): its management API on 127.0.0.1 and a free TCP port too,
+    b.http_port; management="[::]": on that address."""
     workdir = tempfile.mkdtemp(prefix=prefix)
     try:
         b = make_broker(workdir, overrides, host, port)
+        if management:
+            b.http_port = free_port()
+            b.sections["management"] = {"bind": "%s:%d" % ("127.0.0.1" if management is True else management,
+                                                           b.http_port)}
         b.start()
     except Exception:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -16,7 +16,9 @@ std::string error_of(const char* text) { return test::config_error_of(broker::pa
 TEST_CASE("broker defaults are RabbitMQ 3.10's") {
   auto c = parse("{}");
   REQUIRE(c.listeners.size() == 1);
+  CHECK(c.listeners[0].host == "::");  // dual-stack, IPv4 where the host has no IPv6
   CHECK(c.listeners[0].port == 5672);
+  CHECK(c.listeners[0].ipv4_fallback);
   CHECK(c.heartbeat_s == 60);
   CHECK(c.frame_max == 131072);
   CHECK(c.channel_max == 2047);
@@ -59,4 +61,20 @@ TEST_CASE("configured users replace guest; hashes are stored, never passwords") 
   CHECK(broker::check_password(c.users[1].password_hash, "test12"));
   REQUIRE(c.permissions.size() == 1);
   CHECK(c.permissions[0].configure == ".*");
+}
+
+TEST_CASE("a listener is an address and port, or a port on every address") {
+  auto c = parse(R"({"listeners": [{"port": 5673}, {"bind": "[::]:5674"}, {"bind": "127.0.0.1:0"}]})");
+  REQUIRE(c.listeners.size() == 3);
+  CHECK(c.listeners[0].host == "::");
+  CHECK(c.listeners[0].port == 5673);
+  CHECK(c.listeners[0].ipv4_fallback);        // as the default
+  CHECK(c.listeners[1].host == "::");
+  CHECK_FALSE(c.listeners[1].ipv4_fallback);  // asked for IPv6: no silent IPv4 instead
+  CHECK(c.listeners[2].host == "127.0.0.1");
+  CHECK(error_of(R"({"listeners": [{"port": 5673, "bind": "0.0.0.0:5672"}]})") ==
+        "/broker/listeners/0/bind: expected exactly one of \"bind\" or \"port\", got string \"0.0.0.0:5672\"");
+  CHECK(error_of(R"({"listeners": [{}]})") ==
+        "/broker/listeners/0/bind: expected exactly one of \"bind\" or \"port\", got nothing");
+  CHECK(error_of(R"({"listeners": [{"port": 65536}]})").starts_with("/broker/listeners/0/port: expected"));
 }
