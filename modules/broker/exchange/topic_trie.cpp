@@ -33,8 +33,9 @@ TopicTrie::Node& TopicTrie::node_for(std::string_view pattern, std::vector<Hop>*
     } else if (w == "#") {
       next = &n->hash;
     } else {
-      auto it = n->words.find(w);
-      if (it == n->words.end()) it = n->words.emplace(std::string(w), nullptr).first;
+      if (!n->words) n->words = std::make_unique<Node::Words>();
+      auto it = n->words->find(w);
+      if (it == n->words->end()) it = n->words->emplace(std::string(w), nullptr).first;
       next = &it->second;
     }
     if (!*next) *next = std::make_unique<Node>();
@@ -52,12 +53,14 @@ void TopicTrie::erase(std::string_view pattern, uint32_t pos) {
   // Prune the branch this leaves empty, deepest first, so the trie holds only live patterns.
   for (auto hop = path.rbegin(); hop != path.rend() && n->empty(); ++hop) {
     Node& parent = *hop->parent;
-    if (hop->word == "*")
+    if (hop->word == "*") {
       parent.star.reset();
-    else if (hop->word == "#")
+    } else if (hop->word == "#") {
       parent.hash.reset();
-    else
-      parent.words.erase(parent.words.find(hop->word));
+    } else {
+      parent.words->erase(parent.words->find(hop->word));
+      if (parent.words->empty()) parent.words.reset();
+    }
     n = &parent;
   }
 }
@@ -82,7 +85,8 @@ struct TopicTrie::Matcher {
     if (i == words.size()) {
       out.insert(out.end(), n.bound.begin(), n.bound.end());
     } else {
-      if (auto it = n.words.find(words[i]); it != n.words.end()) visit(*it->second, i + 1);
+      if (n.words)
+        if (auto it = n.words->find(words[i]); it != n.words->end()) visit(*it->second, i + 1);
       if (n.star) visit(*n.star, i + 1);
     }
     if (n.hash) swallow(*n.hash, i);

@@ -37,10 +37,13 @@ class TopicTrie {
     std::size_t operator()(std::string_view w) const { return std::hash<std::string_view>{}(w); }
   };
   struct Node {
-    std::unordered_map<std::string, std::unique_ptr<Node>, WordHash, std::equal_to<>> words;
+    using Words = std::unordered_map<std::string, std::unique_ptr<Node>, WordHash, std::equal_to<>>;
+    // Allocated with the first literal child: most nodes are leaves, and an empty map
+    // would cost a leaf more than the rest of it.
+    std::unique_ptr<Words> words;
     std::unique_ptr<Node> star, hash;
     PositionSet bound;  // bindings whose pattern ends here
-    bool empty() const { return words.empty() && !star && !hash && bound.empty(); }
+    bool empty() const { return !words && !star && !hash && bound.empty(); }
   };
   struct Matcher;
   struct Hop {
