@@ -1,5 +1,6 @@
-// Pure matching rules of the topic and headers exchanges (RabbitMQ semantics), kept apart
-// from the exchange objects so they can be unit-tested on edge cases.
+// Pure matching rules of the headers exchange (RabbitMQ semantics), kept apart from the
+// exchange objects so they can be unit-tested on edge cases. Topic matching lives in the
+// topic exchange's trie (exchange/topic_trie.hpp).
 #pragma once
 
 #include <string>
@@ -8,10 +9,6 @@
 #include "amqp/field_table.hpp"
 
 namespace mqnode::broker {
-
-// Topic: words separated by '.', '*' matches exactly one word (possibly empty), '#' zero or
-// more words. "" has no words (so "*" does not match it), while "a..b" has three.
-bool topic_matches(std::string_view pattern, std::string_view routing_key);
 
 // Headers: binding <args> with x-match all (default) / any / all-with-x / any-with-x
 // against the message <headers>. Binding keys starting with "x-" are ignored unless the

@@ -3,7 +3,7 @@
 namespace mqnode::broker {
 
 void FanoutExchange::route(const Message&, std::vector<BindingTarget>& out) const {
-  for (const auto& b : bindings_) out.push_back(b.destination);
+  for (const auto& b : bindings()) out.push_back(b.destination);
 }
 
 }  // namespace mqnode::broker
