@@ -3,9 +3,9 @@
 
 One struct per method (<Class><Method> in PascalCase), the Method variant, decode_method /
 encode_method, and runtime tables (methods with their fields, basic properties) for tests.
-Also test/unit/amqp/spec_json.hpp: the spec JSON verbatim, which unit_amqp cross-checks
-those tables against. The generated files are committed: the build does not run Python and
-the spec lives outside the repository.
+Also test/unit/amqp/amqp-rabbitmq-0.9.1.json: a verbatim copy of the spec, which unit_amqp
+cross-checks those tables against. The generated files are committed: the build does not
+run Python and the spec lives outside the repository.
 
     tools/gen_methods.py [--spec PATH] [--out DIR] [--test-out DIR] [--check]
 
@@ -424,26 +424,6 @@ def gen_source(spec, methods, props):
     return "\n".join(o) + "\n"
 
 
-def gen_test_spec(spec_text):
-    if ')spec"' in spec_text:
-        sys.exit("gen_methods: the spec JSON contains the raw string delimiter )spec\"")
-    o = [
-        BANNER,
-        "// The spec JSON verbatim (its copyright notice included), for the unit tests that",
-        "// cross-check the generated tables against it without reading a file outside the repo.",
-        "#pragma once",
-        "",
-        "#include <string_view>",
-        "",
-        "namespace mqnode::amqp::test {",
-        "",
-        'inline constexpr std::string_view kSpecJson = R"spec(' + spec_text.rstrip("\n") + ')spec";',
-        "",
-        "}  // namespace mqnode::amqp::test",
-    ]
-    return "\n".join(o) + "\n"
-
-
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
@@ -460,7 +440,7 @@ def main():
     outputs = {
         os.path.join(args.out, "methods.hpp"): gen_header(spec, methods, props),
         os.path.join(args.out, "methods.cpp"): gen_source(spec, methods, props),
-        os.path.join(args.test_out, "spec_json.hpp"): gen_test_spec(spec_text),
+        os.path.join(args.test_out, SPEC_BASENAME): spec_text,
     }
     stale = []
     for path, text in outputs.items():

@@ -74,7 +74,7 @@ struct Builder {
   }
 };
 
-// The spec JSON, from the generated spec_json.hpp.
+// The spec JSON (amqp-rabbitmq-0.9.1.json beside this file, compiled in).
 inline const nlohmann::json& spec_json() {
   static const nlohmann::json j = nlohmann::json::parse(kSpecJson);
   return j;
