@@ -3,6 +3,7 @@
 // them in reverse order, gracefully.
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -149,6 +150,8 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
     std::optional<cluster::ClusterConfig> cluster;
     info = parse_node(root, cluster);
     if (!data_dir_arg.empty()) info.data_dir = data_dir_arg;
+    if (!cluster && std::find(roles.begin(), roles.end(), Role::Ram) != roles.end())
+      throw core::ConfigError("--role ram: a RAM node is a member of a cluster; add the /cluster section");
 
     core::ModuleContext ctx{io, log, info, events};
     for (Role role : roles) modules.push_back(app::make_module(role, ctx));

@@ -24,8 +24,6 @@ void BrokerModule::configure(core::ConfigNode slice) {
 BrokerModule::~BrokerModule() = default;
 
 void BrokerModule::start() {
-  if (ram_ && !cluster_cfg_)
-    throw std::runtime_error("--role ram: a RAM node is a member of a cluster; add the /cluster section");
   store_ = std::make_unique<store::Store>(ctx_.io, (std::filesystem::path(ctx_.node.data_dir) / "mqnode.db").string(),
                                           ctx_.log.child("store"));
   broker_ = std::make_unique<Broker>(ctx_.io, cfg_, ctx_.log, store_.get());
