@@ -35,6 +35,13 @@ class Ctl {
   CLI::App* clear_policy_;
   CLI::App* list_policies_;
   CLI::App* status_;
+  CLI::App* stop_app_;
+  CLI::App* start_app_;
+  CLI::App* reset_;
+  CLI::App* join_cluster_;
+  CLI::App* cluster_status_;
+  bool ram_ = false, disc_ = false;
+  std::string node_, formatter_ = "table";
   std::string data_dir_, config_;
   bool quiet_ = false;
   std::string vhost_ = "/";

@@ -3,6 +3,7 @@
 // them in reverse order, gracefully.
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,7 @@
 
 #include "broker/auth.hpp"
 #include "broker/broker_module.hpp"
+#include "cluster/config.hpp"
 #include "core/config.hpp"
 #include "core/events.hpp"
 #include "core/log.hpp"
@@ -58,14 +60,19 @@ constexpr int kExitCannotStart = 1;
 constexpr int kExitConfig = 2;
 constexpr int kExitDataDirBusy = 3;
 
-// Reads /node and rejects sections no module handles yet.
-core::NodeInfo parse_node(core::ConfigNode& root) {
+// Reads /node, and /cluster when it is there (<cluster>: its settings, else nullopt).
+core::NodeInfo parse_node(core::ConfigNode& root, std::optional<cluster::ClusterConfig>& cluster) {
   auto node = root.object("node");
   core::NodeInfo info;
   info.name = node.string("name", default_node_name());
   info.data_dir = node.string("data_dir", kDefaultDataDir);
+  const std::string cookie_file = node.string("cookie_file", "");
   node.finish();
-  if (root.has("cluster")) throw core::ConfigError("/cluster: this build has no cluster module yet; remove the key");
+  cluster.reset();
+  if (root.has("cluster")) {
+    cluster = cluster::parse_cluster_config(root.object("cluster"));
+    cluster->cookie_file = cookie_file;
+  }
   return info;
 }
 
@@ -112,7 +119,8 @@ void reload_config(const std::string& path, const core::ModuleContext& ctx,
   nlohmann::json doc = load_config(path);
   if (!doc.is_object()) throw core::ConfigError(fmt::format("/: expected an object, got {}", core::describe(doc)));
   core::ConfigNode root(doc, "");
-  parse_node(root);
+  std::optional<cluster::ClusterConfig> cluster;
+  parse_node(root, cluster);
   validate_sections(root, ctx, {});
   for (auto& m : modules) {
     core::ConfigNode slice = core::ConfigNode(doc, "").object(m->name());
@@ -146,11 +154,17 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
     nlohmann::json doc = load_config(config_path);
     if (!doc.is_object()) throw core::ConfigError(fmt::format("/: expected an object, got {}", core::describe(doc)));
     core::ConfigNode root(doc, "");
-    info = parse_node(root);
+    std::optional<cluster::ClusterConfig> cluster;
+    info = parse_node(root, cluster);
     if (!data_dir_arg.empty()) info.data_dir = data_dir_arg;
+    if (!cluster && std::find(roles.begin(), roles.end(), Role::Ram) != roles.end())
+      throw core::ConfigError("--role ram: a RAM node is a member of a cluster; add the /cluster section");
 
     core::ModuleContext ctx{io, log, info, events};
     for (Role role : roles) modules.push_back(app::make_module(role, ctx));
+    if (cluster)
+      for (auto& m : modules)
+        if (auto* b = dynamic_cast<broker::BrokerModule*>(m.get())) b->set_cluster(*cluster);
     modules.push_back(make_mgmt(ctx, modules));
     for (auto& m : modules) m->configure(root.object(m->name()));
     validate_sections(root, ctx, modules);

@@ -52,7 +52,7 @@ std::unique_ptr<core::Module> make_module(Role role, const core::ModuleContext& 
     case Role::Disc:
       return std::make_unique<broker::BrokerModule>(child);
     case Role::Ram:
-      throw core::ConfigError("--role ram: the cluster module (RAM nodes need it) is not in this build yet");
+      return std::make_unique<broker::BrokerModule>(child, /*ram=*/true);
     case Role::Lb:
       return std::make_unique<lb::LbModule>(child);
     case Role::Vip:

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include <asio/co_spawn.hpp>
+#include <fmt/format.h>
 #include <asio/detached.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
@@ -20,20 +21,35 @@ void BrokerModule::configure(core::ConfigNode slice) {
   cfg_.node_name = ctx_.node.name;
 }
 
+BrokerModule::~BrokerModule() = default;
+
 void BrokerModule::start() {
   store_ = std::make_unique<store::Store>(ctx_.io, (std::filesystem::path(ctx_.node.data_dir) / "mqnode.db").string(),
                                           ctx_.log.child("store"));
   broker_ = std::make_unique<Broker>(ctx_.io, cfg_, ctx_.log, store_.get());
   auto snap = store_->load();
-  broker_->load(&snap);
+  if (cluster_cfg_) {
+    // The raft log holds the definitions (ClusterMember::start rebuilds the catalog).
+    cluster_ = std::make_unique<ClusterMember>(ctx_.io, ctx_.node, *cluster_cfg_, ram_, ctx_.log.child("cluster"));
+    cluster_->open();
+  } else {
+    broker_->load(&snap);
+  }
   store_->on_commit([b = broker_.get()] { b->on_store_commit(); });
+  start_app();
+  asio::co_spawn(ctx_.io, housekeeping(), asio::detached);
+}
+
+void BrokerModule::start_app() {
+  if (cluster_) cluster_->start(broker_->catalog(), cfg_);
   for (const auto& l : cfg_.listeners) {
     auto acc = core::listen(ctx_.io, l, "/broker/listeners");
     ctx_.log.info("listening for AMQP on {}:{}", acc->local_endpoint().address().to_string(), acc->local_endpoint().port());
-    asio::co_spawn(ctx_.io, accept_loop(*acc), asio::detached);
+    asio::co_spawn(ctx_.io, accept_loop(*acc, app_generation_ + 1), asio::detached);
     acceptors_.push_back(std::move(acc));
   }
-  asio::co_spawn(ctx_.io, housekeeping(), asio::detached);
+  ++app_generation_;
+  app_running_ = true;
   publish_health();
 }
 
@@ -48,7 +64,9 @@ asio::awaitable<void> BrokerModule::housekeeping() {
     t.expires_after(100ms);
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
+    if (!app_running_) continue;
     broker_->tick(Queue::now_ms());
+    if (cluster_) cluster_->tick();
   }
 }
 
@@ -56,13 +74,14 @@ void BrokerModule::publish_health() {
   ctx_.events.publish_health(name(), health());
 }
 
-asio::awaitable<void> BrokerModule::accept_loop(asio::ip::tcp::acceptor& acceptor) {
+asio::awaitable<void> BrokerModule::accept_loop(asio::ip::tcp::acceptor& acceptor, uint64_t generation) {
   asio::error_code ec;
   asio::steady_timer backoff(ctx_.io);
   while (!stopping_) {
     asio::ip::tcp::socket sock(ctx_.io);
     co_await acceptor.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
-    if (stopping_) break;
+    // <acceptor> is gone once the app stopped (and maybe started again: a new generation).
+    if (stopping_ || !app_running_ || generation != app_generation_) break;
     if (ec) {
       // EMFILE and friends: log, back off, keep accepting.
       ctx_.log.warn("accept failed error=\"{}\"", ec.message());
@@ -85,12 +104,18 @@ asio::awaitable<void> BrokerModule::accept_loop(asio::ip::tcp::acceptor& accepto
 
 asio::awaitable<void> BrokerModule::stop() {
   stopping_ = true;
+  if (broker_) co_await stop_app();
+  if (cluster_) cluster_->close();
+}
+
+asio::awaitable<void> BrokerModule::stop_app() {
+  app_running_ = false;
   publish_health();  // followers (lb, vrrp) drain before the listeners go
   for (auto& a : acceptors_) {
     asio::error_code ec;
     a->close(ec);
   }
-  if (!broker_) co_return;
+  acceptors_.clear();
   auto conns = broker_->connections();
   if (!conns.empty()) ctx_.log.info("closing {} connections", conns.size());
   for (auto& [id, c] : conns) c->close(amqp::ConnectionReplyCode::ConnectionForced, "broker forced connection closure with reason 'shutdown'");
@@ -103,6 +128,7 @@ asio::awaitable<void> BrokerModule::stop() {
   }
   auto stragglers = broker_->connections();  // stop() erases from the live map
   for (auto& [id, c] : stragglers) c->stop();
+  if (cluster_) cluster_->stop();
   // Everything queued for the store is committed before the process exits.
   auto flushed = std::make_shared<bool>(false);
   store_->after_commit([flushed](bool) { *flushed = true; });
@@ -112,9 +138,50 @@ asio::awaitable<void> BrokerModule::stop() {
   }
 }
 
+asio::awaitable<void> BrokerModule::stop_app_then(CommandDone done) {
+  co_await stop_app();
+  done({200, fmt::format("Stopping rabbit application on node {} ...", ctx_.node.name), {}});
+}
+
+void BrokerModule::command(const std::string& op, const nlohmann::json& args, CommandDone done) {
+  auto need_cluster = [&] {
+    done({409, fmt::format("Error: node {} is not configured for clustering: add the /cluster section to its config",
+                           ctx_.node.name),
+          {}});
+  };
+  if (stopping_ || !broker_) return done({503, "Error: the node is stopping", {}});
+  if (op == "stop_app") {
+    if (!app_running_) return done({200, fmt::format("Stopping rabbit application on node {} ...", ctx_.node.name), {}});
+    asio::co_spawn(ctx_.io, stop_app_then(std::move(done)), asio::detached);
+  } else if (op == "start_app") {
+    if (!app_running_) {
+      try {
+        start_app();
+      } catch (const std::exception& e) {
+        return done({500, fmt::format("Error: cannot start the broker app: {}", e.what()), {}});
+      }
+    }
+    done({200, fmt::format("Starting node {} ...", ctx_.node.name), {}});
+  } else if (op == "reset") {
+    if (!cluster_) return need_cluster();
+    done(cluster_->reset());
+  } else if (op == "join_cluster") {
+    if (!cluster_) return need_cluster();
+    std::optional<bool> ram;
+    if (args.contains("ram") && args["ram"].is_boolean()) ram = args["ram"].get<bool>();
+    cluster_->join(args.value("node", std::string{}), ram, std::move(done));
+  } else if (op == "cluster_status") {
+    if (!cluster_) return need_cluster();
+    cluster_->status(std::move(done));
+  } else {
+    done({404, fmt::format("Error: unknown command {}", op), {}});
+  }
+}
+
 core::Health BrokerModule::health() const {
   if (stopping_) return {core::Health::State::Down, "stopping"};
   if (!broker_) return {core::Health::State::Down, "not started"};
+  if (!app_running_) return {core::Health::State::Down, "broker app stopped (mqnode ctl start_app)"};
   if (broker_->alarm().any()) return {core::Health::State::Degraded, "resource alarm: " + broker_->alarm().reason()};
   return {core::Health::State::Ok, ""};
 }
@@ -128,6 +195,7 @@ std::vector<asio::ip::tcp::endpoint> BrokerModule::local_endpoints() const {
 void BrokerModule::dump(nlohmann::json& out) const {
   if (broker_) broker_->dump(out);
   if (store_) store_->stats().dump(out["store"]);
+  if (cluster_) cluster_->dump(out["cluster"]);
 }
 
 void BrokerModule::metrics(core::MetricsWriter& out) const {

@@ -1,4 +1,8 @@
-// The `disc` role as a core::Module: listeners accepting AMQP connections into a Broker.
+// The `disc` and `ram` roles as a core::Module: listeners accepting AMQP connections into a
+// Broker and, with /cluster, the node's cluster membership (its catalog replicated by raft).
+// The broker "app" (listeners, connections, raft) can be stopped and started again at run
+// time (mqnode ctl stop_app / start_app) while the process, the store and the cluster port
+// stay up.
 #pragma once
 
 #include <memory>
@@ -8,6 +12,7 @@
 #include <asio/ip/tcp.hpp>
 
 #include "broker/broker.hpp"
+#include "broker/cluster_member.hpp"
 #include "broker/config.hpp"
 #include "core/module.hpp"
 
@@ -15,7 +20,9 @@ namespace mqnode::broker {
 
 class BrokerModule final : public core::Module {
  public:
-  explicit BrokerModule(core::ModuleContext ctx) : ctx_(std::move(ctx)) {}
+  // <ram>: a RAM node (needs /cluster): a standby in the cluster's raft group.
+  explicit BrokerModule(core::ModuleContext ctx, bool ram = false) : ctx_(std::move(ctx)), ram_(ram) {}
+  ~BrokerModule() override;
 
   std::string_view name() const override { return "broker"; }
   void configure(core::ConfigNode slice) override;
@@ -32,16 +39,32 @@ class BrokerModule final : public core::Module {
   // Bound addresses (port 0 in the config resolves here).
   std::vector<asio::ip::tcp::endpoint> local_endpoints() const;
 
+  // Cluster mode: app/ hands the /cluster slice over before start(). Without it the node
+  // is a single broker keeping its definitions in the store.
+  void set_cluster(cluster::ClusterConfig cfg) { cluster_cfg_ = std::move(cfg); }
+  // mqnode ctl's node commands: stop_app, start_app, reset, join_cluster {node, ram?},
+  // cluster_status. <done> gets the reply once, on the loop.
+  void command(const std::string& op, const nlohmann::json& args, CommandDone done);
+
  private:
-  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
+  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, uint64_t generation);
   void publish_health();
   asio::awaitable<void> housekeeping();
+  // The broker app: listeners (and raft, in a cluster) up, or down with every connection closed.
+  void start_app();
+  asio::awaitable<void> stop_app();
+  asio::awaitable<void> stop_app_then(CommandDone done);
 
   core::ModuleContext ctx_;
   BrokerConfig cfg_;
   std::unique_ptr<store::Store> store_;  // declared before broker_: outlives it
   std::unique_ptr<Broker> broker_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  bool ram_ = false;
+  std::optional<cluster::ClusterConfig> cluster_cfg_;
+  std::unique_ptr<ClusterMember> cluster_;
+  bool app_running_ = false;
+  uint64_t app_generation_ = 0;  // start_app counts; an accept loop of an earlier one ends
   bool stopping_ = false;
 };
 

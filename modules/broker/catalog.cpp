@@ -410,4 +410,55 @@ void Catalog::restore(const store::Snapshot& snap, const PolicySet& config_polic
   persist_ = true;
 }
 
+// ---- snapshots of a replicated catalog -------------------------------------------------
+
+std::vector<Change> Catalog::definitions() const {
+  std::vector<Change> out;
+  for (const auto& [name, vh] : vhosts_) out.push_back(PutVhost{name, {}});
+  for (const auto& [name, u] : access_.users()) out.push_back(PutUser{u.name, u.password_hash, u.tags});
+  for (const auto& [key, perm] : access_.permissions())
+    out.push_back(SetPermissions{key.first, key.second, perm.configure, perm.write, perm.read});
+  for (const auto& [key, value] : parameters_) {
+    const auto& [component, vhost, name] = key;
+    out.push_back(SetParameter{component, vhost, name, value});
+  }
+  for (const auto& p : policies_.all()) out.push_back(to_change(p));
+  for (const auto& [vname, vh] : vhosts_) {
+    for (const auto& [name, ex] : vh->exchanges())
+      if (!name.empty() && !name.starts_with("amq.")) out.push_back(DeclareExchange{vname, ex->definition()});
+    for (const auto& [name, q] : vh->queues()) {
+      QueueDefinition def = q->definition();
+      def.args = {};  // derived again when applied
+      out.push_back(DeclareQueue{vname, def, def.exclusive_owner});
+    }
+    for (const auto& [name, ex] : vh->exchanges()) {
+      if (name.empty()) continue;  // the default exchange's bindings are implicit
+      for (const auto& b : ex->bindings()) {
+        const bool to_exchange = b.destination.exchange != nullptr;
+        const std::string& dest = to_exchange ? b.destination.exchange->name() : b.destination.queue->name();
+        ExclusiveOwner by = to_exchange ? ExclusiveOwner{} : b.destination.queue->definition().exclusive_owner;
+        out.push_back(Bind{vname, true, name, to_exchange, dest, b.key, b.arguments, by});
+      }
+    }
+  }
+  return out;
+}
+
+void Catalog::reset(const std::vector<Change>& changes) {
+  const bool was = persist_;
+  persist_ = false;
+  for (auto& [name, vh] : vhosts_) {
+    if (observer_) observer_->vhost_deleted(name);
+    vh->remove_all();
+  }
+  vhosts_.clear();
+  policies_ = PolicySet{};
+  parameters_.clear();
+  access_ = AccessControl(opts_.loopback_users);
+  for (const auto& c : changes)
+    if (auto r = apply(c); !r.ok())
+      log_.error("snapshot change refused change={} code={} reason=\"{}\"", change_name(c), r.code, r.text);
+  persist_ = was;
+}
+
 }  // namespace mqnode::broker

@@ -106,6 +106,16 @@ class Catalog {
   bool persisting() const { return opts_.store && persist_ && !change_log_; }
   const core::Logger& log() const { return log_; }
 
+  // The changes that rebuild this catalog's definitions from empty, in an order apply()
+  // accepts (vhosts, users, permissions, parameters, policies, then per vhost exchanges,
+  // queues, bindings): what a replicated catalog's snapshot holds. The default and amq.*
+  // exchanges are left out (every vhost makes them).
+  std::vector<Change> definitions() const;
+  // Forgets every definition (connections on the vhosts are closed through the observer,
+  // consumers cancelled); the store is not touched. Then <changes> are applied in order:
+  // a replicated catalog restoring a snapshot.
+  void reset(const std::vector<Change>& changes);
+
  private:
   ChangeResult apply(const DeclareExchange& c);
   ChangeResult apply(const DeleteExchange& c);

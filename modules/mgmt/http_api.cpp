@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <chrono>
 
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
@@ -140,6 +143,8 @@ std::shared_ptr<const core::http::Router> HttpApi::router(bool require_admin) co
   r->add_prefix("GET", "/api/policies/", api(&HttpApi::policy_get));
   r->add_prefix_async("PUT", "/api/policies/", api_change(&HttpApi::policy_put));
   r->add_prefix_async("DELETE", "/api/policies/", api_change(&HttpApi::policy_delete));
+  r->add_prefix_async("POST", "/api/mqnode/node/",
+                       [this, require_admin](const Request& req) { return node_command(req, require_admin); });
   r->add("GET", "/metrics", [this](const Request& req) { return metrics(req); });
   return r;
 }
@@ -285,6 +290,29 @@ asio::awaitable<Response> HttpApi::propose(Request req, bool require_admin, Chan
   Response done = no_content();
   done.status = request->status;
   co_return done;
+}
+
+asio::awaitable<Response> HttpApi::node_command(Request req, bool require_admin) const {
+  if (require_admin)
+    if (auto refused = refuse_unless_admin(req)) co_return *refused;
+  auto seg = path_segments(req.path, "/api/mqnode/node/");
+  if (seg.size() != 1 || !src_.broker) co_return error_response(404, "not_found", "this node runs no broker");
+  auto args = req.body.empty() ? nlohmann::json::object() : nlohmann::json::parse(req.body, nullptr, false);
+  if (!args.is_object()) co_return error_response(400, "bad_request", "the body must be a JSON object");
+  broker::CommandReply reply = co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(broker::CommandReply)>(
+      [this](auto handler, std::string op, nlohmann::json a) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        src_.broker->command(op, a, [h](broker::CommandReply r) {
+          auto ex = asio::get_associated_executor(*h);
+          asio::post(ex, [h, r = std::move(r)]() mutable { std::move(*h)(std::move(r)); });
+        });
+      },
+      asio::use_awaitable, seg[0], std::move(args));
+  nlohmann::json body = reply.body.is_object() ? reply.body : nlohmann::json::object();
+  body["message"] = reply.message;
+  Response out = Response::json(body.dump());
+  out.status = reply.status;
+  co_return out;
 }
 
 HttpApi::ChangeRequest HttpApi::policy_put(const Request& req) const {

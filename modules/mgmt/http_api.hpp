@@ -91,6 +91,10 @@ class HttpApi {
   // Runs <m> (ApiError: its response) and proposes its change to the broker's catalog;
   // a refusal gets RabbitMQ's status and body.
   asio::awaitable<Response> propose(Request req, bool require_admin, ChangeMethod m) const;
+  // POST /api/mqnode/node/{command} (body: its arguments): the broker module's node
+  // commands (stop_app, start_app, reset, join_cluster, cluster_status); the reply is
+  // {"message", ...the command's body} with the command's status.
+  asio::awaitable<Response> node_command(Request req, bool require_admin) const;
   // 401 unless the request carries an administrator's credentials; nullopt when it does.
   std::optional<Response> refuse_unless_admin(const Request& req) const;
   // The running broker; ApiError 503 when this node has none.

@@ -304,13 +304,18 @@ def lan_fixture():
     """The body of the `lan` fixture of the test_vrrp*.py files: a 3-host LAN, destroyed
     afterwards; fails the test if a process crashed, exited on its own or reported a
     sanitizer error."""
+    yield from lan_fixture_hosts(3)
+
+
+def lan_fixture_hosts(hosts):
+    """lan_fixture() with <hosts> hosts."""
     import pytest
     if os.geteuid() != 0:
-        pytest.skip("VRRP namespace tests need root (ip netns, raw sockets)")
+        pytest.skip("namespace tests need root (ip netns, raw sockets)")
     if shutil.which("ip") is None:
         pytest.skip("iproute2 'ip' command not installed")
     remove_stale()
-    n = Lan(hosts=3)
+    n = Lan(hosts=hosts)
     try:
         n.create()
     except subprocess.CalledProcessError as e:
