@@ -14,8 +14,11 @@ BUILD_PKGS=(g++ cmake ninja-build pkg-config libasio-dev nlohmann-json3-dev libs
             libfmt-dev doctest-dev libssl-dev libmnl-dev libhttp-parser-dev libraft-dev libuv1-dev)
 TEST_PKGS=(python3 python3-pytest python3-pika python3-kombu python3-prometheus-client amqp-tools iproute2 procps
            clang libclang-rt-14-dev keepalived tcpdump libcap2-bin haproxy chromium
-           rabbitmq-server  # rabbitmqadmin, for the management API test
-           nodejs npm)      # amqplib (npm ci into test/integration/node), for the client tests
+           rabbitmq-server)  # rabbitmqadmin, for the management API test
+# amqplib (npm ci into test/integration/node), for the client tests: Debian's nodejs and npm,
+# unless the machine already has a node with its own npm (NodeSource's nodejs bundles npm
+# and conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || TEST_PKGS+=(nodejs npm)
 BENCH_PKGS=(librabbitmq-dev rabbitmq-server keepalived curl haproxy)
 
 install_pkgs() {
