@@ -32,6 +32,8 @@ void BrokerModule::start() {
     // The raft log holds the definitions (ClusterMember::start rebuilds the catalog).
     cluster_ = std::make_unique<ClusterMember>(ctx_.io, ctx_.node, *cluster_cfg_, ram_, ctx_.log.child("cluster"));
     cluster_->open();
+    // Persistent messages of queues homed here return with the queues' declarations.
+    broker_->catalog().hold_stored_messages(snap.messages);
   } else {
     broker_->load(&snap);
   }
@@ -41,7 +43,16 @@ void BrokerModule::start() {
 }
 
 void BrokerModule::start_app() {
-  if (cluster_) cluster_->start(broker_->catalog(), cfg_);
+  if (cluster_) {
+    // Queues homed on other nodes are reached over the cluster links from now on.
+    queue_links_ = QueueLinks::create(ctx_.io, broker_->catalog(), cluster_->links(),
+                                      [c = cluster_.get()](const std::string& node) { return c->address_of(node); },
+                                      ctx_.log.child("queues"));
+    cluster_->links()->on_accept(cluster::Purpose::Queues,
+                                 [q = queue_links_.get()](cluster::Link link) { q->serve(std::move(link)); });
+    broker_->catalog().set_queue_homes(queue_links_.get());
+    cluster_->start(broker_->catalog(), cfg_);
+  }
   for (const auto& l : cfg_.listeners) {
     auto acc = core::listen(ctx_.io, l, "/broker/listeners");
     ctx_.log.info("listening for AMQP on {}:{}", acc->local_endpoint().address().to_string(), acc->local_endpoint().port());
@@ -129,6 +140,12 @@ asio::awaitable<void> BrokerModule::stop_app() {
   auto stragglers = broker_->connections();  // stop() erases from the live map
   for (auto& [id, c] : stragglers) c->stop();
   if (cluster_) cluster_->stop();
+  if (queue_links_) {
+    cluster_->links()->on_accept(cluster::Purpose::Queues, nullptr);
+    queue_links_->close();
+    broker_->catalog().set_queue_homes(nullptr);
+    queue_links_.reset();
+  }
   // Everything queued for the store is committed before the process exits.
   auto flushed = std::make_shared<bool>(false);
   store_->after_commit([flushed](bool) { *flushed = true; });
@@ -196,6 +213,7 @@ void BrokerModule::dump(nlohmann::json& out) const {
   if (broker_) broker_->dump(out);
   if (store_) store_->stats().dump(out["store"]);
   if (cluster_) cluster_->dump(out["cluster"]);
+  if (queue_links_) queue_links_->dump(out["queue_links"]);
 }
 
 void BrokerModule::metrics(core::MetricsWriter& out) const {

@@ -13,6 +13,7 @@
 
 #include "broker/broker.hpp"
 #include "broker/cluster_member.hpp"
+#include "broker/queue_links.hpp"
 #include "broker/config.hpp"
 #include "core/module.hpp"
 
@@ -63,6 +64,7 @@ class BrokerModule final : public core::Module {
   bool ram_ = false;
   std::optional<cluster::ClusterConfig> cluster_cfg_;
   std::unique_ptr<ClusterMember> cluster_;
+  std::shared_ptr<QueueLinks> queue_links_;  // while the app runs in a cluster
   bool app_running_ = false;
   uint64_t app_generation_ = 0;  // start_app counts; an accept loop of an earlier one ends
   bool stopping_ = false;

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "amqp/properties.hpp"
 #include "amqp/reply_code.hpp"
 #include "broker/config.hpp"
 #include "broker/queue_args.hpp"
@@ -66,6 +67,8 @@ Catalog::Catalog(Options opts, core::Logger log)
 Catalog::~Catalog() = default;
 
 void Catalog::propose(Change change, ProposeDone done) {
+  // A new queue lives where it was declared (RabbitMQ's default queue leader locator).
+  if (auto* dq = std::get_if<DeclareQueue>(&change); dq && dq->def.home.empty()) dq->def.home = opts_.node;
   if (change_log_) {
     change_log_->submit(change, std::move(done));
     return;
@@ -426,7 +429,7 @@ std::vector<Change> Catalog::definitions() const {
   for (const auto& [vname, vh] : vhosts_) {
     for (const auto& [name, ex] : vh->exchanges())
       if (!name.empty() && !name.starts_with("amq.")) out.push_back(DeclareExchange{vname, ex->definition()});
-    for (const auto& [name, q] : vh->queues()) {
+    for (const auto& [name, q] : vh->all_queues()) {
       QueueDefinition def = q->definition();
       def.args = {};  // derived again when applied
       out.push_back(DeclareQueue{vname, def, def.exclusive_owner});
@@ -435,7 +438,7 @@ std::vector<Change> Catalog::definitions() const {
       if (name.empty()) continue;  // the default exchange's bindings are implicit
       for (const auto& b : ex->bindings()) {
         const bool to_exchange = b.destination.exchange != nullptr;
-        const std::string& dest = to_exchange ? b.destination.exchange->name() : b.destination.queue->name();
+        const std::string& dest = to_exchange ? b.destination.exchange->name() : b.destination.queue->definition().name;
         ExclusiveOwner by = to_exchange ? ExclusiveOwner{} : b.destination.queue->definition().exclusive_owner;
         out.push_back(Bind{vname, true, name, to_exchange, dest, b.key, b.arguments, by});
       }
@@ -444,9 +447,28 @@ std::vector<Change> Catalog::definitions() const {
   return out;
 }
 
+void Catalog::hold_stored_messages(const std::vector<store::MessageRecord>& messages) {
+  for (const auto& m : messages)
+    held_messages_[{m.vhost, m.queue}].push_back(
+        {m.id, amqp::validate_properties(m.properties).priority, m.body_size});
+}
+
+std::vector<Catalog::StoredMessage> Catalog::claim_stored_messages(const std::string& vhost, const std::string& queue) {
+  auto node = held_messages_.extract({vhost, queue});
+  return node ? std::move(node.mapped()) : std::vector<StoredMessage>{};
+}
+
 void Catalog::reset(const std::vector<Change>& changes) {
   const bool was = persist_;
   persist_ = false;
+  resetting_ = true;
+  // The messages of durable queues homed here wait in the store for the queues to return.
+  for (auto& [vname, vh] : vhosts_)
+    for (const auto& [qname, q] : vh->queues())
+      if (q->definition().durable)
+        q->for_each_stored([&](const QueueEntry& e) {
+          held_messages_[{vname, qname}].push_back({e.store_id, e.priority, e.body_size});
+        });
   for (auto& [name, vh] : vhosts_) {
     if (observer_) observer_->vhost_deleted(name);
     vh->remove_all();
@@ -458,6 +480,7 @@ void Catalog::reset(const std::vector<Change>& changes) {
   for (const auto& c : changes)
     if (auto r = apply(c); !r.ok())
       log_.error("snapshot change refused change={} code={} reason=\"{}\"", change_name(c), r.code, r.text);
+  resetting_ = false;
   persist_ = was;
 }
 

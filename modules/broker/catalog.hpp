@@ -21,6 +21,7 @@
 #include "broker/policy.hpp"
 #include "broker/vhost.hpp"
 #include "core/log.hpp"
+#include "broker/remote_queue.hpp"
 #include "store/store.hpp"
 
 namespace mqnode::broker {
@@ -68,6 +69,9 @@ class Catalog {
   // <log>: replicate proposals through it from now on (nullptr: apply locally).
   void set_change_log(ChangeLog* log) { change_log_ = log; }
   void set_observer(CatalogObserver* o) { observer_ = o; }
+  // <homes>: how queues homed on other nodes are reached (nullptr: every queue is local).
+  void set_queue_homes(QueueHomes* homes) { queue_homes_ = homes; }
+  QueueHomes* queue_homes() const { return queue_homes_; }
 
   // The one write path. <done> gets the outcome once the change is applied here; with no
   // ChangeLog that is before propose returns.
@@ -104,6 +108,19 @@ class Catalog {
   const std::map<ParameterKey, nlohmann::json>& parameters() const { return parameters_; }
   // True while applied changes are written to the store (Vhost persists through this).
   bool persisting() const { return opts_.store && persist_ && !change_log_; }
+  bool replicated() const { return change_log_ != nullptr; }
+  bool resetting() const { return resetting_; }
+
+  // A replicated catalog's queues are rebuilt from the raft log (at start_app, from a
+  // snapshot) while the persistent messages of those homed here stay in the store: they
+  // are held here until the queue's declaration is applied again, which claims them.
+  struct StoredMessage {
+    uint64_t id = 0;
+    uint8_t priority = 0;
+    uint64_t body_size = 0;
+  };
+  void hold_stored_messages(const std::vector<store::MessageRecord>& messages);
+  std::vector<StoredMessage> claim_stored_messages(const std::string& vhost, const std::string& queue);
   const core::Logger& log() const { return log_; }
 
   // The changes that rebuild this catalog's definitions from empty, in an order apply()
@@ -145,6 +162,9 @@ class Catalog {
   ChangeLog* change_log_ = nullptr;
   CatalogObserver* observer_ = nullptr;
   bool persist_ = true;
+  QueueHomes* queue_homes_ = nullptr;
+  bool resetting_ = false;
+  std::map<std::pair<std::string, std::string>, std::vector<StoredMessage>> held_messages_;  // by vhost, queue
   AccessControl access_;
   PolicySet policies_;
   std::map<ParameterKey, nlohmann::json> parameters_;

@@ -19,6 +19,10 @@ struct Fields {
     if (!v) throw ChangeDecodeError(fmt::format("change field '{}' missing", key));
     return *v;
   }
+  // A field added after the first release: older changes lack it.
+  std::string str_or(const char* key, std::string fallback) const {
+    return t.find(key) ? str(key) : fallback;
+  }
   std::string str(const char* key) const {
     const auto* s = at(key).as_string();
     if (!s) throw ChangeDecodeError(fmt::format("change field '{}' is not a string", key));
@@ -88,6 +92,7 @@ void fields(amqp::FieldTable& t, const DeclareQueue& c) {
   put_owner(t, "owner_node", "owner_connection", c.def.exclusive_owner);
   t.set("arguments", c.def.arguments);
   put_owner(t, "by_node", "by_connection", c.by);
+  t.set("home", c.def.home);
 }
 void fields(amqp::FieldTable& t, const DeleteQueue& c) {
   t.set("vhost", c.vhost);
@@ -177,6 +182,7 @@ DeclareQueue decode(const Fields& f) {
   c.def.exclusive_owner = f.owner("owner_node", "owner_connection");
   c.def.arguments = f.table("arguments");
   c.by = f.owner("by_node", "by_connection");
+  c.def.home = f.str_or("home", {});
   return c;
 }
 template <>

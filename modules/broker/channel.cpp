@@ -62,24 +62,37 @@ void Channel::after_store_commit(std::function<void(Channel&, bool)> fn) {
   store_since_ = store->next_message_id();
 }
 
+template <class M, class F>
+auto Channel::when_answered(F then) {
+  waiting_ = true;
+  return [alive = std::weak_ptr<Channel*>(alive_), then = std::move(then)](auto&&... answer) mutable {
+    auto token = alive.lock();
+    if (!token || !*token) return;
+    Channel& ch = **token;
+    ch.waiting_ = false;
+    if (ch.closing_) return;
+    ch.conn_.run_guarded(ch.id_, [&] { then(ch, std::forward<decltype(answer)>(answer)...); });
+    ch.conn_.resume_channel(ch.id_);
+  };
+}
+
 template <class M>
 void Channel::propose(Change change, std::function<void(Channel&, const ChangeResult&)> then) {
-  waiting_ = true;
-  conn_.broker().catalog().propose(
-      std::move(change), [alive = std::weak_ptr<Channel*>(alive_), then = std::move(then)](ChangeResult r) {
-        auto token = alive.lock();
-        if (!token || !*token) return;
-        Channel& ch = **token;
-        ch.waiting_ = false;
-        if (ch.closing_) return;
-        ch.conn_.run_guarded(ch.id_, [&] {
-          if (r.code >= 500)
-            throw ConnectionError(static_cast<ConnectionReplyCode>(r.code), r.text, M::kClassId, M::kMethodId);
-          if (!r.ok()) throw ChannelError(static_cast<ChannelReplyCode>(r.code), r.text, M::kClassId, M::kMethodId);
-          then(ch, r);
-        });
-        ch.conn_.resume_channel(ch.id_);
-      });
+  conn_.broker().catalog().propose(std::move(change),
+                                   when_answered<M>([then = std::move(then)](Channel& ch, const ChangeResult& r) {
+                                     if (r.code >= 500)
+                                       throw ConnectionError(static_cast<ConnectionReplyCode>(r.code), r.text,
+                                                             M::kClassId, M::kMethodId);
+                                     if (!r.ok())
+                                       throw ChannelError(static_cast<ChannelReplyCode>(r.code), r.text, M::kClassId,
+                                                          M::kMethodId);
+                                     then(ch, r);
+                                   }));
+}
+
+template <class M>
+void Channel::check_answer(const QueueError& e) {
+  if (e) throw ChannelError(static_cast<ChannelReplyCode>(e.code), e.text, M::kClassId, M::kMethodId);
 }
 
 ExclusiveOwner Channel::owner() const { return {conn_.broker().catalog().node(), conn_.id()}; }
@@ -249,14 +262,19 @@ void Channel::on(const amqp::ExchangeUnbind& m) {
 
 void Channel::on(const amqp::QueueDeclare& m) {
   std::string name = m.queue;
-  auto declare_ok = [nowait = m.nowait](Channel& ch, const QueueHandle& q) {
-    ch.last_queue_ = q.definition().name;
+  // declare-ok carries the counts, which live at the queue's home.
+  auto declare_ok = [nowait = m.nowait](Channel& ch, const QueueHandlePtr& q) {
+    ch.last_queue_ = q->definition().name;
+    q->touch();  // any declare, passive too, counts as use for x-expires (as RabbitMQ)
     if (nowait) return;
-    amqp::QueueDeclareOk ok;
-    ok.queue = q.definition().name;
-    ok.message_count = static_cast<uint32_t>(q.message_count());
-    ok.consumer_count = static_cast<uint32_t>(q.consumer_count());
-    ch.send(ok);
+    q->status(ch.when_answered<amqp::QueueDeclare>([q](Channel& ch, const QueueError& e, QueueStatus s) {
+      check_answer<amqp::QueueDeclare>(e);
+      amqp::QueueDeclareOk ok;
+      ok.queue = q->definition().name;
+      ok.message_count = static_cast<uint32_t>(s.messages);
+      ok.consumer_count = static_cast<uint32_t>(s.consumers);
+      ch.send(ok);
+    }));
   };
   if (name == kReplyQueue && m.passive) {  // RabbitMQ answers for the pseudo-queue
     amqp::QueueDeclareOk ok;
@@ -267,8 +285,7 @@ void Channel::on(const amqp::QueueDeclare& m) {
   if (m.passive) {
     QueueHandlePtr q = queue_or_404(resolve_queue_name(name));
     check_exclusive(*q);
-    q->touch();  // any declare, passive too, counts as use for x-expires (as RabbitMQ)
-    declare_ok(*this, *q);
+    declare_ok(*this, q);
     return;
   }
   if (name.empty()) name = conn_.broker().random_name("amq.gen-");
@@ -285,9 +302,7 @@ void Channel::on(const amqp::QueueDeclare& m) {
   propose<amqp::QueueDeclare>(std::move(change), [name, exclusive = m.exclusive, declare_ok](Channel& ch,
                                                                                          const ChangeResult& r) {
     if (r.created && exclusive) ch.conn_.own_exclusive_queue(name);
-    QueueHandlePtr q = ch.queue_or_404(name);  // deleted again before the outcome arrived
-    q->touch();
-    declare_ok(ch, *q);
+    declare_ok(ch, ch.queue_or_404(name));  // deleted again before the outcome arrived: 404
   });
 }
 
@@ -304,32 +319,39 @@ void Channel::on(const amqp::QueuePurge& m) {
   check_permission(Permission::Read, "queue", name);
   QueueHandlePtr q = queue_or_404(name);
   check_exclusive(*q);
-  amqp::QueuePurgeOk ok;
-  ok.message_count = static_cast<uint32_t>(q->purge());
-  if (!m.nowait) send(ok);
+  q->purge(when_answered<amqp::QueuePurge>([nowait = m.nowait](Channel& ch, const QueueError& e, std::size_t n) {
+    check_answer<amqp::QueuePurge>(e);
+    amqp::QueuePurgeOk ok;
+    ok.message_count = static_cast<uint32_t>(n);
+    if (!nowait) ch.send(ok);
+  }));
 }
 
 void Channel::on(const amqp::QueueDelete& m) {
   Vhost& vh = conn_.vhost();
   auto name = resolve_queue_name(m.queue);
   check_permission(Permission::Configure, "queue", name);
-  uint32_t count = 0;
+  auto remove = [name, nowait = m.nowait](Channel& ch, uint32_t count) {
+    ch.propose<amqp::QueueDelete>(DeleteQueue{ch.conn_.vhost().name(), name, DeleteReason::Client, ch.owner()},
+                                  [count, nowait](Channel& ch, const ChangeResult&) {
+                                    amqp::QueueDeleteOk ok;
+                                    ok.message_count = count;
+                                    if (!nowait) ch.send(ok);
+                                  });
+  };
   // Deleting a queue that does not exist succeeds with a count of 0 (RabbitMQ ≥ 3.2).
-  // if-unused and if-empty are the queue's own state, checked here at its home.
-  if (QueueHandlePtr q = vh.find_queue(name)) {
-    check_exclusive(*q);
-    if (m.if_unused && q->consumer_count() > 0)
-      precondition(fmt::format("queue '{}' in vhost '{}' in use", name, vh.name()));
-    if (m.if_empty && q->message_count() > 0)
-      precondition(fmt::format("queue '{}' in vhost '{}' not empty", name, vh.name()));
-    count = static_cast<uint32_t>(q->message_count());
-  }
-  propose<amqp::QueueDelete>(DeleteQueue{vh.name(), name, DeleteReason::Client, owner()},
-                             [count, nowait = m.nowait](Channel& ch, const ChangeResult&) {
-                               amqp::QueueDeleteOk ok;
-                               ok.message_count = count;
-                               if (!nowait) ch.send(ok);
-                             });
+  QueueHandlePtr q = vh.find_queue(name);
+  if (!q) return remove(*this, 0);
+  check_exclusive(*q);
+  // if-unused and if-empty are the queue's own state, asked of its home.
+  q->status(when_answered<amqp::QueueDelete>(
+      [name, remove, if_unused = m.if_unused, if_empty = m.if_empty](Channel& ch, const QueueError& e, QueueStatus s) {
+        const auto& vhost = ch.conn_.vhost().name();
+        check_answer<amqp::QueueDelete>(e);
+        if (if_unused && s.consumers > 0) precondition(fmt::format("queue '{}' in vhost '{}' in use", name, vhost));
+        if (if_empty && s.messages > 0) precondition(fmt::format("queue '{}' in vhost '{}' not empty", name, vhost));
+        remove(ch, static_cast<uint32_t>(s.messages));
+      }));
 }
 
 // ---- basic class: consumers ----------------------------------------------------------
@@ -368,9 +390,6 @@ void Channel::on(const amqp::BasicConsume& m) {
   check_permission(Permission::Read, "queue", name);
   QueueHandlePtr q = queue_or_404(name);
   check_exclusive(*q);
-  if (q->has_exclusive_consumer() || (m.exclusive && q->consumer_count() > 0))
-    throw ChannelError(ChannelReplyCode::AccessRefused,
-                       fmt::format("queue '{}' in vhost '{}' in exclusive use", name, conn_.vhost().name()));
   auto c = std::make_shared<Consumer>(*this, tag, q);
   c->no_ack = m.no_ack;
   c->exclusive = m.exclusive;
@@ -381,14 +400,17 @@ void Channel::on(const amqp::BasicConsume& m) {
     if (!p) precondition(fmt::format("invalid arg 'x-priority' for consumer of queue '{}': expected an integer", name));
     c->priority = *p;
   }
-  consumers_.emplace(tag, c);
-  ++conn_.broker().stats().consumers;
-  if (!m.nowait) {
-    amqp::BasicConsumeOk ok;
-    ok.consumer_tag = tag;
-    send(ok);
-  }
-  q->consume(*c);  // after consume-ok: deliveries must follow it
+  // The queue answers before its first delivery, so consume-ok goes out ahead of them.
+  q->subscribe(*c, when_answered<amqp::BasicConsume>([c, nowait = m.nowait](Channel& ch, const QueueError& e) {
+    check_answer<amqp::BasicConsume>(e);
+    ch.consumers_.emplace(c->tag, c);
+    ++ch.conn_.broker().stats().consumers;
+    if (!nowait) {
+      amqp::BasicConsumeOk ok;
+      ok.consumer_tag = c->tag;
+      ch.send(ok);
+    }
+  }));
 }
 
 void Channel::cancel_consumer(const std::string& tag) {
@@ -484,28 +506,31 @@ void Channel::on(const amqp::BasicGet& m) {
   check_permission(Permission::Read, "queue", name);
   QueueHandlePtr q = queue_or_404(name);
   check_exclusive(*q);
-  auto entry = q->get();
-  if (!entry) {
-    send(amqp::BasicGetEmpty{});
-    return;
-  }
-  uint64_t tag = next_delivery_tag_++;
-  amqp::BasicGetOk ok;
-  ok.delivery_tag = tag;
-  ok.redelivered = entry->redelivered;
-  ok.exchange = entry->msg->exchange;
-  ok.routing_key = entry->msg->routing_key;
-  ok.message_count = static_cast<uint32_t>(q->message_count());
-  auto& out = conn_.out();
-  amqp::append_method_frame(out, id_, ok);
-  amqp::append_content(out, id_, amqp::BasicPublish::kClassId, entry->msg->properties, entry->msg->body,
-                       conn_.frame_max());
-  conn_.flush();
-  ++conn_.broker().stats().messages_delivered;
-  if (m.no_ack)
-    q->ack(*entry);
-  else
-    unacked_.push_back({tag, q, nullptr, std::move(*entry), false});
+  q->fetch(when_answered<amqp::BasicGet>([q, no_ack = m.no_ack](Channel& ch, const QueueError& e,
+                                                                 std::optional<QueueEntry> entry, std::size_t remaining) {
+    check_answer<amqp::BasicGet>(e);
+    if (!entry) {
+      ch.send(amqp::BasicGetEmpty{});
+      return;
+    }
+    uint64_t tag = ch.next_delivery_tag_++;
+    amqp::BasicGetOk ok;
+    ok.delivery_tag = tag;
+    ok.redelivered = entry->redelivered;
+    ok.exchange = entry->msg->exchange;
+    ok.routing_key = entry->msg->routing_key;
+    ok.message_count = static_cast<uint32_t>(remaining);
+    auto& out = ch.conn_.out();
+    amqp::append_method_frame(out, ch.id_, ok);
+    amqp::append_content(out, ch.id_, amqp::BasicPublish::kClassId, entry->msg->properties, entry->msg->body,
+                         ch.conn_.frame_max());
+    ch.conn_.flush();
+    ++ch.conn_.broker().stats().messages_delivered;
+    if (no_ack)
+      q->ack(*entry);
+    else
+      ch.unacked_.push_back({tag, q, nullptr, std::move(*entry), false});
+  }));
 }
 
 void Channel::check_tag(uint64_t tag, bool multiple) const {
@@ -710,16 +735,34 @@ void Channel::publish_complete() {
     tx_ops_.emplace_back(TxPublish{std::move(shared), p.method.mandatory});
     return;
   }
-  auto routed = route_and_enqueue(shared, p.method.mandatory);
-  if (confirm_) {
-    // A queue that refused the message (x-overflow reject-publish) makes it a nack.
-    auto state = routed.refused ? Confirm::Nack : routed.durable ? Confirm::Pending : Confirm::Ack;
-    confirms_.emplace_back(++publish_seq_, state);
-    durable_unregistered_ |= state == Confirm::Pending;
+  if (!confirm_) {
+    route_and_enqueue(shared, p.method.mandatory, {});
+    return;
   }
+  const uint64_t seq = ++publish_seq_;
+  auto routed = route_and_enqueue(shared, p.method.mandatory, remote_settled(seq));
+  // A queue that refused the message (x-overflow reject-publish) makes it a nack.
+  confirms_.push_back({seq, routed.durable, static_cast<uint32_t>(routed.remote), routed.refused});
+  durable_unregistered_ |= routed.durable;
 }
 
-PublishOutcome Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory) {
+Settled Channel::remote_settled(uint64_t seq) {
+  // Only a cluster has queues homed elsewhere; a single node saves the allocation.
+  if (!conn_.broker().catalog().queue_homes()) return {};
+  return [alive = std::weak_ptr<Channel*>(alive_), seq](bool ok) {
+    auto token = alive.lock();
+    if (!token || !*token || (*token)->closing()) return;
+    Channel& ch = **token;
+    auto it = std::lower_bound(ch.confirms_.begin(), ch.confirms_.end(), seq,
+                               [](const PendingConfirm& c, uint64_t s) { return c.seq < s; });
+    if (it == ch.confirms_.end() || it->seq != seq || it->remote == 0) return;
+    --it->remote;
+    it->nack |= !ok;
+    ch.emit_confirms();
+  };
+}
+
+PublishOutcome Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory, const Settled& settled) {
   auto& stats = conn_.broker().stats();
   if (msg->exchange.empty() && msg->routing_key.starts_with(kReplyPrefix)) {
     Channel* target = conn_.broker().find_reply_channel(std::string_view(msg->routing_key).substr(kReplyPrefix.size()));
@@ -734,7 +777,7 @@ PublishOutcome Channel::route_and_enqueue(const MessagePtr& msg, bool mandatory)
   }
   Exchange* ex = conn_.vhost().find_exchange(msg->exchange);
   PublishOutcome out;
-  if (ex) out = conn_.vhost().publish(*ex, msg, route_scratch_);
+  if (ex) out = conn_.vhost().publish(*ex, msg, route_scratch_, {}, settled);
   if (out.queues == 0) {
     ++stats.messages_unroutable;
     if (mandatory) basic_return(*msg, 312, "NO_ROUTE");
@@ -769,26 +812,29 @@ void Channel::flush_confirms() {
 }
 
 void Channel::durable_committed(uint64_t upto, bool ok) {
-  for (auto& [seq, state] : confirms_) {
-    if (seq > upto) break;
-    if (state == Confirm::Pending) state = ok ? Confirm::Ack : Confirm::Nack;
+  for (auto& c : confirms_) {
+    if (c.seq > upto) break;
+    if (!c.durable) continue;
+    c.durable = false;
+    c.nack |= !ok;
   }
   emit_confirms();
 }
 
 void Channel::emit_confirms() {
-  while (!confirms_.empty() && confirms_.front().second != Confirm::Pending) {
-    if (confirms_.front().second == Confirm::Nack) {
+  auto settled = [](const PendingConfirm& c) { return !c.durable && c.remote == 0; };
+  while (!confirms_.empty() && settled(confirms_.front())) {
+    if (confirms_.front().nack) {
       amqp::BasicNack nack;
-      nack.delivery_tag = confirms_.front().first;
+      nack.delivery_tag = confirms_.front().seq;
       confirms_.pop_front();
       send(nack);
       continue;
     }
     // A run of acks goes out as one basic.ack with multiple=true.
-    uint64_t first = confirms_.front().first, last = first;
-    while (!confirms_.empty() && confirms_.front().second == Confirm::Ack) {
-      last = confirms_.front().first;
+    uint64_t first = confirms_.front().seq, last = first;
+    while (!confirms_.empty() && settled(confirms_.front()) && !confirms_.front().nack) {
+      last = confirms_.front().seq;
       confirms_.pop_front();
     }
     amqp::BasicAck ack;
@@ -816,28 +862,48 @@ void Channel::on(const amqp::TxCommit&) {
   if (!tx_) precondition("channel is not transactional");
   auto ops = std::move(tx_ops_);
   tx_ops_.clear();
-  bool durable = false;
+  // commit-ok promises the transaction's messages are safe: persistent ones on disk here,
+  // and every one handed to its queue's home. Until then the channel waits.
+  auto wait = std::make_shared<TxCommitWait>();
+  Settled settled;
+  if (conn_.broker().catalog().queue_homes())
+    settled = [wait](bool ok) {
+      wait->ok &= ok;
+      --wait->remote;
+      tx_commit_progress(wait);
+    };
   for (auto& op : ops) {
     if (auto* p = std::get_if<TxPublish>(&op)) {
-      durable |= route_and_enqueue(p->msg, p->mandatory).durable;
+      auto routed = route_and_enqueue(p->msg, p->mandatory, settled);
+      wait->store |= routed.durable;
+      wait->remote += routed.remote;
     } else {
       auto& a = std::get<TxAck>(op);
       settle(a.tag, a.multiple, a.how);
     }
   }
-  // commit-ok promises the transaction's persistent messages are on disk.
-  if (durable)
-    after_store_commit([](Channel& ch, bool ok) {
-      ch.conn_.run_guarded(ch.id_, [&] {
-        if (!ok)
-          throw ChannelError(ChannelReplyCode::PreconditionFailed,
-                             "store write failed; transaction not committed (see the broker log)",
-                             amqp::TxCommit::kClassId, amqp::TxCommit::kMethodId);
-        ch.send(amqp::TxCommitOk{});
-      });
+  wait->done = when_answered<amqp::TxCommit>([](Channel& ch, bool ok) {
+    if (!ok)
+      throw ChannelError(ChannelReplyCode::PreconditionFailed,
+                         "store write failed or a queue's home node did not take a message; transaction not "
+                         "committed (see the broker log)",
+                         amqp::TxCommit::kClassId, amqp::TxCommit::kMethodId);
+    ch.send(amqp::TxCommitOk{});
+  });
+  if (wait->store)
+    after_store_commit([wait](Channel&, bool ok) {
+      wait->ok &= ok;
+      wait->store = false;
+      tx_commit_progress(wait);
     });
-  else
-    send(amqp::TxCommitOk{});
+  tx_commit_progress(wait);
+}
+
+void Channel::tx_commit_progress(const std::shared_ptr<TxCommitWait>& wait) {
+  if (wait->store || wait->remote > 0 || !wait->done) return;
+  auto done = std::move(wait->done);
+  wait->done = nullptr;
+  done(wait->ok);
 }
 
 void Channel::on(const amqp::TxRollback&) {

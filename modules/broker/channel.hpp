@@ -131,6 +131,14 @@ class Channel final : public DeliveryTarget {
   // the channel or connection exception it names, for <M>.
   template <class M>
   void propose(Change change, std::function<void(Channel&, const ChangeResult&)> then);
+  // The callback for an answer to method <M> that this channel waits for (a proposal's
+  // outcome, a queue's reply from its home): it runs <then>(channel, answer...) guarded,
+  // unless the channel is gone or closing, then replays the frames stashed meanwhile.
+  template <class M, class F>
+  auto when_answered(F then);
+  // A queue's refusal as the channel error it is, for method <M>.
+  template <class M>
+  static void check_answer(const QueueError& e);
   // The requesting connection, as exclusive queues name their owner.
   ExclusiveOwner owner() const;
 
@@ -147,7 +155,16 @@ class Channel final : public DeliveryTarget {
                       const std::string& destination, const std::string& key, const amqp::FieldTable& args);
 
   void publish_complete();
-  PublishOutcome route_and_enqueue(const MessagePtr& msg, bool mandatory);
+  PublishOutcome route_and_enqueue(const MessagePtr& msg, bool mandatory, const Settled& settled);
+  // What a queue homed elsewhere calls when it has (or lost) publish <seq>.
+  Settled remote_settled(uint64_t seq);
+  struct TxCommitWait {
+    bool store = false;       // persistent messages not yet committed here
+    std::size_t remote = 0;   // messages not yet taken by their queue's home
+    bool ok = true;
+    std::function<void(bool ok)> done;  // sends commit-ok (or the error), once
+  };
+  static void tx_commit_progress(const std::shared_ptr<TxCommitWait>& wait);
   void basic_return(const Message& msg, uint16_t code, const char* text);
   // The store committed (or failed) everything up to publish sequence number <upto>.
   void durable_committed(uint64_t upto, bool ok);
@@ -186,8 +203,15 @@ class Channel final : public DeliveryTarget {
 
   bool confirm_ = false;
   uint64_t publish_seq_ = 0;
-  enum class Confirm : uint8_t { Pending, Ack, Nack };
-  std::deque<std::pair<uint64_t, Confirm>> confirms_;  // oldest first
+  // A publish awaiting its confirm: acked once neither the store nor a remote home owes
+  // an answer, nacked if any refused.
+  struct PendingConfirm {
+    uint64_t seq = 0;
+    bool durable = false;  // waits for the store's commit
+    uint32_t remote = 0;   // answers due from queues homed on other nodes
+    bool nack = false;
+  };
+  std::deque<PendingConfirm> confirms_;  // oldest first
   uint64_t durable_registered_upto_ = 0;  // covered by an after_store_commit callback
   bool durable_unregistered_ = false;     // a pending confirm not yet covered
   uint64_t store_since_ = 0;              // first store message id not yet vouched for
@@ -198,7 +222,7 @@ class Channel final : public DeliveryTarget {
   bool tx_ = false;
   std::vector<std::variant<TxPublish, TxAck>> tx_ops_;
 
-  std::vector<Queue*> route_scratch_;
+  std::vector<QueueHandle*> route_scratch_;
   std::unordered_map<std::string, bool> write_allowed_;  // per exchange, permission cache
 };
 

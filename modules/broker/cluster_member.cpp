@@ -74,6 +74,20 @@ void ClusterMember::open() {
             links_->self().address);
 }
 
+std::string ClusterMember::address_of(const std::string& node) const {
+  if (!links_) return {};
+  if (node == links_->self().name) return links_->self().address;
+  if (raft_)
+    for (const auto& m : raft_->status().members)
+      if (raft_->name_of(m.id) == node) return m.address;
+  // A member whose name raft has not learnt yet: names are host names, as in RabbitMQ.
+  try {
+    return cluster::resolve_node(fmt::format("{}:{}", node, cfg_.bind.port));
+  } catch (const std::runtime_error&) {
+    return {};
+  }
+}
+
 void ClusterMember::start(Catalog& catalog, const BrokerConfig& definitions) {
   catalog_ = &catalog;
   definitions_ = &definitions;

@@ -59,6 +59,10 @@ class ClusterMember {
   void status(CommandDone done);
 
   void dump(nlohmann::json& out) const;
+  // The cluster port's links (after open()), for the other traffic between nodes.
+  const std::shared_ptr<cluster::Links>& links() const { return links_; }
+  // Where <node> (a member's name) takes links: "host:port", or empty when unknown.
+  std::string address_of(const std::string& node) const;
   // Housekeeping: the leader proposes the config file's definitions that are missing.
   void tick();
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include <fmt/format.h>
+
 #include "amqp/properties.hpp"
 
 namespace mqnode::broker {
@@ -325,6 +327,24 @@ std::size_t Queue::purge() {
   ready_.for_each([this](const QueueEntry& e) { forget(e); });
   ready_.clear();
   return n;
+}
+
+void Queue::status(std::function<void(QueueError, QueueStatus)> done) {
+  done({}, {message_count(), consumer_count()});
+}
+
+void Queue::fetch(std::function<void(QueueError, std::optional<QueueEntry>, std::size_t)> done) {
+  auto e = get();
+  done({}, std::move(e), message_count());
+}
+
+void Queue::purge(std::function<void(QueueError, std::size_t)> done) { done({}, purge()); }
+
+void Queue::subscribe(Consumer& c, std::function<void(QueueError)> done) {
+  if (has_exclusive_consumer() || (c.exclusive && !consumers_.empty()))
+    return done({403, fmt::format("queue '{}' in vhost '{}' in exclusive use", def_.name, vhost_)});
+  done({});
+  consume(c);  // after the caller's consume-ok: deliveries must follow it
 }
 
 void Queue::consume(Consumer& c) {

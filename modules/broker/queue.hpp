@@ -38,6 +38,7 @@ struct QueueEntry {
   uint32_t body_size = 0;    // msg->body.size(), known while paged out too
   uint8_t priority = 0;      // msg->priority, likewise
   bool redelivered = false;
+  uint64_t home_tag = 0;     // on a node that is not the queue's home: the home's id for it
 };
 
 // What a resident message costs in RAM: its content plus an estimate of the structures
@@ -156,6 +157,9 @@ struct QueueDefinition {
   ExclusiveOwner exclusive_owner;
   amqp::FieldTable arguments;
   QueueArgs args;  // <arguments> parsed
+  // The node that holds the queue's messages (RabbitMQ's queue leader); the others reach
+  // it over the cluster. Empty: the node that applies the definition (a single node).
+  std::string home;
 };
 
 // The local queue: this node is its home.
@@ -176,30 +180,44 @@ class Queue final : public QueueHandle, public std::enable_shared_from_this<Queu
 
   // Appends and delivers at once when a consumer has credit, applying the queue's TTL and
   // length limits (x-message-ttl, x-max-length(-bytes), x-overflow).
-  EnqueueResult enqueue(MessagePtr msg) override;
+  EnqueueResult enqueue(MessagePtr msg);
+  EnqueueResult enqueue(MessagePtr msg, const Settled&) override { return enqueue(std::move(msg)); }
   // Puts back a message recovered from the store at start, paged out (it is loaded when
   // due) and flagged redelivered (it may have been delivered before the restart).
   void restore(uint64_t store_id, uint8_t priority, uint64_t body_size);
+  // Visits the ready messages that are in the store and would be restored from it at start
+  // (persistent, or paged out).
+  template <class F>
+  void for_each_stored(F&& f) const {
+    ready_.for_each([&](const QueueEntry& e) {
+      if (e.store_id && (!e.msg || e.msg->persistent)) f(e);
+    });
+  }
   // The message left the queue for good (acked, dropped, or delivered without ack):
   // removes its stored copy.
   void forget(const QueueEntry& e);
   // Puts messages back at the head in the given order, flagged redelivered (RabbitMQ puts
   // requeued messages back in their original order ahead of newer ones).
   void requeue(std::vector<QueueEntry> entries) override;
-  std::optional<QueueEntry> get() override;
-  std::size_t purge() override;
+  std::optional<QueueEntry> get();
+  std::size_t purge();
+  void status(std::function<void(QueueError, QueueStatus)> done) override;
+  void fetch(std::function<void(QueueError, std::optional<QueueEntry>, std::size_t)> done) override;
+  void purge(std::function<void(QueueError, std::size_t)> done) override;
   void ack(const QueueEntry& e) override { forget(e); }
   void reject(QueueEntry e) override { dead_letter(std::move(e), DeathReason::Rejected); }
 
   // The queue refers to its consumers without owning them (their channel does), so
   // queue and consumer never keep each other alive.
-  void consume(Consumer& c) override;
+  void consume(Consumer& c);
+  // consume() unless the queue is in exclusive use (403, RabbitMQ's text).
+  void subscribe(Consumer& c, std::function<void(QueueError)> done) override;
   bool cancel(const Consumer& c) override;
   void credit() override { dispatch(); }
   const std::vector<Consumer*>& consumers() const { return consumers_; }
-  bool has_exclusive_consumer() const override;
+  bool has_exclusive_consumer() const;
 
-  std::size_t message_count() const override { return ready_.size(); }
+  std::size_t message_count() const { return ready_.size(); }
   uint64_t message_bytes() const { return ready_.bytes(); }
   // Ready messages with their content in RAM, and what they cost there.
   std::size_t messages_resident() const { return ready_.resident(); }
@@ -214,7 +232,7 @@ class Queue final : public QueueHandle, public std::enable_shared_from_this<Queu
   // A client used the queue (declare, get, consume): restarts its x-expires clock.
   void touch() override { last_used_ = now_ms(); }
   static int64_t now_ms();
-  std::size_t consumer_count() const override { return consumers_.size(); }
+  std::size_t consumer_count() const { return consumers_.size(); }
 
   // Delivers ready messages while some consumer has credit. Cheap when nothing can move.
   void dispatch();

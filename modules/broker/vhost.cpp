@@ -102,7 +102,7 @@ void Vhost::restore(const store::Snapshot& snap) {
       apply(Bind{name_, true, b.source, b.to_exchange, b.destination, b.key, decode_table(b.arguments), {}});
   for (const auto& m : snap.messages) {
     if (m.vhost != name_) continue;
-    auto q = find_queue(m.queue);
+    auto q = find_local_queue(m.queue);
     if (!q) continue;
     q->restore(m.id, amqp::validate_properties(m.properties).priority, m.body_size);
   }
@@ -110,7 +110,7 @@ void Vhost::restore(const store::Snapshot& snap) {
 
 void Vhost::remove_all() {
   std::vector<std::string> queues, exchanges;
-  for (const auto& [name, q] : queues_) queues.push_back(name);
+  for (const auto& [name, q] : handles_) queues.push_back(name);
   for (const auto& [name, ex] : exchanges_)
     if (!name.empty() && !name.starts_with("amq.")) exchanges.push_back(name);
   for (const auto& q : queues) apply(DeleteQueue{name_, q, DeleteReason::Client, {}});
@@ -123,7 +123,12 @@ Exchange* Vhost::find_exchange(std::string_view name) const {
   return it == exchanges_.end() ? nullptr : it->second.get();
 }
 
-QueuePtr Vhost::find_queue(std::string_view name) const {
+QueueHandlePtr Vhost::find_queue(std::string_view name) const {
+  auto it = handles_.find(name);
+  return it == handles_.end() ? nullptr : it->second;
+}
+
+QueuePtr Vhost::find_local_queue(std::string_view name) const {
   auto it = queues_.find(name);
   return it == queues_.end() ? nullptr : it->second;
 }
@@ -148,7 +153,7 @@ void Vhost::apply_policies() {
   std::vector<std::string> names;
   for (const auto& [name, q] : queues_) names.push_back(name);
   for (const auto& name : names)
-    if (auto q = find_queue(name)) {
+    if (auto q = find_local_queue(name)) {
       // The arguments were checked when the queue was declared, so this does not throw.
       QueueArgs client = parse_queue_args(q->definition().arguments, name, name_);
       q->set_args(effective_queue_args(client, policy_for(name, true)));
@@ -168,18 +173,37 @@ void Vhost::apply(const DeclareQueue& c) {
   persist(c);
   QueueDefinition def = c.def;
   def.args = effective_queue_args(def.args, policy_for(def.name, true));
+  QueueHomes* homes = catalog_.queue_homes();
+  if (homes && !def.home.empty() && def.home != catalog_.node()) {
+    auto q = homes->open(name_, def);
+    handles_.emplace(c.def.name, q);
+    remote_queues_.emplace(c.def.name, std::move(q));
+    return;
+  }
   auto q = std::make_shared<Queue>(std::move(def), name_, store_, this, queue_ram_bytes_);
+  if (q->definition().durable)
+    for (const auto& m : catalog_.claim_stored_messages(name_, c.def.name)) q->restore(m.id, m.priority, m.body_size);
+  handles_.emplace(c.def.name, q);
   queues_.emplace(c.def.name, std::move(q));
 }
 
 void Vhost::apply(const DeleteQueue& c) {
   persist(c);
-  auto it = queues_.find(c.name);
-  if (it == queues_.end()) return;
-  QueuePtr q = std::move(it->second);
-  queues_.erase(it);
+  auto it = handles_.find(c.name);
+  if (it == handles_.end()) return;
+  QueueHandlePtr q = std::move(it->second);
+  handles_.erase(it);
   remove_bindings_to(BindingTarget{q.get(), nullptr});
-  for (Consumer* consumer : q->mark_deleted()) consumer->target.cancelled_by_server(*consumer);
+  std::vector<Consumer*> consumers;
+  if (auto local = queues_.extract(c.name)) {
+    // A replicated catalog does not persist definitions, but the messages of a queue
+    // deleted for good leave the store (not when a reset rebuilds the catalog).
+    if (store_ && local.mapped()->definition().durable && catalog_.replicated() && !catalog_.resetting())
+      store_->delete_queue(name_, c.name);
+    consumers = local.mapped()->mark_deleted();
+  }
+  if (auto remote = remote_queues_.extract(c.name)) consumers = remote.mapped()->mark_deleted();
+  for (Consumer* consumer : consumers) consumer->target.cancelled_by_server(*consumer);
 }
 
 void Vhost::apply(const Bind& c) {
@@ -187,7 +211,7 @@ void Vhost::apply(const Bind& c) {
   Exchange* src = find_exchange(c.source);
   if (!src) return;
   BindingTarget dest;
-  QueuePtr q;
+  QueueHandlePtr q;
   if (c.to_exchange) {
     dest.exchange = find_exchange(c.destination);
     if (!dest.exchange) return;
@@ -315,23 +339,24 @@ void Vhost::republish(const DeadLetter& d) {
   msg->persistent = orig.persistent;
   msg->priority = orig.priority;
 
-  std::vector<Queue*> targets;
+  std::vector<QueueHandle*> targets;
   publish(*dlx, msg, targets, [&](const QueueHandle& t) {
     bool cycle = std::find(died_in.begin(), died_in.end(), t.definition().name) != died_in.end();
     return !cycle || any_rejected;
   });
 }
 
-PublishOutcome Vhost::publish(const Exchange& ex, const MessagePtr& msg, std::vector<Queue*>& scratch,
-                                     const std::function<bool(const QueueHandle&)>& admit) {
+PublishOutcome Vhost::publish(const Exchange& ex, const MessagePtr& msg, std::vector<QueueHandle*>& scratch,
+                              const std::function<bool(const QueueHandle&)>& admit, const Settled& settled) {
   PublishOutcome out;
   route(ex, *msg, scratch);
-  for (Queue* q : scratch) {
+  for (QueueHandle* q : scratch) {
     if (admit && !admit(*q)) continue;
-    auto r = q->enqueue(msg);
+    auto r = q->enqueue(msg, settled);
     ++out.queues;
     out.durable |= r.durable;
     out.refused |= !r.accepted;
+    out.remote += r.remote;
   }
   return out;
 }
@@ -341,20 +366,20 @@ bool Vhost::exchange_in_use(const Exchange& ex) const {
   return !ex.bindings().empty();
 }
 
-void Vhost::route(const Exchange& ex, const Message& msg, std::vector<Queue*>& out) const {
+void Vhost::route(const Exchange& ex, const Message& msg, std::vector<QueueHandle*>& out) const {
   out.clear();
   std::vector<const Exchange*> visited;
   route_into(ex, msg, out, visited);
 }
 
-void Vhost::route_into(const Exchange& ex, const Message& msg, std::vector<Queue*>& out,
+void Vhost::route_into(const Exchange& ex, const Message& msg, std::vector<QueueHandle*>& out,
                        std::vector<const Exchange*>& visited) const {
   if (std::find(visited.begin(), visited.end(), &ex) != visited.end()) return;
   visited.push_back(&ex);
   std::size_t before = out.size();
   if (ex.name().empty()) {
-    auto it = queues_.find(msg.routing_key);
-    if (it != queues_.end()) out.push_back(it->second.get());
+    auto it = handles_.find(msg.routing_key);
+    if (it != handles_.end()) out.push_back(it->second.get());
   } else {
     std::vector<BindingTarget> targets;
     ex.route(msg, targets);

@@ -15,6 +15,7 @@
 #include "broker/exchange/exchange.hpp"
 #include "broker/policy.hpp"
 #include "broker/queue.hpp"
+#include "broker/remote_queue.hpp"
 
 namespace mqnode::broker {
 
@@ -57,9 +58,14 @@ class Vhost final : public QueueOwner {
   void dead_letter(Queue& q, QueueEntry e, DeathReason why) override;
 
   Exchange* find_exchange(std::string_view name) const;
-  QueuePtr find_queue(std::string_view name) const;
+  // Any queue of the vhost, wherever its home is.
+  QueueHandlePtr find_queue(std::string_view name) const;
+  // A queue homed on this node.
+  QueuePtr find_local_queue(std::string_view name) const;
   const std::map<std::string, ExchangePtr, std::less<>>& exchanges() const { return exchanges_; }
+  // The queues homed on this node, and every queue of the vhost.
   const std::map<std::string, QueuePtr, std::less<>>& queues() const { return queues_; }
+  const std::map<std::string, QueueHandlePtr, std::less<>>& all_queues() const { return handles_; }
 
   // True if <ex> is the source of a binding (exchange.delete if-unused).
   bool exchange_in_use(const Exchange& ex) const;
@@ -67,13 +73,14 @@ class Vhost final : public QueueOwner {
   // Destination queues of <msg> published to <ex> (the default exchange routes by queue
   // name), following exchange-to-exchange bindings and alternate exchanges, without
   // duplicates. <out> is cleared first.
-  void route(const Exchange& ex, const Message& msg, std::vector<Queue*>& out) const;
+  void route(const Exchange& ex, const Message& msg, std::vector<QueueHandle*>& out) const;
 
   // The one publish path, for clients and dead-lettering alike: routes <msg> from <ex> and
   // enqueues it in every destination <admit> accepts (empty: all). <scratch> is the
-  // caller's routing buffer, reused across publishes.
-  PublishOutcome publish(const Exchange& ex, const MessagePtr& msg, std::vector<Queue*>& scratch,
-                         const std::function<bool(const QueueHandle&)>& admit = {});
+  // caller's routing buffer, reused across publishes. <settled> goes with the message to
+  // destinations homed on other nodes (PublishOutcome::remote says how many will call it).
+  PublishOutcome publish(const Exchange& ex, const MessagePtr& msg, std::vector<QueueHandle*>& scratch,
+                         const std::function<bool(const QueueHandle&)>& admit = {}, const Settled& settled = {});
 
  private:
   // The policy in force for a queue (<is_queue>) or exchange of this vhost, or nullptr.
@@ -91,7 +98,7 @@ class Vhost final : public QueueOwner {
   void persist(const C& change);
   void remove_bindings_to(const BindingTarget& dest);
   void delete_if_unused_auto_delete(Exchange* ex);
-  void route_into(const Exchange& ex, const Message& msg, std::vector<Queue*>& out,
+  void route_into(const Exchange& ex, const Message& msg, std::vector<QueueHandle*>& out,
                   std::vector<const Exchange*>& visited) const;
 
   std::string name_;
@@ -104,6 +111,8 @@ class Vhost final : public QueueOwner {
   bool dead_lettering_ = false;
   std::map<std::string, ExchangePtr, std::less<>> exchanges_;
   std::map<std::string, QueuePtr, std::less<>> queues_;
+  std::map<std::string, std::shared_ptr<RemoteQueue>, std::less<>> remote_queues_;
+  std::map<std::string, QueueHandlePtr, std::less<>> handles_;  // both of the above
 };
 
 }  // namespace mqnode::broker

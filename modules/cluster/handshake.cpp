@@ -103,6 +103,7 @@ std::string_view to_string(Purpose p) {
   switch (p) {
     case Purpose::Raft: return "raft";
     case Purpose::Peer: return "peer";
+    case Purpose::Queues: return "queues";
   }
   return "unknown";
 }
@@ -190,7 +191,7 @@ void Handshake::on_hello(std::span<const uint8_t> msg) {
       !c.string8(peer.address) || !c.at_end()) {
     return fail(HandshakeError::Malformed, "a hello of the wrong length");
   }
-  if (purpose != static_cast<uint8_t>(Purpose::Raft) && purpose != static_cast<uint8_t>(Purpose::Peer)) {
+  if (purpose < static_cast<uint8_t>(Purpose::Raft) || purpose > static_cast<uint8_t>(Purpose::Queues)) {
     return fail(HandshakeError::Malformed, fmt::format("unknown link purpose {}", purpose));
   }
   if (side_ == Side::Initiator && purpose != static_cast<uint8_t>(purpose_)) {

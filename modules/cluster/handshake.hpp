@@ -30,7 +30,7 @@ inline constexpr uint16_t kLinkProtocolVersion = 1;
 inline constexpr std::size_t kMaxHandshakeFrame = 1024;
 
 // What the link is for once it is authenticated; the acceptor dispatches on it.
-enum class Purpose : uint8_t { Raft = 1, Peer = 2 };
+enum class Purpose : uint8_t { Raft = 1, Peer = 2, Queues = 3 };
 std::string_view to_string(Purpose p);
 
 struct NodeIdentity {

@@ -2,9 +2,9 @@
 # Build the fuzz targets with clang (libFuzzer + ASan + UBSan) in a separate build directory
 # and run each over its committed seeds for its share of a bounded time.
 #
-#   test/fuzz/run.sh [seconds]        default 60, in total: each of the 4 targets gets a quarter
+#   test/fuzz/run.sh [seconds]        default 60, in total: each of the 5 targets gets a fifth
 #
-# Per target T (frame, vrrp, http, cluster_link): new corpus entries go to <build>/fuzz-corpus/T (the
+# Per target T (frame, vrrp, http, cluster_link, queue_wire): new corpus entries go to <build>/fuzz-corpus/T (the
 # committed seeds in test/fuzz/corpus/T are only read), crashes to <build>/fuzz-artifacts/T/,
 # libFuzzer's output to <build>/fuzz-logs/T.log. Every target runs even after one fails, so
 # one run reports them all; a summary line per target ends the output, and the exit status
@@ -17,7 +17,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-60}
 build=${MQNODE_FUZZ_BUILD:-$root/build-fuzz}
-targets="frame vrrp http cluster_link"
+targets="frame vrrp http cluster_link queue_wire"
 cd "$root"
 
 mkdir -p "$build"
@@ -32,7 +32,7 @@ fi
 cmake --build "$build" -j2 --target $(for t in $targets; do printf 'fuzz_%s ' "$t"; done)
 
 # Equal shares of the budget (max_total_time=0 would mean no limit: at least 1 s each).
-share=$((secs / 4))
+share=$((secs / $(echo $targets | wc -w)))
 [ "$share" -ge 1 ] || share=1
 failed=""
 summary=""
@@ -48,6 +48,7 @@ for t in $targets; do
     vrrp) extra="-max_len=8192" ;;  # an IPv6 advert with 255 addresses is 4 KiB
     http) extra="-max_len=8192 -dict=test/fuzz/http.dict" ;;
     cluster_link) extra="-max_len=4096" ;;  # a whole handshake is under 1.2 KiB
+    queue_wire) extra="-max_len=4096" ;;
   esac
   echo "== fuzz_$t: ${share}s" >&2
   rc=0

@@ -21,11 +21,11 @@
 
 namespace mqnode::broker {
 
-class Queue;
+class QueueHandle;
 class Exchange;
 
 struct BindingTarget {
-  Queue* queue = nullptr;
+  QueueHandle* queue = nullptr;
   Exchange* exchange = nullptr;
   bool operator==(const BindingTarget&) const = default;
 };

@@ -40,7 +40,7 @@ std::string describe(const Catalog& c) {
           << " ae=" << ex->alternate_exchange() << "\n";
       std::vector<std::string> bindings;
       for (const auto& b : ex->bindings())
-        bindings.push_back((b.destination.queue ? "q:" + b.destination.queue->name()
+        bindings.push_back((b.destination.queue ? "q:" + b.destination.queue->definition().name
                                                 : "x:" + b.destination.exchange->name()) + " " + b.key);
       std::sort(bindings.begin(), bindings.end());
       for (const auto& b : bindings) out << "  -> " << b << "\n";

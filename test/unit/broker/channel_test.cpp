@@ -299,7 +299,7 @@ TEST_CASE("publish with confirms, consume, ack: every step on the frame sink") {
   const auto& d = expect<amqp::BasicDeliver>(out[1]);
   CHECK(d.consumer_tag == "c1");
   CHECK(d.routing_key == "work");
-  auto q = node.broker.find_vhost("/")->find_queue("work");
+  auto q = node.broker.find_vhost("/")->find_local_queue("work");
   CHECK(q->message_count() == 0);
 
   amqp::BasicAck ack;

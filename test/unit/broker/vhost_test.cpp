@@ -30,9 +30,9 @@ struct Node {
   void apply(const Change& c) { REQUIRE(catalog.apply(c).ok()); }
   Vhost& vhost() { return *catalog.find_vhost("/"); }
 };
-std::vector<std::string> names(const std::vector<Queue*>& qs) {
+std::vector<std::string> names(const std::vector<QueueHandle*>& qs) {
   std::vector<std::string> out;
-  for (auto* q : qs) out.push_back(q->name());
+  for (auto* q : qs) out.push_back(q->definition().name);
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -44,7 +44,7 @@ TEST_CASE("vhost routing") {
   for (const char* e : {"", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match"})
     CHECK(vh.find_exchange(e) != nullptr);
   for (const char* q : {"q1", "q2", "q3"}) node.apply(DeclareQueue{"/", qdef(q), {}});
-  std::vector<Queue*> out;
+  std::vector<QueueHandle*> out;
 
   SUBCASE("default exchange routes by queue name") {
     vh.route(*vh.find_exchange(""), *msg("", "q2"), out);
@@ -133,25 +133,25 @@ TEST_CASE("a policy change applies at once to existing queues and exchanges") {
     return MessagePtr(m);
   };
   for (int i = 0; i < 10; ++i) {
-    vh.find_queue("lim")->enqueue(message("lim"));
-    vh.find_queue("client")->enqueue(message("client"));
+    vh.find_local_queue("lim")->enqueue(message("lim"));
+    vh.find_local_queue("client")->enqueue(message("client"));
   }
-  REQUIRE(vh.find_queue("lim")->message_count() == 10);
-  REQUIRE(vh.find_queue("client")->message_count() == 2);
+  REQUIRE(vh.find_local_queue("lim")->message_count() == 10);
+  REQUIRE(vh.find_local_queue("client")->message_count() == 2);
 
   node.apply(SetPolicy{"/", "p", "^(lim|client|routed)$", nlohmann::json::parse(R"({"max-length": 4,
       "dead-letter-exchange": "", "dead-letter-routing-key": "dead", "alternate-exchange": "amq.fanout"})"), 0, "all"});
-  CHECK(vh.find_queue("lim")->message_count() == 4);      // the head went at once...
-  CHECK(vh.find_queue("dead")->message_count() == 6);     // ...to the policy's dead-letter target
-  CHECK(vh.find_queue("client")->message_count() == 2);   // the client's lower limit still wins
+  CHECK(vh.find_local_queue("lim")->message_count() == 4);      // the head went at once...
+  CHECK(vh.find_local_queue("dead")->message_count() == 6);     // ...to the policy's dead-letter target
+  CHECK(vh.find_local_queue("client")->message_count() == 2);   // the client's lower limit still wins
   CHECK(vh.find_exchange("routed")->alternate_exchange() == "amq.fanout");
 
   node.apply(ClearPolicy{"/", "p"});
-  CHECK_FALSE(vh.find_queue("lim")->definition().args.max_length.has_value());
-  CHECK(vh.find_queue("client")->definition().args.max_length == 2);
+  CHECK_FALSE(vh.find_local_queue("lim")->definition().args.max_length.has_value());
+  CHECK(vh.find_local_queue("client")->definition().args.max_length == 2);
   CHECK(vh.find_exchange("routed")->alternate_exchange().empty());
-  for (int i = 0; i < 10; ++i) vh.find_queue("lim")->enqueue(message("lim"));
-  CHECK(vh.find_queue("lim")->message_count() == 14);     // no limit any more
+  for (int i = 0; i < 10; ++i) vh.find_local_queue("lim")->enqueue(message("lim"));
+  CHECK(vh.find_local_queue("lim")->message_count() == 14);     // no limit any more
 }
 
 TEST_CASE("an expires policy counts from when it is set, as RabbitMQ restarts the expiry timer") {
@@ -162,7 +162,7 @@ TEST_CASE("an expires policy counts from when it is set, as RabbitMQ restarts th
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   node.apply(SetPolicy{"/", "e", "^idle$", nlohmann::json::parse(R"({"expires": 100})"), 0, "all"});
   vh.tick(Queue::now_ms());
-  CHECK(vh.find_queue("idle") != nullptr);
+  CHECK(vh.find_local_queue("idle") != nullptr);
   vh.tick(Queue::now_ms() + 100);
-  CHECK(vh.find_queue("idle") == nullptr);
+  CHECK(vh.find_local_queue("idle") == nullptr);
 }
