@@ -122,6 +122,7 @@ struct Options {
   int threads = 4;           // idle: threads opening/closing connections
   double timeout = 15;       // stall timeout / network timeouts (seconds)
   std::string tag;           // free text copied into RESULT
+  std::string queue;         // throughput/backlog/latency: this queue (declared before, e.g. on another node)
   bool persistent = false;   // delivery-mode 2 and a durable queue
   uint32_t confirm_window = 0;  // 0 = no confirms; else confirm.select, at most N unconfirmed
   double rate = 0;           // latency: messages per second
@@ -150,7 +151,9 @@ struct Options {
           "             --threads T (4)\n"
           "fake-broker: --port N [--seconds S]: in-memory AMQP sink for measuring this generator's own\n"
           "             ceiling (throughput scenario only); see README\n"
-          "common:      --timeout S (15: connect/RPC timeout and no-progress limit) --tag TEXT\n");
+          "common:      --timeout S (15: connect/RPC timeout and no-progress limit) --tag TEXT\n"
+          "             --queue NAME (single-queue scenarios: use NAME, redeclared, instead of a fresh one;\n"
+          "             in a cluster a queue declared on another node first is homed there)\n");
   exit(code);
 }
 
@@ -194,6 +197,7 @@ Options parse_args(int argc, char** argv) {
     else if (a == "--user") o.user = val();
     else if (a == "--password") o.password = val();
     else if (a == "--vhost") o.vhost = val();
+    else if (a == "--queue") o.queue = val();
     else if (a == "--size") o.size = static_cast<size_t>(num(0, 64 << 20));
     else if (a == "--ack") {
       std::string v = val();
@@ -1065,7 +1069,9 @@ int run_flow(const Options& o) {
   const std::string id = run_id();
   s.nqueues = fanout ? o.queues : 1;
   for (int i = 0; i < s.nqueues; ++i)
-    s.queues.push_back(fanout ? strf("mqnode-bench-%s-q%d", id.c_str(), i) : strf("mqnode-bench-%s", id.c_str()));
+    s.queues.push_back(fanout            ? strf("mqnode-bench-%s-q%d", id.c_str(), i)
+                       : o.queue.empty() ? strf("mqnode-bench-%s", id.c_str())
+                                         : o.queue);
   if (fanout) {
     s.exchange = strf("mqnode-bench-%s-fx", id.c_str());
   } else {

@@ -76,7 +76,7 @@ asio::awaitable<void> BrokerModule::housekeeping() {
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
     if (!app_running_) continue;
-    broker_->tick(Queue::now_ms());
+    broker_->tick(broker_->catalog().clock().now_ms());
     if (cluster_) cluster_->tick();
   }
 }

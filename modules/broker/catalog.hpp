@@ -60,6 +60,7 @@ class Catalog {
     store::Store* store = nullptr;             // durable definitions and messages (nullptr: memory only)
     uint64_t queue_ram_bytes = Queue::kDefaultRamWindow;
     std::vector<std::string> loopback_users{"guest"};
+    const core::Clock* clock = &core::Clock::steady();  // message TTLs and queue expiry count with it
   };
   Catalog(Options opts, core::Logger log);
   ~Catalog();
@@ -99,6 +100,7 @@ class Catalog {
   void load(const BrokerConfig& cfg, const store::Snapshot* snap);
 
   const std::string& node() const { return opts_.node; }
+  const core::Clock& clock() const { return *opts_.clock; }
   store::Store* store() const { return opts_.store; }
   Vhost* find_vhost(std::string_view name) const;
   const std::map<std::string, std::unique_ptr<Vhost>, std::less<>>& vhosts() const { return vhosts_; }

@@ -71,8 +71,12 @@ auto Channel::when_answered(F then) {
     Channel& ch = **token;
     ch.waiting_ = false;
     if (ch.closing_) return;
-    ch.conn_.run_guarded(ch.id_, [&] { then(ch, std::forward<decltype(answer)>(answer)...); });
-    ch.conn_.resume_channel(ch.id_);
+    // A refusal may end the connection and with it this channel: only the host and the
+    // channel's number are used after <then>.
+    ChannelHost& host = ch.conn_;
+    const uint16_t id = ch.id_;
+    host.run_guarded(id, [&] { then(ch, std::forward<decltype(answer)>(answer)...); });
+    host.resume_channel(id);
   };
 }
 

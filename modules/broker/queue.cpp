@@ -18,10 +18,6 @@ const char* death_reason_name(DeathReason r) {
   return "";
 }
 
-int64_t Queue::now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 uint64_t ram_cost(const Message& m) {
   // Message, its vectors and strings, the shared_ptr control block and the index entry.
@@ -171,13 +167,16 @@ void ReadyList::release(const store::Store& store) {
   }
 }
 
-Queue::Queue(QueueDefinition def, std::string vhost, store::Store* store, QueueOwner* owner, uint64_t ram_window)
+Queue::Queue(QueueDefinition def, std::string vhost, store::Store* store, QueueOwner* owner, uint64_t ram_window,
+             const core::Clock& clock)
     : def_(std::move(def)),
       vhost_(std::move(vhost)),
       store_(store),
       owner_(owner),
       ready_(static_cast<uint8_t>(def_.args.max_priority.value_or(0))),
-      ram_window_(def_.args.queue_mode == "lazy" ? std::min(ram_window, kLazyRamWindow) : ram_window) {}
+      ram_window_(def_.args.queue_mode == "lazy" ? std::min(ram_window, kLazyRamWindow) : ram_window),
+      clock_(clock),
+      last_used_(clock.now_ms()) {}
 
 bool Queue::over_limit(uint64_t extra_messages, uint64_t extra_bytes) const {
   const auto& a = def_.args;

@@ -19,6 +19,7 @@
 #include "broker/message.hpp"
 #include "broker/queue_args.hpp"
 #include "broker/queue_handle.hpp"
+#include "core/clock.hpp"
 #include "store/store.hpp"
 
 namespace mqnode::broker {
@@ -168,8 +169,9 @@ class Queue final : public QueueHandle, public std::enable_shared_from_this<Queu
   // <owner>: auto-delete and dead-lettering (nullptr: neither). <store>: where persistent
   // messages of a durable queue are written and where messages beyond <ram_window> bytes
   // are paged out (nullptr: memory only, no paging).
+  // <clock>: what TTLs and x-expires count with.
   Queue(QueueDefinition def, std::string vhost, store::Store* store, QueueOwner* owner,
-        uint64_t ram_window = kDefaultRamWindow);
+        uint64_t ram_window = kDefaultRamWindow, const core::Clock& clock = core::Clock::steady());
   static constexpr uint64_t kDefaultRamWindow = 64ull << 20;
   // x-queue-mode=lazy: RabbitMQ's "keep as little as possible in RAM".
   static constexpr uint64_t kLazyRamWindow = 256ull << 10;
@@ -231,7 +233,7 @@ class Queue final : public QueueHandle, public std::enable_shared_from_this<Queu
   bool unused_since(int64_t now_ms) const;
   // A client used the queue (declare, get, consume): restarts its x-expires clock.
   void touch() override { last_used_ = now_ms(); }
-  static int64_t now_ms();
+  int64_t now_ms() const { return clock_.now_ms(); }
   std::size_t consumer_count() const { return consumers_.size(); }
 
   // Delivers ready messages while some consumer has credit. Cheap when nothing can move.
@@ -276,7 +278,8 @@ class Queue final : public QueueHandle, public std::enable_shared_from_this<Queu
   ReadyList ready_;
   uint64_t ram_window_;
   bool loading_ = false;  // a page-in request is with the store's reader
-  int64_t last_used_ = now_ms();
+  const core::Clock& clock_;
+  int64_t last_used_;
   std::vector<Consumer*> consumers_;
   std::size_t round_robin_ = 0;
   bool deleted_ = false;

@@ -180,7 +180,7 @@ void Vhost::apply(const DeclareQueue& c) {
     remote_queues_.emplace(c.def.name, std::move(q));
     return;
   }
-  auto q = std::make_shared<Queue>(std::move(def), name_, store_, this, queue_ram_bytes_);
+  auto q = std::make_shared<Queue>(std::move(def), name_, store_, this, queue_ram_bytes_, catalog_.clock());
   if (q->definition().durable)
     for (const auto& m : catalog_.claim_stored_messages(name_, c.def.name)) q->restore(m.id, m.priority, m.body_size);
   handles_.emplace(c.def.name, q);

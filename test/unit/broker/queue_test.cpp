@@ -38,11 +38,13 @@ struct RecordingOwner final : QueueOwner {
   void dead_letter(Queue&, QueueEntry e, DeathReason why) override { dead.emplace_back(e.msg->routing_key, why); }
 };
 
+mqnode::core::ManualClock test_clock;
+
 std::shared_ptr<Queue> make_queue(RecordingOwner& owner, QueueArgs args) {
   QueueDefinition d;
   d.name = "q";
   d.args = std::move(args);
-  return std::make_shared<Queue>(d, "/", nullptr, &owner);
+  return std::make_shared<Queue>(d, "/", nullptr, &owner, Queue::kDefaultRamWindow, test_clock);
 }
 }  // namespace
 
@@ -91,7 +93,7 @@ TEST_CASE("length limits and TTL") {
     auto q = make_queue(owner, a);
     q->enqueue(msg("short", 0, 1000));
     q->enqueue(msg("long"));
-    int64_t now = Queue::now_ms();
+    int64_t now = test_clock.now_ms();
     q->expire(now + 2000);
     REQUIRE(owner.dead.size() == 1);
     CHECK(owner.dead[0] == std::pair<std::string, DeathReason>{"short", DeathReason::Expired});
@@ -112,7 +114,7 @@ TEST_CASE("length limits and TTL") {
     QueueArgs a;
     a.expires_ms = 1000;
     auto q = make_queue(owner, a);
-    int64_t now = Queue::now_ms();
+    int64_t now = test_clock.now_ms();
     CHECK_FALSE(q->unused_since(now));
     CHECK(q->unused_since(now + 1500));
   }

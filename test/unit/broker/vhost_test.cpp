@@ -1,7 +1,5 @@
 #include <doctest/doctest.h>
 
-#include <chrono>
-#include <thread>
 
 #include "amqp/properties.hpp"
 #include "broker/catalog.hpp"
@@ -25,7 +23,8 @@ QueueDefinition qdef(std::string name, bool auto_delete = false) {
 }
 // A single-node catalog holding vhost "/" in memory; changes must apply.
 struct Node {
-  Catalog catalog{{"n1"}, mqnode::test::quiet_log()};
+  mqnode::core::ManualClock clock;
+  Catalog catalog{{.node = "n1", .clock = &clock}, mqnode::test::quiet_log()};
   Node() { apply(PutVhost{"/", ""}); }
   void apply(const Change& c) { REQUIRE(catalog.apply(c).ok()); }
   Vhost& vhost() { return *catalog.find_vhost("/"); }
@@ -159,10 +158,14 @@ TEST_CASE("an expires policy counts from when it is set, as RabbitMQ restarts th
   Vhost& vh = node.vhost();
   node.apply(DeclareQueue{"/", qdef("idle"), {}});
   // Idle for longer than the policy's expires before the policy exists.
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  node.clock.advance(150);
   node.apply(SetPolicy{"/", "e", "^idle$", nlohmann::json::parse(R"({"expires": 100})"), 0, "all"});
-  vh.tick(Queue::now_ms());
+  vh.tick(node.clock.now_ms());
   CHECK(vh.find_local_queue("idle") != nullptr);
-  vh.tick(Queue::now_ms() + 100);
+  node.clock.advance(99);
+  vh.tick(node.clock.now_ms());
+  CHECK(vh.find_local_queue("idle") != nullptr);
+  node.clock.advance(1);
+  vh.tick(node.clock.now_ms());
   CHECK(vh.find_local_queue("idle") == nullptr);
 }
