@@ -16,7 +16,7 @@ BUILD_PKGS=(g++ cmake ninja-build pkg-config libasio-dev nlohmann-json3-dev libs
 TEST_PKGS=(python3 python3-pytest python3-pika python3-kombu python3-prometheus-client amqp-tools iproute2 procps
            clang libclang-rt-14-dev keepalived tcpdump libcap2-bin haproxy chromium
            rabbitmq-server  # rabbitmqadmin, for the management API test
-           podman runc)  # test/image: the container image, built and run
+           podman runc podman-compose golang-github-containernetworking-plugin-dnsname)  # test/image
 # amqplib (npm ci into test/integration/node), for the client tests: Debian's nodejs and npm,
 # unless the machine already has a node with its own npm (NodeSource's nodejs bundles npm
 # and conflicts with Debian's npm package).

@@ -29,7 +29,7 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "test", "support"))
 sys.path.insert(0, os.path.join(ROOT, "test", "integration"))
-from brokers import port_open  # noqa: E402
+from brokers import free_port, port_open  # noqa: E402
 from helpers import wait_until as wait_for  # noqa: E402
 TAG = "pid%d" % os.getpid()
 IMAGE = "localhost/mqnode-test:" + TAG
@@ -155,9 +155,12 @@ def test_image_three_node_cluster(image, network):
         print("mq%d: AMQP port open %.0f ms after `podman run` was invoked, %.0f ms after it returned" % (h, total, after))
 
     # The process runs as the mqnode user, the data dir is the named volume.
-    top = podman("top", name(1), "user", "huser", "args").stdout.splitlines()
-    user, huser, args = top[1].split(None, 2)
-    assert (user, huser) == ("mqnode", "999") and "mqnode --role disc" in args, top
+    top = podman("top", name(1), "user", "args").stdout.splitlines()
+    user, args = top[1].split(None, 1)
+    assert user == "mqnode" and args.startswith("/usr/local/bin/mqnode --role disc"), top
+    uids = podman("exec", name(1), "sh", "-c",
+                  'while read -r k v; do [ "$k" = Uid: ] && echo "$v"; done < /proc/1/status; exit 0').stdout.split()
+    assert uids and set(uids) == {"999"}, uids
     mounts = json.loads(podman("inspect", name(1)).stdout)[0]["Mounts"]
     assert any(m["Destination"] == "/var/lib/mqnode" and m.get("Name") == name(1) + "-data" for m in mounts), mounts
 
@@ -225,3 +228,41 @@ def test_image_three_node_cluster(image, network):
                                10, what="the message back from img.q2")
     assert body == b"after mq3 left"
     conn.close()
+
+
+def test_compose_appliance(image):
+    """compose.yaml with podman-compose: three nodes, mq2 and mq3 joined to mq1 by
+    MQNODE_CLUSTER_SEEDS, names resolved by the compose network; a round trip through a
+    published port on loopback; `down -v` removes it all."""
+    project = "mqtc" + TAG
+    ports = {k: free_port() for k in ("MQ1_AMQP_PORT", "MQ1_MGMT_PORT", "MQ2_AMQP_PORT", "MQ3_AMQP_PORT")}
+    env = dict(ENV, MQNODE_IMAGE=image, MQNODE_COOKIE=COOKIE, MQNODE_DEFAULT_USER=USER, MQNODE_DEFAULT_PASS=PASS,
+               **{k: str(v) for k, v in ports.items()})
+    compose = ["podman-compose", "-f", os.path.join(ROOT, "compose.yaml"), "-p", project]
+
+    def status():
+        r = podman("exec", project + "_mq1_1", "mqnode", "ctl", "cluster_status", "--formatter", "json", check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else {}
+    try:
+        r = subprocess.run(compose + ["up", "-d"], capture_output=True, text=True, timeout=180, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_for(lambda: status().get("running_nodes") == ["mq1", "mq2", "mq3"], 60, interval=0.5,
+                 what="mq1, mq2 and mq3 running in one cluster (now %s)" % status())
+        assert status()["ram_nodes"] == ["mq3"]
+        creds = pika.PlainCredentials(USER, PASS)
+        def connect_mq3():
+            try:
+                return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", ports["MQ3_AMQP_PORT"],
+                                                                         credentials=creds))
+            except pika.exceptions.AMQPConnectionError:
+                return None
+        conn = wait_for(connect_mq3, 20, interval=0.5, what="AMQP through mq3's published port")
+        ch = conn.channel()
+        ch.queue_declare("compose.q")
+        ch.basic_publish("", "compose.q", b"compose")
+        assert ch.basic_get("compose.q", auto_ack=True)[2] == b"compose"
+        conn.close()
+    finally:
+        r = subprocess.run(compose + ["down", "-v"], capture_output=True, text=True, timeout=180, env=env)
+        print("--- podman-compose down\n" + r.stdout[-2000:] + r.stderr[-2000:])
+        podman("network", "rm", "-f", project + "_default", check=False)
