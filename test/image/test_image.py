@@ -167,10 +167,14 @@ def test_image_three_node_cluster(image, network):
     # mq2 joins as the tutorial's hosts do, through `podman exec`.
     wait_for(lambda: "mq1" in (cluster_status(1) or {}).get("running_nodes", []), 30, interval=0.3, what="mq1 running")
     ctl(2, "stop_app")
+    # The HEALTHCHECK follows mqnode's own health: a stopped broker is unhealthy.
+    assert podman("healthcheck", "run", name(2), check=False).returncode == 1
     ctl(2, "reset")
     r = ctl(2, "join_cluster", "mq1")
     assert "Clustering node mq2 with mq1" in r.stdout, r.stdout
     ctl(2, "start_app")
+    wait_for(lambda: podman("healthcheck", "run", name(2), check=False).returncode == 0, 30, interval=0.5,
+             what="mq2 healthy again after start_app")
     expected = {"disk_nodes": ["mq1", "mq2"], "ram_nodes": ["mq3"], "running_nodes": ["mq1", "mq2", "mq3"]}
     wait_for(lambda: all({k: (cluster_status(h) or {}).get(k) for k in expected} == expected for h in (1, 2, 3)),
              60, interval=0.5, what="one cluster of three in every node's cluster_status")
@@ -206,7 +210,6 @@ def test_image_three_node_cluster(image, network):
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         pika.BlockingConnection(pika.ConnectionParameters(ip(3), 5672, credentials=pika.PlainCredentials("guest", "guest")))
 
-    # The HEALTHCHECK is mqnode's: healthy while running.
     assert podman("healthcheck", "run", name(3), check=False).returncode == 0
 
     # `podman stop` (SIGTERM, then SIGKILL after 10 s) of the RAM node: the open connection
