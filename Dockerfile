@@ -1,16 +1,25 @@
-# Built with the README's own set-up step (./build.sh build), so image and README agree.
-FROM debian:bookworm AS build
-WORKDIR /src
-COPY . .
-RUN ./build.sh build
-
-FROM debian:bookworm-slim
-RUN apt-get update -qq \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libfmt9 libssl3 libsqlite3-0 libmnl0 libhttp-parser2.9 \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/build/app/mqnode /usr/local/bin/mqnode
-COPY conf/mqnode.json /etc/mqnode/mqnode.json.example
-EXPOSE 5672
+# mqnode's container image: the stripped binary, exactly the shared libraries it loads, dash
+# for the entrypoint, and nothing else (about 15 MB). No registry image is needed: the root
+# filesystem is assembled from the release build and this Debian host's own libraries.
+#
+#   ./build.sh image        # ./build.sh build, packaging/image/rootfs.sh, podman build
+#
+# or by hand (docker works the same way; --format docker keeps the HEALTHCHECK with podman):
+#   ./build.sh build && packaging/image/rootfs.sh build/app/mqnode build/image-root
+#   podman build --format docker -t mqnode .
+#
+# Environment, ports, volumes and capabilities: docs/deploy.md.
+FROM scratch
+COPY build/image-root/ /
+# The data dir belongs to the unprivileged user the node runs as.
+COPY --chown=999:999 packaging/image/data-dir/ /var/lib/mqnode/
+USER 999:999
+ENV MQNODE_ROLE=disc
+# 5672 AMQP, 15672 management API and /metrics, 25672 cluster links, 5670 the lb's AMQP
+# frontend and 8080 its stats page (conf/seed; keep them in step there). The vip role uses
+# VRRP (IP protocol 112) on the host's network, not a port.
+EXPOSE 5672 15672 25672 5670 8080
 VOLUME /var/lib/mqnode
-ENTRYPOINT ["/usr/local/bin/mqnode"]
-CMD ["--role=disc"]
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["/usr/local/bin/mqnode-entrypoint", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/mqnode-entrypoint"]

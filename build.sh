@@ -6,6 +6,7 @@
 #                                     run unit, integration, netns and fuzz tests
 #   ./build.sh deps [run|test]        only install the Debian packages
 #   ./build.sh build                  only build build/app/mqnode (release)
+#   ./build.sh image                  build, then the container image mqnode:latest with podman
 #   ./build.sh bench [bench args...]  build the load generator and run bench/run.py
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,7 +15,8 @@ BUILD_PKGS=(g++ cmake ninja-build pkg-config libasio-dev nlohmann-json3-dev libs
             libfmt-dev doctest-dev libssl-dev libmnl-dev libhttp-parser-dev libraft-dev libuv1-dev)
 TEST_PKGS=(python3 python3-pytest python3-pika python3-kombu python3-prometheus-client amqp-tools iproute2 procps
            clang libclang-rt-14-dev keepalived tcpdump libcap2-bin haproxy chromium
-           rabbitmq-server)  # rabbitmqadmin, for the management API test
+           rabbitmq-server  # rabbitmqadmin, for the management API test
+           podman runc podman-compose golang-github-containernetworking-plugin-dnsname)  # test/image
 # amqplib (npm ci into test/integration/node), for the client tests: Debian's nodejs and npm,
 # unless the machine already has a node with its own npm (NodeSource's nodejs bundles npm
 # and conflicts with Debian's npm package).
@@ -55,6 +57,12 @@ case "$cmd" in
     install_pkgs "${BUILD_PKGS[@]}"
     build_release
     ;;
+  image)
+    install_pkgs "${BUILD_PKGS[@]}" podman
+    build_release
+    packaging/image/rootfs.sh build/app/mqnode build/image-root
+    podman build --format docker -t "${MQNODE_IMAGE:-mqnode:latest}" .
+    ;;
   run)
     install_pkgs "${BUILD_PKGS[@]}"
     build_release
@@ -68,11 +76,13 @@ case "$cmd" in
     cmake --build build-test -j "$(jobs)"
     echo "== unit tests" >&2
     ctest --test-dir build-test --output-on-failure
+    echo "== release build, for the container image test (test/image)" >&2
+    build_release
     echo "== integration tests (pytest, real clients against build-test/app/mqnode)" >&2
     npm ci --prefix test/integration/node --no-audit --no-fund >/dev/null
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
-    MQNODE_BIN="$PWD/build-test/app/mqnode" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-      test/integration test/netns
+    MQNODE_BIN="$PWD/build-test/app/mqnode" MQNODE_RELEASE_BIN="$PWD/build/app/mqnode" \
+      /usr/bin/python3 -m pytest -q -p no:cacheprovider test/integration test/netns test/image
     echo "== fuzz (bounded)" >&2
     test/fuzz/run.sh "${FUZZ_SECONDS:-60}"
     ;;
@@ -82,7 +92,7 @@ case "$cmd" in
     exec /usr/bin/python3 bench/run.py --mqnode-bin build/app/mqnode --bench-bin build/bench/mqnode-bench "$@"
     ;;
   *)
-    echo "usage: $0 run|test|deps|build|bench" >&2
+    echo "usage: $0 run|test|deps|build|image|bench" >&2
     exit 2
     ;;
 esac

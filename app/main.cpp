@@ -129,8 +129,10 @@ void reload_config(const std::string& path, const core::ModuleContext& ctx,
   }
 }
 
+// <check_only>: validate the config for these roles as a start would, bind and touch
+// nothing, and return 0 (`mqnode --check-config FILE`).
 int run(const std::string& roles_arg, const std::string& config_path, const std::string& data_dir_arg,
-        const std::string& level_arg) {
+        const std::string& level_arg, bool check_only = false) {
   auto sink = std::make_shared<core::LogSink>();
   core::Logger log(sink, "mqnode");
   auto level = core::parse_log_level(level_arg);
@@ -168,6 +170,10 @@ int run(const std::string& roles_arg, const std::string& config_path, const std:
     modules.push_back(make_mgmt(ctx, modules));
     for (auto& m : modules) m->configure(root.object(m->name()));
     validate_sections(root, ctx, modules);
+    if (check_only) {
+      std::cout << fmt::format("{}: config valid for roles {}\n", config_path, roles_arg);
+      return 0;
+    }
     log.info("starting mqnode {} node={} roles={} data_dir={}", MQNODE_VERSION, info.name, roles_arg, info.data_dir);
     // Every node keeps something there (the control socket at least).
     std::error_code fs_ec;
@@ -251,6 +257,10 @@ int main(int argc, char** argv) {
   cli.add_option("-c,--config", config, "JSON config file (default: embedded defaults)");
   cli.add_option("--data-dir", data_dir, "data directory (overrides /node/data_dir)");
   cli.add_option("--log-level", level, "debug, info, warning or error")->capture_default_str();
+  std::string check_config;
+  cli.add_option("--check-config", check_config,
+                 "validate FILE for --role as a start would (every section), start nothing; exit 0 or 2")
+      ->excludes("--config");
   auto* version = cli.add_subcommand("version", "print the version and exit");
   auto* hash = cli.add_subcommand("hash_password", "print a password hash for /broker/users/*/password_hash");
   std::string password;
@@ -280,5 +290,6 @@ int main(int argc, char** argv) {
       return app::kExitUsage;
     }
   }
+  if (!check_config.empty()) return run(roles, check_config, data_dir, level, /*check_only=*/true);
   return run(roles, config, data_dir, level);
 }
