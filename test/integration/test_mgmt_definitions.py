@@ -153,3 +153,41 @@ def test_ctl_lists_exports_and_imports(broker_factory, tmp_path):
     assert ctl(fresh, "import_definitions", str(tmp_path / "none.json"))[0] == 64
     rc, out, _ = ctl(fresh, "hash_password", "secret")
     assert rc == 0 and len(out.strip()) == 48
+
+
+# Written by RabbitMQ 3.10.8's `rabbitmqctl export_definitions` (trimmed): user "u1" was
+# made there with the password "x", so its hash is RabbitMQ's own.
+RABBITMQ_EXPORT = {
+    "bindings": [{"arguments": {}, "destination": "hq", "destination_type": "queue", "routing_key": "k~1",
+                  "source": "hx", "vhost": "/"}],
+    "exchanges": [{"arguments": {}, "auto_delete": False, "durable": True, "name": "hx", "type": "topic",
+                   "vhost": "/"}],
+    "global_parameters": [], "parameters": [],
+    "permissions": [{"configure": ".*", "read": ".*", "user": "u1", "vhost": "imp", "write": ".*"}],
+    "policies": [],
+    "queues": [{"arguments": {"x-max-length": 5}, "auto_delete": False, "durable": True, "name": "hq",
+                "type": "classic", "vhost": "/"},
+               {"arguments": {}, "auto_delete": False, "durable": True, "name": "pq", "type": "classic",
+                "vhost": "imp"}],
+    "rabbit_version": "3.10.8", "rabbitmq_version": "3.10.8", "topic_permissions": [],
+    "users": [{"hashing_algorithm": "rabbit_password_hashing_sha256", "limits": {}, "name": "u1",
+               "password_hash": "iJsU+9BqtQATWq7dkTqF+kcTTYePoU7HNE7NwTRwU7G4ZHhY", "tags": ["monitoring"]}],
+    "vhosts": [{"limits": [], "metadata": {"description": "", "tags": []}, "name": "imp"},
+               {"limits": [], "metadata": {"description": "", "tags": []}, "name": "/"}],
+}
+
+
+def test_a_rabbitmq_export_imports_and_its_users_log_in(broker_factory, tmp_path):
+    b = broker_factory()
+    path = str(tmp_path / "rabbit.json")
+    with open(path, "w") as f:
+        json.dump(RABBITMQ_EXPORT, f)
+    assert ctl(b, "import_definitions", path)[0] == 0
+    c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", b.port, "imp", pika.PlainCredentials("u1", "x")))
+    assert c.channel().queue_declare("pq", passive=True).method.message_count == 0
+    c.close()
+    rc, out, _ = ctl(b, "export_definitions", "-")
+    mine = json.loads(out)
+    assert mine["queues"] == [{k: v for k, v in q.items() if k != "type"} for q in RABBITMQ_EXPORT["queues"]]
+    assert mine["bindings"] == RABBITMQ_EXPORT["bindings"]
+    assert [u for u in mine["users"] if u["name"] == "u1"] == RABBITMQ_EXPORT["users"]
