@@ -170,3 +170,22 @@ def test_tags_give_rabbitmqs_rights(node):
     assert [v["name"] for v in call(node, "GET", "/api/vhosts", auth=("monitor", "monpw"))[1]] == ["/", "other"]
     assert call(node, "GET", "/api/queues/other", auth=("monitor", "monpw"))[0] == 200
     assert call(node, "PUT", "/api/queues/other/m", {}, auth=("monitor", "monpw"))[0] == 401
+
+
+def test_definitions_made_over_http_survive_kill_9(node):
+    import signal
+    assert call(node, "PUT", "/api/vhosts/kept")[0] == 201
+    assert call(node, "PUT", "/api/users/kept", {"password": "keptpw", "tags": "management"})[0] == 201
+    assert call(node, "PUT", "/api/permissions/kept/kept", {"configure": ".*", "write": ".*", "read": ".*"})[0] == 201
+    assert call(node, "PUT", "/api/queues/kept/kq", {"durable": True})[0] == 201
+    assert call(node, "PUT", "/api/users/gone", {"password": "x", "tags": ""})[0] == 201
+    assert call(node, "DELETE", "/api/users/gone")[0] == 204
+    node.stopped_by_us = True
+    os.killpg(node.proc.pid, signal.SIGKILL)
+    node.proc.wait(10)
+    node.start()
+    c = amqp_login(node, "kept", "keptpw", vhost="kept")
+    c.channel().queue_declare("kq", passive=True)
+    c.close()
+    assert call(node, "GET", "/api/users/kept")[1]["tags"] == ["management"]
+    assert call(node, "GET", "/api/users/gone")[0] == 404
