@@ -45,7 +45,8 @@ class Api {
     std::string text;
   };
 
-  Reply call(const std::string& method, const std::string& target, const json& body = nullptr) const {
+  Reply call(const std::string& method, const std::string& target, const json& body = nullptr,
+             const std::vector<std::pair<std::string, std::string>>& headers = {}) const {
     asio::io_context io;
     asio::local::stream_protocol::socket sock(io);
     asio::error_code ec;
@@ -60,6 +61,10 @@ class Api {
                                                   socket_, ec.message())};
     const std::string payload = body.is_null() ? std::string() : body.dump();
     std::string wire = fmt::format("{} {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n", method, target);
+    for (auto [name, value] : headers) {
+      std::replace_if(value.begin(), value.end(), [](char ch) { return ch == '\r' || ch == '\n'; }, ' ');
+      wire += fmt::format("{}: {}\r\n", name, value);
+    }
     if (!payload.empty()) wire += fmt::format("Content-Type: application/json\r\nContent-Length: {}\r\n", payload.size());
     wire += "\r\n";
     wire += payload;
@@ -223,6 +228,21 @@ CtlDefinitions::CtlDefinitions(CLI::App& ctl) {
     list_opts(v, "columns");
   }
   list_opts(add(ctl, "list_connections", "list AMQP connections [COLUMN ...]"), "columns");
+  list_opts(add(ctl, "list_channels", "list AMQP channels [COLUMN ...]"), "columns");
+  v = add(ctl, "list_consumers", "list consumers [COLUMN ...]");
+  vhost_opt(v);
+  list_opts(v, "columns");
+  v = add(ctl, "purge_queue", "remove every ready message of a queue: QUEUE");
+  vhost_opt(v);
+  v->add_option("queue", name_, "queue name")->required();
+  v = add(ctl, "delete_queue", "delete a queue: QUEUE");
+  vhost_opt(v);
+  v->add_option("queue", name_, "queue name")->required();
+  v->add_flag("-e,--if-empty", if_empty_, "only if it has no ready messages");
+  v->add_flag("-u,--if-unused", if_unused_, "only if it has no consumers");
+  v = add(ctl, "close_connection", "close a connection (320) with a reason: NAME EXPLANATION");
+  v->add_option("name", name_, "connection name, as list_connections name shows it")->required();
+  v->add_option("explanation", description_, "the reason the client is given")->required();
   v = add(ctl, "export_definitions", "export definitions to a JSON file (\"-\": standard output)");
   v->add_option("path", path_, "file path or -")->required();
   v = add(ctl, "import_definitions", "import definitions from a JSON file (\"-\": standard input)");
@@ -347,13 +367,62 @@ int CtlDefinitions::run(const std::string& socket, bool quiet) const {
                   {{"source_name", "source"}, {"destination_name", "destination"}, {"destination_kind", "destination_type"}});
     } else if (cmd == "list_connections") {
       auto cols = columns(args_, {"user", "peer_host", "peer_port", "state"},
-                          {"name", "user", "vhost", "state", "channels", "peer_host", "peer_port", "host", "port",
+                          {"pid", "name", "user", "vhost", "state", "channels", "peer_host", "peer_port", "host", "port",
                            "protocol", "timeout", "frame_max", "channel_max", "connected_at", "node", "auth_mechanism",
                            "ssl"});
       say("Listing connections ...");
       auto r = api.call("GET", "/api/connections");
       expect(r, {200});
+      print_table(r.body, cols, headers, {{"pid", "name"}});
+    } else if (cmd == "list_channels") {
+      auto cols = columns(args_, {"pid", "user", "consumer_count", "messages_unacknowledged"},
+                          {"pid", "name", "number", "user", "vhost", "connection", "state", "consumer_count",
+                           "messages_unacknowledged", "node"});
+      say("Listing channels ...");
+      auto r = api.call("GET", "/api/channels");
+      expect(r, {200});
+      for (auto& ch : r.body) ch["connection"] = ch["connection_details"]["name"];
+      print_table(r.body, cols, headers, {{"pid", "name"}});
+    } else if (cmd == "list_consumers") {
+      auto cols = columns(args_, {"queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count",
+                                  "active", "arguments"},
+                          {"queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active",
+                           "activity_status", "exclusive", "arguments"});
+      say(fmt::format("Listing consumers in vhost {} ...", vhost_));
+      auto r = api.call("GET", "/api/consumers/" + enc(vhost_));
+      if (r.status == 404) return 0;
+      expect(r, {200});
+      for (auto& c : r.body) {
+        c["queue_name"] = c["queue"]["name"];
+        c["channel_pid"] = c["channel_details"]["name"];
+      }
       print_table(r.body, cols, headers);
+    } else if (cmd == "purge_queue") {
+      say(fmt::format("Purging queue '{}' in vhost '{}' ...", name_, vhost_));
+      auto r = api.call("DELETE", "/api/queues/" + enc(vhost_) + "/" + enc(name_) + "/contents");
+      if (r.status == 404) throw Failure{kExitUnavailable, "Error:\nnot_found"};
+      expect(r, {204});
+    } else if (cmd == "delete_queue") {
+      const char* cond = if_empty_ && if_unused_ ? " if queue is empty and unused"
+                         : if_empty_            ? " if queue is empty"
+                         : if_unused_           ? " if queue is unused"
+                                                : "";
+      say(fmt::format("Deleting queue '{}' on vhost '{}'{} ...", name_, vhost_, cond));
+      const std::string target = "/api/queues/" + enc(vhost_) + "/" + enc(name_);
+      auto q = api.call("GET", target);
+      if (q.status == 404) throw Failure{kExitUsage, "Error:\nQueue not found"};
+      expect(q, {200});
+      std::string query;
+      if (if_empty_) query += "if-empty=true";
+      if (if_unused_) query += std::string(query.empty() ? "" : "&") + "if-unused=true";
+      auto r = api.call("DELETE", query.empty() ? target : target + "?" + query);
+      expect(r, {204});
+      say(fmt::format("Queue was successfully deleted with {} ready messages", q.body.value("messages_ready", 0)));
+    } else if (cmd == "close_connection") {
+      say(fmt::format("Closing connection {}, reason: {}...", name_, description_));
+      auto r = api.call("DELETE", "/api/connections/" + enc(name_), nullptr, {{"X-Reason", description_}});
+      if (r.status == 404) throw Failure{kExitUnavailable, fmt::format("Error:\nno connection named '{}'", name_)};
+      expect(r, {204});
     } else if (cmd == "export_definitions") {
       if (path_ != "-") say(fmt::format("Exporting definitions in JSON to a file at \"{}\" ...", path_));
       auto r = api.call("GET", "/api/definitions");

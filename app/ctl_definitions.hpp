@@ -30,6 +30,7 @@ class CtlDefinitions {
   std::string configure_, write_, read_, description_;
   std::vector<std::string> args_;  // tags or columns
   bool no_headers_ = false;
+  bool if_empty_ = false, if_unused_ = false;
 };
 
 }  // namespace mqnode::app

@@ -191,3 +191,33 @@ def test_a_rabbitmq_export_imports_and_its_users_log_in(broker_factory, tmp_path
     assert mine["queues"] == [{k: v for k, v in q.items() if k != "type"} for q in RABBITMQ_EXPORT["queues"]]
     assert mine["bindings"] == RABBITMQ_EXPORT["bindings"]
     assert [u for u in mine["users"] if u["name"] == "u1"] == RABBITMQ_EXPORT["users"]
+
+
+def test_ctl_queue_channel_consumer_and_connection_verbs(broker_factory):
+    b = broker_factory()
+    c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", b.port))
+    ch = c.channel()
+    ch.queue_declare("pq")
+    for _ in range(3):
+        ch.basic_publish("", "pq", b"x")
+    ch.queue_declare("cq")
+    ch.basic_consume("cq", lambda *a: None, consumer_tag="tag-1")
+    rc, out, _ = ctl(b, "-q", "list_consumers", "queue_name", "consumer_tag", "ack_required")
+    assert rc == 0 and out.splitlines() == ["queue_name\tconsumer_tag\tack_required", "cq\ttag-1\ttrue"]
+    rc, out, _ = ctl(b, "-q", "list_channels", "number", "user", "consumer_count")
+    assert rc == 0 and out.splitlines() == ["number\tuser\tconsumer_count", "1\tguest\t1"]
+    assert ctl(b, "delete_queue", "--if-empty", "pq")[0] != 0
+    assert ctl(b, "purge_queue", "pq") == (0, "Purging queue 'pq' in vhost '/' ...\n", "")
+    assert ch.queue_declare("pq", passive=True).method.message_count == 0
+    assert ctl(b, "purge_queue", "nope") == (69, "Purging queue 'nope' in vhost '/' ...\n", "Error:\nnot_found\n")
+    assert ctl(b, "delete_queue", "pq") == \
+        (0, "Deleting queue 'pq' on vhost '/' ...\nQueue was successfully deleted with 0 ready messages\n", "")
+    assert ctl(b, "delete_queue", "pq")[0:3:2] == (64, "Error:\nQueue not found\n")
+    rc, out, _ = ctl(b, "-q", "list_connections", "--no-table-headers", "name")
+    assert rc == 0 and len(out.splitlines()) == 1
+    name = out.strip()
+    assert ctl(b, "close_connection", name, "go away")[0] == 0
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+        for _ in range(50):
+            c.process_data_events(0.1)
+    assert e.value.reply_code == 320 and "go away" in e.value.reply_text
