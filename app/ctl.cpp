@@ -1,4 +1,5 @@
 #include "ctl.hpp"
+#include "ctl_definitions.hpp"
 
 #include <iostream>
 #include <system_error>
@@ -96,6 +97,7 @@ Ctl::Ctl(CLI::App& parent) {
   ctl_->add_option("-c,--config", config_, "read the data dir from this config file's /node/data_dir");
   ctl_->add_flag("-q,--quiet", quiet_, "no informational messages");
   ctl_->require_subcommand(1);
+  definitions_ = std::make_shared<CtlDefinitions>(*ctl_);
 
   set_policy_ = ctl_->add_subcommand("set_policy", "set a policy: NAME PATTERN DEFINITION");
   set_policy_->add_option("-p,--vhost", vhost_, "virtual host")->capture_default_str();
@@ -135,6 +137,7 @@ Ctl::Ctl(CLI::App& parent) {
 
 int Ctl::run(const std::string& data_dir) const {
   const std::string socket = mgmt::control_socket_path(data_dir);
+  if (definitions_->selected()) return definitions_->run(socket, quiet_);
   try {
     if (set_policy_->parsed()) {
       auto definition = nlohmann::json::parse(definition_, nullptr, false);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +16,8 @@ inline constexpr int kExitUsage = 64;        // EX_USAGE
 inline constexpr int kExitDataErr = 65;      // EX_DATAERR
 inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE
 inline constexpr int kExitSoftware = 70;     // EX_SOFTWARE
+
+class CtlDefinitions;
 
 class Ctl {
  public:
@@ -31,6 +34,7 @@ class Ctl {
 
  private:
   CLI::App* ctl_;
+  std::shared_ptr<CtlDefinitions> definitions_;  // users, vhosts, permissions, list_*, definitions
   CLI::App* set_policy_;
   CLI::App* clear_policy_;
   CLI::App* list_policies_;

@@ -90,6 +90,20 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
 
   void own_exclusive_queue(const std::string& name) override { exclusive_queues_.push_back(name); }
 
+  // Read-only views for the management API: the peer as "address:port", this end's
+  // address (unspecified once closed), the client's connection_name (else its product),
+  // what was negotiated, and the open channels.
+  const std::string& peer() const { return peer_; }
+  asio::ip::tcp::endpoint local_endpoint() const {
+    asio::error_code ec;
+    auto ep = socket_.local_endpoint(ec);
+    return ec ? asio::ip::tcp::endpoint{} : ep;
+  }
+  const std::string& client_name() const { return client_name_; }
+  uint16_t heartbeat_s() const { return heartbeat_s_; }
+  uint16_t channel_max() const { return channel_max_; }
+  const std::map<uint16_t, std::unique_ptr<Channel>>& channels() const { return channels_; }
+
  private:
   // Closing: we sent connection.close and wait for close-ok. Draining: the close is
   // settled (close-ok sent or received, or a bad protocol header answered); see
