@@ -76,7 +76,7 @@ auto Channel::when_answered(F then) {
     ChannelHost& host = ch.conn_;
     const uint16_t id = ch.id_;
     host.run_guarded(id, [&] { then(ch, std::forward<decltype(answer)>(answer)...); });
-    host.resume_channel(id);
+    if (*token) host.resume_channel(id);
   };
 }
 

@@ -1,6 +1,7 @@
 #include "broker/queue_links.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <unordered_map>
 
@@ -20,6 +21,7 @@ constexpr std::size_t kMaxQueueFrame = 256u << 20;       // a message of RabbitM
 constexpr std::size_t kCongested = 8u << 20;             // a home stops delivering over a link this far behind
 constexpr uint32_t kWindowWithoutPrefetch = 256;         // deliveries in flight for a consumer without a prefetch
 constexpr uint16_t kNotFound = 404;
+constexpr std::chrono::seconds kRedialDelay{1};              // after a failed dial to a home
 }  // namespace
 
 // ---- one socket: frames in, frames out ------------------------------------------------
@@ -143,6 +145,8 @@ struct QueueLinks::HomeSession : std::enable_shared_from_this<HomeSession> {
   std::string node;
   std::shared_ptr<Pipe> pipe;
   bool connecting = false;
+  std::chrono::steady_clock::time_point retry_at;  // no new dial before this
+  std::string last_error;
   std::vector<uint8_t> backlog, scratch;  // frames sent before the link was up
   uint64_t next_id = 1;
   std::unordered_map<uint64_t, Waiting> waiting;
@@ -336,18 +340,25 @@ class LinkedQueue final : public RemoteQueue, public std::enable_shared_from_thi
 void QueueLinks::HomeSession::connect() {
   if (pipe || connecting) return;
   connecting = true;
-  const std::string address = owner.resolve_(node);
   auto self = shared_from_this();
-  if (address.empty()) {
-    asio::post(owner.io_, [self] {
+  auto refuse = [&](std::string why) {
+    asio::post(owner.io_, [self, why = std::move(why)] {
       self->connecting = false;
-      self->fail("its address is unknown (not a member of this cluster?)");
+      self->fail(why);
     });
-    return;
-  }
+  };
+  // A home that could not be reached a moment ago is not dialled again at once: what
+  // waits on it fails fast instead of piling up behind one connect attempt after another.
+  if (std::chrono::steady_clock::now() < retry_at) return refuse(last_error);
+  const std::string address = owner.resolve_(node);
+  if (address.empty()) return refuse("its address is unknown (not a member of this cluster?)");
   owner.links_->connect(address, cluster::Purpose::Queues, [self](std::optional<cluster::Link> link, std::string error) {
     self->connecting = false;
-    if (!link) return self->fail(error);
+    if (!link) {
+      self->retry_at = std::chrono::steady_clock::now() + kRedialDelay;
+      self->last_error = error;
+      return self->fail(error);
+    }
     std::weak_ptr<HomeSession> weak = self;
     self->pipe = std::make_shared<Pipe>(
         std::move(link->socket),

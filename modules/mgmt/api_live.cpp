@@ -283,7 +283,7 @@ asio::awaitable<Response> HttpApi::aliveness(Request req, bool require_login) co
 
 Response HttpApi::aliveness_check(const std::string& vhost, const broker::ChangeResult& declared) const {
   broker::Vhost* vh = broker().find_vhost(vhost);
-  auto q = vh ? vh->find_queue("aliveness-test") : nullptr;
+  auto q = vh ? vh->find_local_queue("aliveness-test") : nullptr;  // declared here: homed here
   if (!declared.ok() || !q)
     return json_response(503, {{"status", "failed"}, {"reason", declared.ok() ? "the queue went" : declared.text}});
   q->purge();
@@ -291,7 +291,7 @@ Response HttpApi::aliveness_check(const std::string& vhost, const broker::Change
   msg->routing_key = "aliveness-test";
   const std::string text = "test_message";
   msg->body.assign(text.begin(), text.end());
-  std::vector<broker::Queue*> scratch;
+  std::vector<broker::QueueHandle*> scratch;
   vh->publish(*vh->find_exchange(""), msg, scratch);
   auto got = q->get();
   if (!got || !got->msg || got->msg->body != msg->body)

@@ -62,7 +62,7 @@ nlohmann::json binding_to_api(const std::string& vhost, const std::string& sourc
 }
 
 const std::string& destination_name(const broker::Binding& b) {
-  return b.destination.exchange ? b.destination.exchange->name() : b.destination.queue->name();
+  return b.destination.exchange ? b.destination.exchange->name() : b.destination.queue->definition().name;
 }
 
 }  // namespace
@@ -197,7 +197,7 @@ Response HttpApi::exchange_publish(const Request& req, const Caller& c) const {
   }
   auto& stats = broker().stats();
   ++stats.messages_published;
-  std::vector<broker::Queue*> scratch;
+  std::vector<broker::QueueHandle*> scratch;
   auto outcome = vh.publish(*ex, msg, scratch);
   ++(outcome.queues > 0 ? stats.messages_routed : stats.messages_unroutable);
   return json_response(200, {{"routed", outcome.queues > 0}});
@@ -205,38 +205,52 @@ Response HttpApi::exchange_publish(const Request& req, const Caller& c) const {
 
 // ---- queues ----------------------------------------------------------------------------
 
-nlohmann::json HttpApi::queue_to_api(const broker::Vhost& vh, const broker::Queue& q) const {
-  const auto& d = q.definition();
-  uint64_t unacked = 0;
-  for (const auto* consumer : q.consumers()) unacked += consumer->unacked;
+nlohmann::json HttpApi::queue_to_api(const broker::Vhost& vh, const broker::QueueHandle& handle) const {
+  const auto& d = handle.definition();
   const auto* policy = broker().catalog().policies().match(vh.name(), d.name, true);
-  const auto ready = static_cast<uint64_t>(q.message_count());
-  return {{"name", d.name},
-          {"vhost", vh.name()},
-          {"durable", d.durable},
-          {"auto_delete", d.auto_delete},
-          {"exclusive", !d.exclusive_owner.empty()},
-          {"arguments", table_to_json(d.arguments)},
-          {"node", src_.node.name},
-          {"type", d.args.queue_type},
-          {"state", "running"},
-          {"messages", ready + unacked},
-          {"messages_ready", ready},
-          {"messages_unacknowledged", unacked},
-          {"message_bytes", q.message_bytes()},
-          {"message_bytes_ready", q.message_bytes()},
-          {"messages_ram", q.messages_resident()},
-          {"consumers", q.consumer_count()},
-          {"policy", policy ? nlohmann::json(policy->name) : nlohmann::json(nullptr)},
-          {"effective_policy_definition", policy ? policy->definition : nlohmann::json::object()},
-          {"exclusive_consumer_tag", nullptr},
-          {"single_active_consumer_tag", nullptr}};
+  nlohmann::json out{{"name", d.name},
+                     {"vhost", vh.name()},
+                     {"durable", d.durable},
+                     {"auto_delete", d.auto_delete},
+                     {"exclusive", !d.exclusive_owner.empty()},
+                     {"arguments", table_to_json(d.arguments)},
+                     {"node", d.home.empty() ? src_.node.name : d.home},
+                     {"type", d.args.queue_type},
+                     {"state", "running"},
+                     {"policy", policy ? nlohmann::json(policy->name) : nlohmann::json(nullptr)},
+                     {"effective_policy_definition", policy ? policy->definition : nlohmann::json::object()},
+                     {"exclusive_consumer_tag", nullptr},
+                     {"single_active_consumer_tag", nullptr}};
+  // The counts live on the queue's home node; its own API reports them.
+  auto q = vh.find_local_queue(d.name);
+  if (!q) return out;
+  uint64_t unacked = 0;
+  for (const auto* consumer : q->consumers()) unacked += consumer->unacked;
+  const auto ready = static_cast<uint64_t>(q->message_count());
+  out.update({{"messages", ready + unacked},
+              {"messages_ready", ready},
+              {"messages_unacknowledged", unacked},
+              {"message_bytes", q->message_bytes()},
+              {"message_bytes_ready", q->message_bytes()},
+              {"messages_ram", q->messages_resident()},
+              {"consumers", q->consumer_count()}});
+  return out;
+}
+
+broker::QueuePtr HttpApi::local_queue(const broker::Vhost& vh, const broker::QueueHandle& q) const {
+  auto local = vh.find_local_queue(q.definition().name);
+  if (!local)
+    throw ApiError(400, "bad_request",
+                   fmt::format("queue '{}' in vhost '{}' lives on node '{}': use that node's management API for its "
+                               "messages",
+                               q.definition().name, vh.name(), q.definition().home));
+  return local;
 }
 
 Response HttpApi::queues(const Request& req, const Caller& c) const {
   auto out = nlohmann::json::array();
   for (const auto* vh : visible_vhosts(c))
-    for (const auto& [name, q] : vh->queues()) out.push_back(queue_to_api(*vh, *q));
+    for (const auto& [name, q] : vh->all_queues()) out.push_back(queue_to_api(*vh, *q));
   return list(req, std::move(out));
 }
 
@@ -246,7 +260,7 @@ Response HttpApi::queue_get(const Request& req, const Caller& c) const {
   auto& vh = vhost_for(c, seg[0]);
   if (seg.size() == 1) {
     auto out = nlohmann::json::array();
-    for (const auto& [name, q] : vh.queues()) out.push_back(queue_to_api(vh, *q));
+    for (const auto& [name, q] : vh.all_queues()) out.push_back(queue_to_api(vh, *q));
     return list(req, std::move(out));
   }
   auto q = vh.find_queue(seg[1]);
@@ -285,7 +299,7 @@ HttpApi::ChangeRequest HttpApi::queue_delete(const Request& req, const Caller& c
     if (!q->definition().exclusive_owner.empty())
       throw ApiError(400, "bad_request",
                      fmt::format("cannot obtain exclusive access to locked queue '{}' in vhost '{}'", seg[1], vh.name()));
-    q->purge();
+    local_queue(vh, *q)->purge();
     return answer(no_content());
   }
   const auto params = req.params();
@@ -293,9 +307,9 @@ HttpApi::ChangeRequest HttpApi::queue_delete(const Request& req, const Caller& c
     auto it = params.find(key);
     return it != params.end() && it->second == "true";
   };
-  if (set("if-unused") && q->consumer_count() > 0)
+  if (set("if-unused") && local_queue(vh, *q)->consumer_count() > 0)
     throw ApiError(400, "bad_request", fmt::format("queue '{}' in vhost '{}' in use", seg[1], vh.name()));
-  if (set("if-empty") && q->message_count() > 0)
+  if (set("if-empty") && local_queue(vh, *q)->message_count() > 0)
     throw ApiError(400, "bad_request", fmt::format("queue '{}' in vhost '{}' not empty", seg[1], vh.name()));
   // The management API may delete another connection's exclusive queue, as RabbitMQ's.
   return one(broker::DeleteQueue{vh.name(), seg[1], broker::DeleteReason::Client, q->definition().exclusive_owner},
@@ -321,6 +335,7 @@ HttpApi::ChangeRequest HttpApi::queue_post(const Request& req, const Caller& c) 
   if (!q->definition().exclusive_owner.empty())
     throw ApiError(400, "bad_request",
                    fmt::format("cannot obtain exclusive access to locked queue '{}' in vhost '{}'", seg[1], vh.name()));
+  broker::QueuePtr local = local_queue(vh, *q);
   const auto& count_j = body["count"];
   int64_t count = count_j.is_number_integer() ? count_j.get<int64_t>()
                   : count_j.is_string()       ? std::atoll(count_j.get<std::string>().c_str())
@@ -342,7 +357,7 @@ HttpApi::ChangeRequest HttpApi::queue_post(const Request& req, const Caller& c) 
   std::vector<broker::QueueEntry> taken;
   auto out = nlohmann::json::array();
   for (int64_t i = 0; i < count; ++i) {
-    auto entry = q->get();
+    auto entry = local->get();
     if (!entry) break;
     const auto& m = *entry->msg;
     std::string payload(m.body.begin(), m.body.end());
@@ -353,7 +368,7 @@ HttpApi::ChangeRequest HttpApi::queue_post(const Request& req, const Caller& c) 
                    {"redelivered", entry->redelivered},
                    {"exchange", m.exchange},
                    {"routing_key", m.routing_key},
-                   {"message_count", q->message_count()},
+                   {"message_count", local->message_count()},
                    // RabbitMQ shows no properties as an empty list.
                    {"properties", props.empty() ? nlohmann::json::array() : props},
                    {"payload", as_string ? payload : base64_encode(payload)},
@@ -362,11 +377,11 @@ HttpApi::ChangeRequest HttpApi::queue_post(const Request& req, const Caller& c) 
     taken.push_back(std::move(*entry));
   }
   if (ackmode.ends_with("requeue_true")) {
-    q->requeue(std::move(taken));
+    local->requeue(std::move(taken));
   } else {
     for (auto& e : taken) {
-      if (ackmode.starts_with("reject")) q->reject(std::move(e));
-      else q->ack(e);
+      if (ackmode.starts_with("reject")) local->reject(std::move(e));
+      else local->ack(e);
     }
   }
   return answer(json_response(200, out));
@@ -381,7 +396,7 @@ nlohmann::json HttpApi::bindings_of(const broker::Vhost& vh,
     if (!keep || keep(b)) out.push_back(std::move(b));
   };
   // The default exchange's implicit binding of every queue by its name.
-  for (const auto& [name, q] : vh.queues()) add(binding_to_api(vh.name(), "", false, name, name, {}));
+  for (const auto& [name, q] : vh.all_queues()) add(binding_to_api(vh.name(), "", false, name, name, {}));
   std::vector<nlohmann::json> explicit_bindings;
   for (const auto& [name, ex] : vh.exchanges()) {
     if (name.empty()) continue;

@@ -368,7 +368,7 @@ Response HttpApi::overview(const Request&, const Caller&) const {
   uint64_t exchanges = 0, queues = 0, ready = 0;
   for (const auto& [name, vh] : b->vhosts()) {
     exchanges += vh->exchanges().size();
-    queues += vh->queues().size();
+    queues += vh->all_queues().size();
     for (const auto& [qname, q] : vh->queues()) ready += q->message_count();
   }
   uint64_t unacked = b->messages_unacked();

@@ -193,7 +193,9 @@ class HttpApi {
   Response binding_get(const Request& req, const Caller& c) const;
   ChangeRequest binding_post(const Request& req, const Caller& c) const;
   ChangeRequest binding_delete(const Request& req, const Caller& c) const;
-  nlohmann::json queue_to_api(const broker::Vhost& vh, const broker::Queue& q) const;
+  nlohmann::json queue_to_api(const broker::Vhost& vh, const broker::QueueHandle& q) const;
+  // <q> if it is homed on this node; a 400 naming its home otherwise (its messages are there).
+  broker::QueuePtr local_queue(const broker::Vhost& vh, const broker::QueueHandle& q) const;
   nlohmann::json exchange_to_api(const broker::Vhost& vh, const broker::Exchange& e) const;
   // Every binding of <vh> (the default exchange's implicit ones first) that <keep> accepts.
   nlohmann::json bindings_of(const broker::Vhost& vh,
