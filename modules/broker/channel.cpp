@@ -72,13 +72,17 @@ void Channel::propose(Change change, std::function<void(Channel&, const ChangeRe
         Channel& ch = **token;
         ch.waiting_ = false;
         if (ch.closing_) return;
-        ch.conn_.run_guarded(ch.id_, [&] {
+        auto& conn = ch.conn_;
+        const uint16_t id = ch.id_;
+        conn.run_guarded(id, [&] {
           if (r.code >= 500)
             throw ConnectionError(static_cast<ConnectionReplyCode>(r.code), r.text, M::kClassId, M::kMethodId);
           if (!r.ok()) throw ChannelError(static_cast<ChannelReplyCode>(r.code), r.text, M::kClassId, M::kMethodId);
           then(ch, r);
         });
-        ch.conn_.resume_channel(ch.id_);
+        // A connection error (541 for an unknown outcome, say) closed every channel: this
+        // one is gone then.
+        if (*token) conn.resume_channel(id);
       });
 }
 
