@@ -71,9 +71,13 @@ nlohmann::json node_command(const std::string& socket, const std::string& op, co
   if (!body.is_object()) throw CtlFailure{kExitSoftware, "Error: the node sent a reply that is not a JSON object"};
   if (r.status == 200) return body;
   const std::string message = body.value("message", body.value("reason", r.body));
-  // 409: not in the state the command needs, 503: a peer out of reach: the node cannot do
-  // it now (69); anything else (joining itself, an internal error) is 70.
-  throw CtlFailure{r.status == 409 || r.status == 503 ? kExitUnavailable : kExitSoftware, message};
+  // 412: the app must be stopped first (a usage error for rabbitmqctl 3.10, 64); 409: the
+  // cluster refuses (rabbitmqctl's {error, ...} texts) and 503: a peer out of reach: the
+  // node cannot do it now (69); anything else (joining itself, an internal error) is 70.
+  const int code = r.status == 412                     ? kExitUsage
+                   : r.status == 409 || r.status == 503 ? kExitUnavailable
+                                                        : kExitSoftware;
+  throw CtlFailure{code, message};
 }
 
 Ctl::Ctl(CLI::App& parent) {

@@ -27,11 +27,8 @@ void print_nodes(const json& status, const char* title, const char* key) {
 void print_status(const json& s, bool quiet) {
   if (!quiet) std::cout << "Cluster status of node " << s.value("node", "") << " ...\n";
   const auto cpu_cores = s.value("cpu_cores", json::object());
-  int cores = 0;
-  for (const auto& c : cpu_cores) cores += c.get<int>();
   std::cout << "Basics\n\nCluster name: " << s.value("cluster_name", "") << "\n";
   if (s.contains("leader")) std::cout << "Leader: " << s.value("leader", "") << "\n";
-  std::cout << "Total CPU cores available cluster-wide: " << cores << "\n";
   print_nodes(s, "Disk Nodes", "disk_nodes");
   if (!s.value("ram_nodes", json::array()).empty()) print_nodes(s, "RAM Nodes", "ram_nodes");
   print_nodes(s, "Running Nodes", "running_nodes");
@@ -118,7 +115,9 @@ int CtlCluster::run(const std::string& socket, bool quiet) const {
     if (ram_ || disc_) args["ram"] = ram_;
     say(node_command(socket, "join_cluster", args));
   } else if (forget_->parsed()) {
-    say(node_command(socket, "forget_cluster_node", json{{"node", node_}, {"offline", offline_}}));
+    // As rabbitmqctl, the banner comes first, whatever the outcome.
+    if (!quiet) std::cout << fmt::format("Removing node {} from the cluster\n", node_);
+    node_command(socket, "forget_cluster_node", json{{"node", node_}, {"offline", offline_}});
   } else if (change_type_->parsed()) {
     say(node_command(socket, "change_cluster_node_type", json{{"type", type_ == "disk" ? "disc" : type_}}));
   } else if (update_nodes_->parsed()) {

@@ -20,7 +20,9 @@ using namespace std::chrono_literals;
 constexpr uint16_t kInternalError = static_cast<uint16_t>(amqp::ConnectionReplyCode::InternalError);
 constexpr std::chrono::milliseconds kStatusTimeout{2000};
 constexpr int kMaxRedirects = 6;
-constexpr const char* kStopFirst = "Error: the broker app is running; stop it first (mqnode ctl stop_app)";
+// rabbitmqctl 3.10's words (a usage error there, exit 64).
+constexpr const char* kStopFirst =
+    "Error: this command requires the 'rabbit' app to be stopped on the target node. Stop it with 'mqnode ctl stop_app'.";
 
 // The node's raft id: a random number kept in <data_dir>/node_id, made on the first start.
 uint64_t load_or_create_id(const std::filesystem::path& file) {
@@ -223,7 +225,7 @@ CommandReply ClusterMember::wipe(bool force) {
 }
 
 void ClusterMember::reset(bool force, CommandDone done) {
-  if (raft_ || stopping_raft_) return done({409, kStopFirst, {}});
+  if (raft_ || stopping_raft_) return done({412, kStopFirst, {}});
   const uint64_t self = links_->self().id;
   bool others = false, other_voter = false, self_voter = false;
   for (const auto& m : remembered_) {
@@ -236,7 +238,7 @@ void ClusterMember::reset(bool force, CommandDone done) {
   }
   if (force || !others) return done(wipe(force));
   if (self_voter && !other_voter)
-    return done({422, "Error:\n{:resetting_only_disc_node, 'You cannot reset a node when it is the only disc node in a "
+    return done({409, "Error:\n{:resetting_only_disc_node, 'You cannot reset a node when it is the only disc node in a "
                       "cluster. Please convert another node of the cluster to a disc node first.'}",
                  {}});
   // Leave first: the others drop this node from raft's configuration.
@@ -283,7 +285,7 @@ void ClusterMember::command(const std::string& op, const json& args, CommandDone
 bool ClusterMember::ready() const { return raft_ && raft_->status().leader_id != 0; }
 
 std::optional<CommandReply> ClusterMember::stopped_and_resolved(const std::string& node, std::string& address) const {
-  if (raft_ || stopping_raft_) return CommandReply{409, kStopFirst, {}};
+  if (raft_ || stopping_raft_) return CommandReply{412, kStopFirst, {}};
   try {
     address = cluster::resolve_node(node);
   } catch (const std::runtime_error& e) {
@@ -354,9 +356,8 @@ void ClusterMember::announce() {
                {"address", links_->self().address},
                {"name", links_->self().name},
                {"role", ram ? "ram" : "disc"}};
-  cluster::peer_call(*links_, seed, std::move(request),
-                     [this, alive = std::weak_ptr<bool>(alive_), seed, rotated, ram](std::optional<json> reply,
-                                                                                     std::string error) mutable {
+  auto handle = [this, alive = std::weak_ptr<bool>(alive_), seed, rotated, ram](std::optional<json> reply,
+                                                                                 std::string error) mutable {
                        if (alive.expired() || !raft_) return;
                        std::error_code ec;
                        if (reply && reply->value("ok", false)) {
@@ -375,7 +376,12 @@ void ClusterMember::announce() {
                        retry_.async_wait([this, alive](const asio::error_code& e) {
                          if (!e && !alive.expired()) announce();
                        });
-                     });
+  };
+  // This node leads (a member whose role changes, after start_app) or the seed is itself:
+  // answered here, since a link to its own address is refused (a name clash).
+  if (raft_->status().serving || seed == links_->self().address)
+    return on_join_request(request, [handle](json reply) mutable { handle(std::move(reply), {}); });
+  cluster::peer_call(*links_, seed, std::move(request), std::move(handle));
 }
 
 json ClusterMember::info() const {
@@ -432,6 +438,11 @@ void ClusterMember::on_join_request(const json& request, cluster::PeerReplyFn re
   for (const auto& m : st.members)
     if (m.id == id && m.role == role) return reply(json{{"ok", true}});
   if (!st.serving) return reply(not_serving(st));
+  // The leader becoming a ram node hands its leadership over first (the new leader assigns it).
+  if (id == links_->self().id && role == cluster::Role::Standby)
+    return raft_->transfer_leadership(0, [reply](const cluster::ProposeResult&) {
+      reply(json{{"error", "leadership handed over before this node becomes a ram node, retry"}});
+    });
   log_.info("adding member id={} name={} address={} as={}", id, request.value("name", std::string{}), address,
             role_name(role));
   auto answer = [reply](const cluster::ProposeResult& r) { reply(member_reply(r)); };
@@ -577,17 +588,15 @@ json ClusterMember::find_member(const std::string& node) const {
 
 void ClusterMember::forget(const std::string& node, bool offline, CommandDone done) {
   if (offline && raft_)
-    return done({422, "Error:\n{:online_node_offline_flag, 'You set the --offline flag, which is used to remove nodes "
-                      "remotely from offline nodes, but this node is online.'}",
-                 {}});
+    return done({412, "Error: this command requires the target node to be stopped.", {}});
   if (!offline && !raft_)
-    return done({422, "Error:\n{:offline_node_no_offline_flag, 'You are trying to remove a node from an offline node. "
+    return done({409, "Error:\n{:offline_node_no_offline_flag, 'You are trying to remove a node from an offline node. "
                       "That is dangerous, but can be done with the --offline flag. Please consult the manual for "
                       "rabbitmqctl for more information.'}",
                  {}});
   const json target = find_member(node);
   if (target.is_null())
-    return done({422, "Error:\n{:not_a_cluster_node, 'The node selected is not in the cluster.'}", {}});
+    return done({409, "Error:\n{:not_a_cluster_node, 'The node selected is not in the cluster.'}", {}});
   const uint64_t id = target.value("id", uint64_t{0});
   std::string name = target.value("name", std::string{});
   if (name.empty()) name = bare_name(node);  // no link with it has told this node its name
@@ -602,7 +611,7 @@ void ClusterMember::forget(const std::string& node, bool offline, CommandDone do
       [this, alive = std::weak_ptr<bool>(alive_), id, name, done](std::optional<json> reply, std::string) {
         if (alive.expired()) return;
         if (reply && reply->value("running", false))
-          return done({422,
+          return done({409,
                        fmt::format("Error:\n{{:failed_to_remove_node, :\"{}\", {{:active, 'Mnesia is running', "
                                    ":\"{}\"}}}}\n(node {} runs its broker app: run stop_app on it first)",
                                    name, name, name),
@@ -627,15 +636,15 @@ void ClusterMember::forget(const std::string& node, bool offline, CommandDone do
 }
 
 void ClusterMember::change_type(bool ram, CommandDone done) {
-  if (raft_ || stopping_raft_) return done({409, kStopFirst, {}});
+  if (raft_ || stopping_raft_) return done({412, kStopFirst, {}});
   const uint64_t self = links_->self().id;
   const auto me = std::find_if(remembered_.begin(), remembered_.end(), [self](const cluster::Member& m) { return m.id == self; });
   if (remembered_.size() < 2 || me == remembered_.end()) {
-    if (ram) return done({422, "Error:\n{:not_clustered, 'Non-clustered nodes can only be disc nodes.'}", {}});
+    if (ram) return done({409, "Error:\n{:not_clustered, 'Non-clustered nodes can only be disc nodes.'}", {}});
     return done({200, fmt::format("Turning {} into a disc node", node_.name), {}});
   }
   if (ram && me->role == cluster::Role::Voter && voters_other_than(remembered_, self) == 0)
-    return done({422,
+    return done({409,
                  fmt::format("Error: node {} is the only disc node of its cluster and cannot become a ram node; make "
                              "another node a disc node first (change_cluster_node_type disc on it)",
                              node_.name),
@@ -668,7 +677,7 @@ void ClusterMember::update_nodes(const std::string& node, CommandDone done) {
         const bool in = std::any_of(members.begin(), members.end(),
                                     [&](const json& m) { return m.value("id", uint64_t{0}) == links_->self().id; });
         if (!in)
-          return done({422, "Error:\n{:inconsistent_cluster, 'The nodes provided do not have this node as part of the "
+          return done({409, "Error:\n{:inconsistent_cluster, 'The nodes provided do not have this node as part of the "
                             "cluster.'}",
                        {}});
         std::ofstream(members_file(), std::ios::trunc) << members.dump() << "\n";

@@ -29,7 +29,9 @@ namespace mqnode::broker {
 // The answer to an operator's command (mqnode ctl): an HTTP status for the control socket
 // and a sentence (or a JSON document).
 struct CommandReply {
-  int status = 200;  // 200 ok, 409 wrong state, 503 peer out of reach, 422 joining itself, 500 other
+  // 200 ok, 412 the app must be stopped first, 409 the cluster refuses (rabbitmqctl's
+  // {error, …} texts), 503 a peer out of reach, 422 joining or forgetting itself, 500 other.
+  int status = 200;
   std::string message;
   nlohmann::json body;
 };
