@@ -12,17 +12,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/http.hpp"
+#include "ctl_cluster.hpp"
 #include "mgmt/mgmt_module.hpp"
 
 namespace mqnode::app {
 
 namespace {
-
-// Thrown with the exit code and the message for stderr.
-struct CtlFailure {
-  int code;
-  std::string message;
-};
 
 // One request over the control socket ("Connection: close", so the reply ends at EOF).
 core::http::Response exchange(const std::string& socket, const std::string& method, const std::string& target,
@@ -63,26 +58,6 @@ core::http::Response exchange(const std::string& socket, const std::string& meth
   throw CtlFailure{code, "Error:\n" + reason};
 }
 
-// One node command (the broker module's, modules/broker/cluster_member.hpp): its reply body,
-// or CtlFailure with rabbitmqctl's exit code for the node's status.
-nlohmann::json node_command(const std::string& socket, const std::string& op, const nlohmann::json& args = {}) {
-  auto r = exchange(socket, "POST", "/api/mqnode/node/" + op, args.is_null() ? std::string{} : args.dump());
-  auto body = nlohmann::json::parse(r.body, nullptr, false);
-  if (!body.is_object()) throw CtlFailure{kExitSoftware, "Error: the node sent a reply that is not a JSON object"};
-  if (r.status == 200) return body;
-  const std::string message = body.value("message", body.value("reason", r.body));
-  // 409: not in the state the command needs, 503: a peer out of reach: the node cannot do
-  // it now (69); anything else (joining itself, an internal error) is 70.
-  throw CtlFailure{r.status == 409 || r.status == 503 ? kExitUnavailable : kExitSoftware, message};
-}
-
-void print_nodes(const nlohmann::json& status, const char* title, const char* key) {
-  std::cout << title << "\n\n";
-  if (status.contains(key) && status[key].is_array())
-    for (const auto& n : status[key]) std::cout << n.get<std::string>() << "\n";
-  std::cout << "\n";
-}
-
 std::string policy_path(const std::string& vhost, const std::string& name = {}) {
   std::string p = "/api/policies/" + core::http::url_encode(vhost);
   if (!name.empty()) p += "/" + core::http::url_encode(name);
@@ -90,6 +65,21 @@ std::string policy_path(const std::string& vhost, const std::string& name = {}) 
 }
 
 }  // namespace
+
+nlohmann::json node_command(const std::string& socket, const std::string& op, const nlohmann::json& args) {
+  auto r = exchange(socket, "POST", "/api/mqnode/node/" + op, args.is_null() ? std::string{} : args.dump());
+  auto body = nlohmann::json::parse(r.body, nullptr, false);
+  if (!body.is_object()) throw CtlFailure{kExitSoftware, "Error: the node sent a reply that is not a JSON object"};
+  if (r.status == 200) return body;
+  const std::string message = body.value("message", body.value("reason", r.body));
+  // 412: the app must be stopped first (a usage error for rabbitmqctl 3.10, 64); 409: the
+  // cluster refuses (rabbitmqctl's {error, ...} texts) and 503: a peer out of reach: the
+  // node cannot do it now (69); anything else (joining itself, an internal error) is 70.
+  const int code = r.status == 412                     ? kExitUsage
+                   : r.status == 409 || r.status == 503 ? kExitUnavailable
+                                                        : kExitSoftware;
+  throw CtlFailure{code, message};
+}
 
 Ctl::Ctl(CLI::App& parent) {
   ctl_ = parent.add_subcommand("ctl", "manage the local node over its control socket (rabbitmqctl's commands)");
@@ -120,20 +110,13 @@ Ctl::Ctl(CLI::App& parent) {
   stop_app_ = ctl_->add_subcommand("stop_app", "stop the broker (AMQP listeners, connections, cluster membership); "
                                               "the process, lb and vip keep running");
   start_app_ = ctl_->add_subcommand("start_app", "start the broker stopped by stop_app");
-  reset_ = ctl_->add_subcommand("reset", "forget the node's cluster state (requires stop_app)");
-  join_cluster_ = ctl_->add_subcommand("join_cluster", "make this node a member of NODE's cluster (requires stop_app)");
-  join_cluster_->add_flag("--ram", ram_, "join as a RAM node (a non-voting raft standby)");
-  join_cluster_->add_flag("--disc", disc_, "join as a disc node (a voter); the default for --role disc");
-  join_cluster_->add_option("node", node_, "a node of the cluster: rabbit@host, host or host:port")->required();
-  cluster_status_ = ctl_->add_subcommand("cluster_status", "the cluster's disc, RAM and running nodes");
-  cluster_status_->add_option("--formatter", formatter_, "table or json")
-      ->check(CLI::IsMember({"table", "json"}))
-      ->capture_default_str();
+  cluster_ = std::make_unique<CtlCluster>(*ctl_);
   // As rabbitmqctl, -q and --data-dir may come after the command too.
-  for (CLI::App* cmd : {set_policy_, clear_policy_, list_policies_, status_, stop_app_, start_app_, reset_,
-                        join_cluster_, cluster_status_})
+  for (CLI::App* cmd : {set_policy_, clear_policy_, list_policies_, status_, stop_app_, start_app_})
     cmd->fallthrough();
 }
+
+Ctl::~Ctl() = default;
 
 int Ctl::run(const std::string& data_dir) const {
   const std::string socket = mgmt::control_socket_path(data_dir);
@@ -150,6 +133,10 @@ int Ctl::run(const std::string& data_dir) const {
                              {"apply-to", apply_to_}};
       auto r = exchange(socket, "PUT", policy_path(vhost_, name_), body.dump());
       if (r.status != 201 && r.status != 204) refused(r);
+      if (definition.contains("ha-mode"))
+        std::cerr << fmt::format("Warning: policy \"{}\" has ha-mode, but mqnode does not replicate queues yet: the "
+                                 "queues it matches keep one copy, on their home node\n",
+                                 name_);
     } else if (clear_policy_->parsed()) {
       if (!quiet_) std::cout << fmt::format("Clearing policy \"{}\" on vhost \"{}\" ...\n", name_, vhost_);
       auto r = exchange(socket, "DELETE", policy_path(vhost_, name_));
@@ -165,34 +152,11 @@ int Ctl::run(const std::string& data_dir) const {
         std::cout << fmt::format("{}\t{}\t{}\t{}\t{}\t{}\n", p.value("vhost", ""), p.value("name", ""),
                                  p.value("pattern", ""), p.value("apply-to", ""), p.value("definition", nlohmann::json::object()).dump(),
                                  p.value("priority", 0));
-    } else if (stop_app_->parsed() || start_app_->parsed() || reset_->parsed()) {
-      const std::string op = stop_app_->parsed() ? "stop_app" : start_app_->parsed() ? "start_app" : "reset";
-      auto body = node_command(socket, op);
+    } else if (stop_app_->parsed() || start_app_->parsed()) {
+      auto body = node_command(socket, stop_app_->parsed() ? "stop_app" : "start_app");
       if (!quiet_) std::cout << body.value("message", "") << "\n";
-    } else if (join_cluster_->parsed()) {
-      if (ram_ && disc_) throw CtlFailure{kExitUsage, "Error: --ram and --disc exclude each other"};
-      nlohmann::json args{{"node", node_}};
-      if (ram_ || disc_) args["ram"] = ram_;
-      auto body = node_command(socket, "join_cluster", args);
-      if (!quiet_) std::cout << body.value("message", "") << "\n";
-    } else if (cluster_status_->parsed()) {
-      auto body = node_command(socket, "cluster_status");
-      if (formatter_ == "json") {
-        body.erase("message");
-        std::cout << body.dump() << "\n";
-      } else {
-        if (!quiet_) std::cout << "Cluster status of node " << body.value("node", "") << " ...\n";
-        std::cout << "Basics\n\nCluster name: " << body.value("cluster_name", "") << "\n";
-        if (body.contains("leader")) std::cout << "Leader: " << body.value("leader", "") << "\n";
-        std::cout << "\n";
-        print_nodes(body, "Disk Nodes", "disk_nodes");
-        print_nodes(body, "RAM Nodes", "ram_nodes");
-        print_nodes(body, "Running Nodes", "running_nodes");
-        std::cout << "Versions\n\n";
-        const auto versions = body.value("versions", nlohmann::json::object());
-        for (const auto& [name, version] : versions.items())
-          std::cout << name << ": mqnode " << version.get<std::string>() << "\n";
-      }
+    } else if (cluster_->selected()) {
+      return cluster_->run(socket, quiet_);
     } else if (status_->parsed()) {
       auto r = exchange(socket, "GET", "/api/mqnode/status");
       if (r.status != 200) refused(r);

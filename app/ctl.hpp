@@ -9,6 +9,7 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 namespace mqnode::app {
 
@@ -18,11 +19,23 @@ inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE
 inline constexpr int kExitSoftware = 70;     // EX_SOFTWARE
 
 class CtlDefinitions;
+class CtlCluster;
+
+// Thrown by a verb with the exit code and the message for stderr.
+struct CtlFailure {
+  int code;
+  std::string message;
+};
+
+// One node command over the control socket (modules/broker: BrokerModule::command): its
+// reply body, or CtlFailure with rabbitmqctl's exit code for the node's status.
+nlohmann::json node_command(const std::string& socket, const std::string& op, const nlohmann::json& args = {});
 
 class Ctl {
  public:
   // Adds "ctl" and its commands to <parent>.
   explicit Ctl(CLI::App& parent);
+  ~Ctl();
 
   bool selected() const { return ctl_->parsed(); }
   // --data-dir / -c given to ctl itself (they win over the same options before "ctl").
@@ -41,11 +54,7 @@ class Ctl {
   CLI::App* status_;
   CLI::App* stop_app_;
   CLI::App* start_app_;
-  CLI::App* reset_;
-  CLI::App* join_cluster_;
-  CLI::App* cluster_status_;
-  bool ram_ = false, disc_ = false;
-  std::string node_, formatter_ = "table";
+  std::unique_ptr<CtlCluster> cluster_;  // ctl_cluster.hpp
   std::string data_dir_, config_;
   bool quiet_ = false;
   std::string vhost_ = "/";

@@ -34,6 +34,8 @@ void BrokerModule::start() {
     cluster_->open();
     // Persistent messages of queues homed here return with the queues' declarations.
     broker_->catalog().hold_stored_messages(snap.messages);
+    cluster_->set_facts([this] { return node_facts(); });
+    cluster_->set_events(&ctx_.events);
   } else {
     broker_->load(&snap);
   }
@@ -79,6 +81,18 @@ asio::awaitable<void> BrokerModule::housekeeping() {
     broker_->tick(broker_->catalog().clock().now_ms());
     if (cluster_) cluster_->tick();
   }
+}
+
+nlohmann::json BrokerModule::node_facts() const {
+  nlohmann::json out{{"alarms", nlohmann::json::array()}, {"listeners", nlohmann::json::array()}};
+  if (broker_->alarm().memory) out["alarms"].push_back("memory");
+  if (broker_->alarm().disk) out["alarms"].push_back("disk");
+  for (const auto& e : local_endpoints())
+    out["listeners"].push_back({{"interface", e.address().is_v6() ? "[" + e.address().to_string() + "]" : e.address().to_string()},
+                                {"port", e.port()},
+                                {"protocol", "amqp"},
+                                {"purpose", "AMQP 0-9-1"}});
+  return out;
 }
 
 void BrokerModule::publish_health() {
@@ -139,7 +153,15 @@ asio::awaitable<void> BrokerModule::stop_app() {
   }
   auto stragglers = broker_->connections();  // stop() erases from the live map
   for (auto& [id, c] : stragglers) c->stop();
-  if (cluster_) cluster_->stop();
+  if (cluster_) {
+    // Raft writes what it appended before it closes (5 s at most): not on the loop.
+    auto stopped = std::make_shared<bool>(false);
+    cluster_->stop_async([stopped] { *stopped = true; });
+    while (!*stopped) {
+      t.expires_after(10ms);
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
   if (queue_links_) {
     cluster_->links()->on_accept(cluster::Purpose::Queues, nullptr);
     queue_links_->close();
@@ -179,19 +201,14 @@ void BrokerModule::command(const std::string& op, const nlohmann::json& args, Co
       }
     }
     done({200, fmt::format("Starting node {} ...", ctx_.node.name), {}});
-  } else if (op == "reset") {
-    if (!cluster_) return need_cluster();
-    done(cluster_->reset());
-  } else if (op == "join_cluster") {
-    if (!cluster_) return need_cluster();
-    std::optional<bool> ram;
-    if (args.contains("ram") && args["ram"].is_boolean()) ram = args["ram"].get<bool>();
-    cluster_->join(args.value("node", std::string{}), ram, std::move(done));
-  } else if (op == "cluster_status") {
-    if (!cluster_) return need_cluster();
-    cluster_->status(std::move(done));
+  } else if (op == "await_startup") {
+    // The app runs, and in a cluster raft knows a leader; ctl asks until then.
+    if (app_running_ && (!cluster_ || cluster_->ready())) return done({200, {}, {}});
+    done({409, fmt::format("node {} has not finished starting up", ctx_.node.name), {}});
+  } else if (cluster_) {
+    cluster_->command(op, args, std::move(done));  // modules/broker/cluster_member.hpp
   } else {
-    done({404, fmt::format("Error: unknown command {}", op), {}});
+    need_cluster();
   }
 }
 

@@ -43,13 +43,14 @@ class BrokerModule final : public core::Module {
   // Cluster mode: app/ hands the /cluster slice over before start(). Without it the node
   // is a single broker keeping its definitions in the store.
   void set_cluster(cluster::ClusterConfig cfg) { cluster_cfg_ = std::move(cfg); }
-  // mqnode ctl's node commands: stop_app, start_app, reset, join_cluster {node, ram?},
-  // cluster_status. <done> gets the reply once, on the loop.
+  // mqnode ctl's node commands: stop_app, start_app, await_startup, and the cluster's
+  // (ClusterMember::command). <done> gets the reply once, on the loop.
   void command(const std::string& op, const nlohmann::json& args, CommandDone done);
 
  private:
   asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, uint64_t generation);
   void publish_health();
+  nlohmann::json node_facts() const;  // alarms and AMQP listeners, for cluster_status
   asio::awaitable<void> housekeeping();
   // The broker app: listeners (and raft, in a cluster) up, or down with every connection closed.
   void start_app();

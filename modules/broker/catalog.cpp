@@ -175,6 +175,10 @@ ChangeResult Catalog::apply(const DeclareQueue& c) {
     return ChangeResult::error(static_cast<uint16_t>(e.code), e.what());
   }
   vh->apply(checked);
+  if (checked.def.args.queue_type == "quorum")
+    log_.warn("queue declared with x-queue-type quorum is not replicated yet: it is a classic queue with one copy, on "
+              "its home node vhost={} queue={}",
+              c.vhost, name);
   return ok(true);
 }
 
@@ -233,6 +237,10 @@ ChangeResult Catalog::apply(const SetPolicy& c) {
     opts_.store->put_policy({c.vhost, c.name, c.pattern, c.apply_to, c.definition.dump(), c.priority});
   log_.info("policy set vhost={} name={} pattern=\"{}\" apply_to={} priority={} definition={}", c.vhost, c.name,
             c.pattern, c.apply_to, c.priority, c.definition.dump());
+  if (c.definition.contains("ha-mode"))
+    log_.warn("policy with ha-mode: the queues it matches are not replicated yet (one copy each, on its home node) "
+              "vhost={} name={} pattern=\"{}\"",
+              c.vhost, c.name, c.pattern);
   vh->apply_policies();
   return ok();
 }

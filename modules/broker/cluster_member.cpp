@@ -1,6 +1,8 @@
 #include "broker/cluster_member.hpp"
 
+#include <algorithm>
 #include <fstream>
+#include <thread>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -17,6 +19,10 @@ using namespace std::chrono_literals;
 
 constexpr uint16_t kInternalError = static_cast<uint16_t>(amqp::ConnectionReplyCode::InternalError);
 constexpr std::chrono::milliseconds kStatusTimeout{2000};
+constexpr int kMaxRedirects = 6;
+// rabbitmqctl 3.10's words (a usage error there, exit 64).
+constexpr const char* kStopFirst =
+    "Error: this command requires the 'rabbit' app to be stopped on the target node. Stop it with 'mqnode ctl stop_app'.";
 
 // The node's raft id: a random number kept in <data_dir>/node_id, made on the first start.
 uint64_t load_or_create_id(const std::filesystem::path& file) {
@@ -33,24 +39,70 @@ uint64_t load_or_create_id(const std::filesystem::path& file) {
 
 std::string role_name(cluster::Role r) { return r == cluster::Role::Voter ? "disc" : "ram"; }
 
+// A membership change's outcome as a peer reply.
+json member_reply(const cluster::ProposeResult& r) {
+  if (std::holds_alternative<cluster::Committed>(r)) return json{{"ok", true}};
+  if (const auto* n = std::get_if<cluster::NotLeader>(&r); n && !n->leader_address.empty())
+    return json{{"redirect", n->leader_address}};
+  return json{{"error", change_result_of(r).text}};
+}
+
+// The answer of a node that cannot change the configuration now: the leader's address,
+// or why there is none.
+json not_serving(const cluster::RaftStatus& st) {
+  if (st.leader_id != 0 && !st.leader_address.empty() && st.state != cluster::RaftStatus::State::Leader)
+    return json{{"redirect", st.leader_address}};
+  return json{{"error", "the cluster has no leader now (no majority of disc nodes reachable?), retry"},
+              {"elsewhere", true}};
+}
+
+std::size_t voters_other_than(const std::vector<cluster::Member>& members, uint64_t id) {
+  return static_cast<std::size_t>(std::count_if(members.begin(), members.end(), [id](const cluster::Member& m) {
+    return m.id != id && m.role == cluster::Role::Voter;
+  }));
+}
+
+// "rabbit@mq2" → "mq2": node names as operators type them.
+std::string bare_name(const std::string& node) {
+  const auto at = node.find('@');
+  return at == std::string::npos ? node : node.substr(at + 1);
+}
+
 }  // namespace
 
 ClusterMember::ClusterMember(asio::io_context& io, core::NodeInfo node, cluster::ClusterConfig cfg, bool ram,
                              core::Logger log)
-    : io_(io), node_(std::move(node)), cfg_(std::move(cfg)), ram_(ram), log_(std::move(log)), retry_(io) {}
+    : io_(io), node_(std::move(node)), cfg_(std::move(cfg)), ram_(ram), log_(std::move(log)),
+      quorum_(std::chrono::milliseconds(2 * cfg_.election_timeout_ms)), retry_(io) {}
 
 ClusterMember::~ClusterMember() { close(); }
 
 std::filesystem::path ClusterMember::join_file() const { return std::filesystem::path(node_.data_dir) / "cluster_join.json"; }
+std::filesystem::path ClusterMember::members_file() const {
+  return std::filesystem::path(node_.data_dir) / "cluster_members.json";
+}
 std::filesystem::path ClusterMember::raft_dir() const { return std::filesystem::path(node_.data_dir) / "raft"; }
 
 void ClusterMember::open() {
   const auto cookie = cluster::Cookie::load_or_create(
       cfg_.cookie_file.empty() ? cluster::Cookie::default_path(node_.data_dir) : std::filesystem::path(cfg_.cookie_file));
   cookie_path_ = cookie.path().string();
+  cookie_ = cookie.secret();
+  remembered_.clear();
+  for (const auto& m : remembered_members())
+    remembered_.push_back({m.value("id", uint64_t{0}), m.value("address", std::string{}),
+                           m.value("role", std::string{}) == "ram" ? cluster::Role::Standby : cluster::Role::Voter});
+  open_links(load_or_create_id(std::filesystem::path(node_.data_dir) / "node_id"));
+}
+
+void ClusterMember::open_links(uint64_t id) {
+  if (links_) {
+    cluster::serve_peer(*links_, nullptr);
+    links_->stop();
+  }
   cluster::LinkConfig lc;
   lc.self.name = node_.name;
-  lc.self.id = load_or_create_id(std::filesystem::path(node_.data_dir) / "node_id");
+  lc.self.id = id;
   lc.self.address = cfg_.advertise;
   if (lc.self.address.empty() && cfg_.bind.host != "0.0.0.0" && cfg_.bind.host != "::")
     lc.self.address = cfg_.bind.to_string();
@@ -63,7 +115,7 @@ void ClusterMember::open() {
                                            e.what()));
     }
   }
-  lc.cookie = cookie.secret();
+  lc.cookie = cookie_;
   lc.cookie_path = cookie_path_;
   links_ = cluster::Links::create(io_, std::move(lc), log_.child("links"));
   links_->listen(cfg_.bind);
@@ -89,6 +141,8 @@ std::string ClusterMember::address_of(const std::string& node) const {
 }
 
 void ClusterMember::start(Catalog& catalog, const BrokerConfig& definitions) {
+  if (stopping_raft_)
+    throw std::runtime_error("the broker app is still stopping (raft is writing what it appended), retry in a moment");
   catalog_ = &catalog;
   definitions_ = &definitions;
   definitions_proposed_ = false;
@@ -123,11 +177,34 @@ void ClusterMember::start(Catalog& catalog, const BrokerConfig& definitions) {
 }
 
 void ClusterMember::stop() {
+  if (stopping_raft_) {
+    stopping_raft_->stop();  // joins; its posted completion finds it gone
+    stopping_raft_.reset();
+  }
   if (!raft_) return;
-  retry_.cancel();
-  change_log_->set_raft(nullptr);
+  leave_app();
   raft_->stop();
   raft_.reset();
+}
+
+void ClusterMember::stop_async(std::function<void()> done) {
+  if (!raft_) return done();
+  leave_app();
+  // change_log_ (raft's state machine) stays until the next start(), which waits for this.
+  stopping_raft_ = std::move(raft_);
+  stopping_raft_->stop_async([this, alive = std::weak_ptr<bool>(alive_), done = std::move(done)] {
+    if (alive.expired()) return;
+    stopping_raft_.reset();
+    done();
+  });
+}
+
+void ClusterMember::leave_app() {
+  publish(core::MembershipEvent::Kind::Leaving, node_.name);
+  seen_.reset();
+  quorum_ = cluster::QuorumWatch(std::chrono::milliseconds(2 * cfg_.election_timeout_ms));
+  retry_.cancel();
+  change_log_->set_raft(nullptr);
 }
 
 void ClusterMember::close() {
@@ -138,24 +215,102 @@ void ClusterMember::close() {
   links_.reset();
 }
 
-CommandReply ClusterMember::reset() {
-  if (raft_) return {409, "Error: the broker app is running; stop it first (mqnode ctl stop_app)", {}};
+CommandReply ClusterMember::wipe(bool force) {
   std::error_code ec;
   std::filesystem::remove_all(raft_dir(), ec);
   if (ec) return {500, fmt::format("Error: cannot remove {}: {}", raft_dir().string(), ec.message()), {}};
   std::filesystem::remove(join_file(), ec);
-  log_.info("reset: raft state and pending join forgotten dir={}", raft_dir().string());
-  return {200, fmt::format("Resetting node {} ...", node_.name), {}};
+  std::filesystem::remove(members_file(), ec);
+  remembered_.clear();
+  remembered_dump_.clear();
+  // A new identity: raft state of the old one (in other nodes' configurations, in a link
+  // dialled by id) can never be taken for this node again.
+  const auto id_file = std::filesystem::path(node_.data_dir) / "node_id";
+  std::filesystem::remove(id_file, ec);
+  const uint64_t old_id = links_->self().id;
+  try {
+    open_links(load_or_create_id(id_file));
+  } catch (const std::exception& e) {
+    return {500, fmt::format("Error: reset done, but the cluster port did not open again: {}", e.what()), {}};
+  }
+  log_.info("reset{}: raft state and pending join forgotten dir={} old_id={} new_id={}", force ? " (forced)" : "",
+            raft_dir().string(), old_id, links_->self().id);
+  return {200, fmt::format("{} node {} ...", force ? "Forcefully resetting" : "Resetting", node_.name), {}};
 }
 
-void ClusterMember::join(const std::string& node, std::optional<bool> ram, CommandDone done) {
-  if (raft_) return done({409, "Error: the broker app is running; stop it first (mqnode ctl stop_app)", {}});
-  std::string address;
+void ClusterMember::reset(bool force, CommandDone done) {
+  if (raft_ || stopping_raft_) return done({412, kStopFirst, {}});
+  const uint64_t self = links_->self().id;
+  bool others = false, other_voter = false, self_voter = false;
+  for (const auto& m : remembered_) {
+    if (m.id == self) {
+      self_voter = m.role == cluster::Role::Voter;
+    } else {
+      others = true;
+      other_voter = other_voter || m.role == cluster::Role::Voter;
+    }
+  }
+  if (force || !others) return done(wipe(force));
+  if (self_voter && !other_voter)
+    return done({409, "Error:\n{:resetting_only_disc_node, 'You cannot reset a node when it is the only disc node in a "
+                      "cluster. Please convert another node of the cluster to a disc node first.'}",
+                 {}});
+  // Leave first: the others drop this node from raft's configuration.
+  member_change(json{{"op", "member"}, {"action", "remove"}, {"id", self}},
+                [this, alive = std::weak_ptr<bool>(alive_), done](json r) {
+                  if (alive.expired()) return;
+                  if (r.value("ok", false)) {
+                    log_.info("left the cluster id={}", links_->self().id);
+                    return done(wipe(false));
+                  }
+                  if (r.contains("unreachable"))
+                    return done({503,
+                                 fmt::format("Error:\n{{:no_running_cluster_nodes, 'You cannot leave a cluster if no "
+                                             "online nodes are present.'}}\n({}; force_reset leaves without asking, then "
+                                             "run forget_cluster_node {} on a member)",
+                                             r.value("unreachable", std::string{}), node_.name),
+                                 {}});
+                  done({500, fmt::format("Error: the cluster did not remove node {}: {}", node_.name,
+                                         r.value("error", std::string("no reason given"))),
+                        {}});
+                });
+}
+
+void ClusterMember::command(const std::string& op, const json& args, CommandDone done) {
+  const std::string node = args.value("node", std::string{});
+  if (op == "reset" || op == "force_reset") return reset(op == "force_reset", std::move(done));
+  if (op == "cluster_status") return status(std::move(done));
+  if (op == "join_cluster") {
+    std::optional<bool> ram;
+    if (args.contains("ram") && args["ram"].is_boolean()) ram = args["ram"].get<bool>();
+    return join(node, ram, std::move(done));
+  }
+  if (op == "forget_cluster_node") return forget(node, args.value("offline", false), std::move(done));
+  if (op == "update_cluster_nodes") return update_nodes(node, std::move(done));
+  if (op == "change_cluster_node_type") {
+    const std::string type = args.value("type", std::string{});
+    if (type != "disc" && type != "disk" && type != "ram")
+      return done({400, fmt::format("Error: node type must be one of disc, ram; got \"{}\"", type), {}});
+    return change_type(type == "ram", std::move(done));
+  }
+  done({404, fmt::format("Error: unknown command {}", op), {}});
+}
+
+bool ClusterMember::ready() const { return raft_ && raft_->status().leader_id != 0; }
+
+std::optional<CommandReply> ClusterMember::stopped_and_resolved(const std::string& node, std::string& address) const {
+  if (raft_ || stopping_raft_) return CommandReply{412, kStopFirst, {}};
   try {
     address = cluster::resolve_node(node);
   } catch (const std::runtime_error& e) {
-    return done({503, fmt::format("Error: unable to reach node {}: {}", node, e.what()), {}});
+    return CommandReply{503, fmt::format("Error: unable to reach node {}: {}", node, e.what()), {}};
   }
+  return std::nullopt;
+}
+
+void ClusterMember::join(const std::string& node, std::optional<bool> ram, CommandDone done) {
+  std::string address;
+  if (auto refused = stopped_and_resolved(node, address)) return done(std::move(*refused));
   auto itself = [this] {
     return CommandReply{422, fmt::format("Error: cannot cluster node {} with itself", node_.name), {}};
   };
@@ -178,14 +333,22 @@ void ClusterMember::join(const std::string& node, std::optional<bool> ram, Comma
           return done({503, fmt::format("Error: unable to reach node {} ({}): {}", node, address, error), {}});
         }
         if (reply->value("id", uint64_t{0}) == links_->self().id) return done(itself());
-        if (auto r = reset(); r.status != 200) return done(r);
-        std::ofstream out(join_file(), std::ios::trunc);
-        out << json{{"seeds", json::array({address})}, {"ram", as_ram}}.dump() << "\n";
-        if (!out.flush()) return done({500, fmt::format("Error: cannot write {}", join_file().string()), {}});
-        log_.info("join pending seed={} address={} as={}", reply->value("name", node), address, as_ram ? "ram" : "disc");
-        done({200,
-              fmt::format("Clustering node {} with {} ...", node_.name, reply->value("name", node)),
-              {}});
+        const std::string seed_name = reply->value("name", node);
+        // As RabbitMQ, joining resets the node: it leaves the cluster it was in when that
+        // cluster answers; else it goes without asking (the seed's leader replaces a
+        // member at this node's address by the new id anyway).
+        reset(false, [this, alive, address, as_ram, seed_name, done](CommandReply r) {
+          if (alive.expired()) return;
+          if (r.status != 200) {
+            log_.warn("join: leaving the old cluster failed, resetting without it reason=\"{}\"", r.message);
+            if (r = wipe(true); r.status != 200) return done(r);
+          }
+          std::ofstream out(join_file(), std::ios::trunc);
+          out << json{{"seeds", json::array({address})}, {"ram", as_ram}}.dump() << "\n";
+          if (!out.flush()) return done({500, fmt::format("Error: cannot write {}", join_file().string()), {}});
+          log_.info("join pending seed={} address={} as={}", seed_name, address, as_ram ? "ram" : "disc");
+          done({200, fmt::format("Clustering node {} with {} ...", node_.name, seed_name), {}});
+        });
       });
 }
 
@@ -207,9 +370,8 @@ void ClusterMember::announce() {
                {"address", links_->self().address},
                {"name", links_->self().name},
                {"role", ram ? "ram" : "disc"}};
-  cluster::peer_call(*links_, seed, std::move(request),
-                     [this, alive = std::weak_ptr<bool>(alive_), seed, rotated, ram](std::optional<json> reply,
-                                                                                     std::string error) mutable {
+  auto handle = [this, alive = std::weak_ptr<bool>(alive_), seed, rotated, ram](std::optional<json> reply,
+                                                                                 std::string error) mutable {
                        if (alive.expired() || !raft_) return;
                        std::error_code ec;
                        if (reply && reply->value("ok", false)) {
@@ -228,7 +390,12 @@ void ClusterMember::announce() {
                        retry_.async_wait([this, alive](const asio::error_code& e) {
                          if (!e && !alive.expired()) announce();
                        });
-                     });
+  };
+  // This node leads (a member whose role changes, after start_app) or the seed is itself:
+  // answered here, since a link to its own address is refused (a name clash).
+  if (raft_->status().serving || seed == links_->self().address)
+    return on_join_request(request, [handle](json reply) mutable { handle(std::move(reply), {}); });
+  cluster::peer_call(*links_, seed, std::move(request), std::move(handle));
 }
 
 json ClusterMember::info() const {
@@ -237,7 +404,20 @@ json ClusterMember::info() const {
            {"address", links_->self().address},
            {"running", raft_ != nullptr},
            {"ram", ram_},
-           {"version", MQNODE_VERSION}};
+           {"version", MQNODE_VERSION},
+           {"cores", std::max(1u, std::thread::hardware_concurrency())},
+           {"maintenance", "not under maintenance"},
+           {"members", members_json()}};
+  // The broker's facts (alarms, AMQP listeners), and the cluster port.
+  json facts = facts_ ? facts_() : json::object();
+  out["alarms"] = facts.value("alarms", json::array());
+  out["listeners"] = facts.value("listeners", json::array());
+  const auto port = links_->local_endpoint();
+  out["listeners"].push_back({{"interface", port.address().is_v6() ? fmt::format("[{}]", port.address().to_string())
+                                                                   : port.address().to_string()},
+                              {"port", port.port()},
+                              {"protocol", "clustering"},
+                              {"purpose", "inter-node communication"}});
   if (raft_) raft_->dump(out["raft"]);
   return out;
 }
@@ -246,6 +426,7 @@ void ClusterMember::on_peer(const cluster::NodeIdentity& from, const json& reque
   const std::string op = request.value("op", std::string{});
   if (op == "info") return reply(info());
   if (op == "join") return on_join_request(request, std::move(reply));
+  if (op == "member") return on_member_request(request, std::move(reply));
   if (op == "propose") {
     if (!raft_ || !request.contains("change") || !request["change"].is_binary())
       return reply(json{{"code", kInternalError},
@@ -267,27 +448,259 @@ void ClusterMember::on_join_request(const json& request, cluster::PeerReplyFn re
   const std::string address = request.value("address", std::string{});
   const auto role = request.value("role", std::string{}) == "ram" ? cluster::Role::Standby : cluster::Role::Voter;
   if (id == 0 || address.empty()) return reply(json{{"error", "join request without id or address"}});
-  const auto& st = raft_->status();
+  const auto st = raft_->status();
   for (const auto& m : st.members)
     if (m.id == id && m.role == role) return reply(json{{"ok", true}});
-  if (!st.serving) {
-    if (st.leader_id != 0 && st.leader_address != links_->self().address)
-      return reply(json{{"redirect", st.leader_address}});
-    return reply(json{{"error", "the cluster has no leader now, retry"}});
-  }
+  if (!st.serving) return reply(not_serving(st));
+  // The leader becoming a ram node hands its leadership over first (the new leader assigns it).
+  if (id == links_->self().id && role == cluster::Role::Standby)
+    return raft_->transfer_leadership(0, [reply](const cluster::ProposeResult&) {
+      reply(json{{"error", "leadership handed over before this node becomes a ram node, retry"}});
+    });
   log_.info("adding member id={} name={} address={} as={}", id, request.value("name", std::string{}), address,
             role_name(role));
-  auto answer = [reply](const cluster::ProposeResult& r) {
-    if (std::holds_alternative<cluster::Committed>(r)) return reply(json{{"ok", true}});
-    if (const auto* n = std::get_if<cluster::NotLeader>(&r); n && !n->leader_address.empty())
-      return reply(json{{"redirect", n->leader_address}});
-    reply(json{{"error", change_result_of(r).text}});
-  };
+  auto answer = [reply](const cluster::ProposeResult& r) { reply(member_reply(r)); };
+  // A node that rejoins under a new id (reset, or a wiped data dir) replaces its old self:
+  // left in the configuration, the old id would count as a voter that never answers.
+  for (const auto& m : st.members)
+    if (m.address == address && m.id != id) {
+      log_.info("replacing member id={} address={} by id={}", m.id, m.address, id);
+      raft_->remove_member(m.id, [answer](const cluster::ProposeResult& r) {
+        // The joiner asks again in a second; then the address is free.
+        if (std::holds_alternative<cluster::Committed>(r)) return answer(cluster::Failed{"replaced an old member, retry"});
+        answer(r);
+      });
+      return;
+    }
   // A node added before (as a spare whose promotion did not finish, say) is only assigned.
   raft_->add_member(id, address, role, [this, alive = std::weak_ptr<bool>(alive_), id, role, answer](cluster::ProposeResult r) {
     if (alive.expired() || !raft_ || !std::holds_alternative<cluster::Failed>(r)) return answer(r);
     raft_->assign_role(id, role, answer);
   });
+}
+
+void ClusterMember::on_member_request(const json& request, cluster::PeerReplyFn reply) {
+  if (!raft_)
+    return reply(json{{"error", fmt::format("node {} is not running its broker app", node_.name)}, {"elsewhere", true}});
+  const auto st = raft_->status();
+  if (!st.serving) return reply(not_serving(st));
+  const uint64_t id = request.value("id", uint64_t{0});
+  const std::string action = request.value("action", std::string{});
+  const auto it = std::find_if(st.members.begin(), st.members.end(), [id](const cluster::Member& m) { return m.id == id; });
+  const bool last_voter = it != st.members.end() && it->role == cluster::Role::Voter && voters_other_than(st.members, id) == 0;
+  auto answer = [reply](const cluster::ProposeResult& r) { reply(member_reply(r)); };
+  if (action == "remove") {
+    if (id == links_->self().id)
+      return reply(json{{"error", fmt::format("node {} leads the cluster and cannot remove itself; run stop_app on it "
+                                              "first (another node takes over)",
+                                              node_.name)}});
+    if (last_voter) return reply(json{{"error", "it is the only disc node of the cluster"}});
+    log_.info("removing member id={} name={}", id, raft_->name_of(id));
+    // Not in the configuration (a spare is, though status leaves spares out): raft says so.
+    return raft_->remove_member(id, [reply, known = it != st.members.end()](const cluster::ProposeResult& r) {
+      if (!known && std::holds_alternative<cluster::Failed>(r)) return reply(json{{"ok", true}});
+      reply(member_reply(r));
+    });
+  }
+  if (action == "assign") {
+    const auto role = request.value("role", std::string{}) == "ram" ? cluster::Role::Standby : cluster::Role::Voter;
+    if (it == st.members.end()) return reply(json{{"error", "not a member of the cluster"}});
+    if (it->role == role) return reply(json{{"ok", true}});
+    if (role == cluster::Role::Standby && last_voter) return reply(json{{"error", "it is the only disc node of the cluster"}});
+    log_.info("member role change id={} name={} to={}", id, raft_->name_of(id), role_name(role));
+    return raft_->assign_role(id, role, answer);
+  }
+  reply(json{{"error", fmt::format("unknown member action \"{}\"", action)}});
+}
+
+void ClusterMember::member_change(json request, cluster::PeerReplyFn done) {
+  if (raft_ && raft_->status().serving) return on_member_request(request, std::move(done));
+  std::vector<std::string> addresses;
+  if (raft_ && !raft_->status().leader_address.empty()) addresses.push_back(raft_->status().leader_address);
+  for (const auto& m : remembered_)
+    if (m.address != links_->self().address &&
+        std::find(addresses.begin(), addresses.end(), m.address) == addresses.end())
+      addresses.push_back(m.address);
+  call_leader(std::move(addresses), std::move(request), 0, "no other member known", std::move(done));
+}
+
+void ClusterMember::call_leader(std::vector<std::string> addresses, json request, int hops, std::string last_error,
+                                cluster::PeerReplyFn done) {
+  if (addresses.empty() || hops > kMaxRedirects) return done(json{{"unreachable", last_error}});
+  const std::string address = addresses.front();
+  auto req = request;
+  cluster::peer_call(
+      *links_, address, std::move(req),
+      [this, alive = std::weak_ptr<bool>(alive_), addresses = std::move(addresses), request = std::move(request), hops,
+       done = std::move(done), address](std::optional<json> reply, std::string error) mutable {
+        if (alive.expired()) return;
+        addresses.erase(addresses.begin());
+        if (reply && reply->contains("redirect") && (*reply)["redirect"].is_string()) {
+          const std::string leader = (*reply)["redirect"].get<std::string>();
+          if (leader != links_->self().address) addresses.insert(addresses.begin(), leader);
+          return call_leader(std::move(addresses), std::move(request), hops + 1, "redirected", std::move(done));
+        }
+        if (reply && !reply->value("elsewhere", false)) return done(std::move(*reply));
+        // No answer, or no leader there: the next one.
+        const std::string why = reply ? fmt::format("{}: {}", address, reply->value("error", std::string{}))
+                                      : fmt::format("{}: {}", address, error);
+        call_leader(std::move(addresses), std::move(request), hops + 1, why, std::move(done));
+      },
+      kStatusTimeout);
+}
+
+json ClusterMember::remembered_members() const {
+  std::ifstream in(members_file());
+  auto j = json::parse(in, nullptr, false);
+  return j.is_array() ? j : json::array();
+}
+
+json ClusterMember::members_json() const {
+  json out = json::array();
+  if (!raft_) return out;
+  for (const auto& m : raft_->status().members)
+    out.push_back({{"id", m.id},
+                   {"address", m.address},
+                   {"name", m.id == links_->self().id ? node_.name : raft_->name_of(m.id)},
+                   {"role", role_name(m.role)}});
+  return out;
+}
+
+void ClusterMember::remember_members() {
+  if (!raft_ || raft_->status().members.empty()) return;
+  // Names too: a member's is known once a link with it has been up.
+  auto now = members_json().dump();
+  if (now == remembered_dump_) return;
+  remembered_ = raft_->status().members;
+  remembered_dump_ = std::move(now);
+  const auto tmp = members_file().string() + ".tmp";
+  std::ofstream out(tmp, std::ios::trunc);
+  out << remembered_dump_ << "\n";
+  std::error_code ec;
+  if (out.flush()) {
+    out.close();
+    std::filesystem::rename(tmp, members_file(), ec);
+  }
+  if (!out || ec) log_.warn("cannot write {} reason=\"{}\"", members_file().string(), ec ? ec.message() : "write failed");
+}
+
+json ClusterMember::find_member(const std::string& node) const {
+  const std::string name = bare_name(node);
+  json known = raft_ ? members_json() : remembered_members();
+  for (const auto& m : known)
+    if (m.value("name", std::string{}) == name) return m;
+  std::string address;
+  try {
+    address = cluster::resolve_node(node);
+  } catch (const std::runtime_error&) {
+    return nullptr;
+  }
+  for (const auto& m : known)
+    if (m.value("address", std::string{}) == address) return m;
+  return nullptr;
+}
+
+void ClusterMember::forget(const std::string& node, bool offline, CommandDone done) {
+  if (offline && raft_)
+    return done({412, "Error: this command requires the target node to be stopped.", {}});
+  if (!offline && !raft_)
+    return done({409, "Error:\n{:offline_node_no_offline_flag, 'You are trying to remove a node from an offline node. "
+                      "That is dangerous, but can be done with the --offline flag. Please consult the manual for "
+                      "rabbitmqctl for more information.'}",
+                 {}});
+  const json target = find_member(node);
+  if (target.is_null())
+    return done({409, "Error:\n{:not_a_cluster_node, 'The node selected is not in the cluster.'}", {}});
+  const uint64_t id = target.value("id", uint64_t{0});
+  std::string name = target.value("name", std::string{});
+  if (name.empty()) name = bare_name(node);  // no link with it has told this node its name
+  if (id == links_->self().id)
+    return done({422, fmt::format("Error: node {} cannot forget itself; run stop_app and reset on it, or "
+                                  "forget_cluster_node {} on another member",
+                                  node_.name, node_.name),
+                 {}});
+  // Only a node that is not running may be forgotten (its app stopped, or the process down).
+  cluster::peer_call(
+      *links_, target.value("address", std::string{}), json{{"op", "info"}},
+      [this, alive = std::weak_ptr<bool>(alive_), id, name, done](std::optional<json> reply, std::string) {
+        if (alive.expired()) return;
+        if (reply && reply->value("running", false))
+          return done({409,
+                       fmt::format("Error:\n{{:failed_to_remove_node, :\"{}\", {{:active, 'Mnesia is running', "
+                                   ":\"{}\"}}}}\n(node {} runs its broker app: run stop_app on it first)",
+                                   name, name, name),
+                       {}});
+        member_change(json{{"op", "member"}, {"action", "remove"}, {"id", id}}, [this, alive, name, done](json r) {
+          if (alive.expired()) return;
+          if (r.value("ok", false)) {
+            log_.info("forgot cluster node name={}", name);
+            return done({200, fmt::format("Removing node {} from the cluster", name), {}});
+          }
+          if (r.contains("unreachable"))
+            return done({503,
+                         fmt::format("Error:\n{{:no_online_cluster_nodes, 'Could not find any online cluster nodes. "
+                                     "If the cluster has changed, you can use the 'update_cluster_nodes' command.'}}\n({})",
+                                     r.value("unreachable", std::string{})),
+                         {}});
+          done({500, fmt::format("Error: node {} was not removed: {}", name, r.value("error", std::string("no reason"))),
+                {}});
+        });
+      },
+      kStatusTimeout);
+}
+
+void ClusterMember::change_type(bool ram, CommandDone done) {
+  if (raft_ || stopping_raft_) return done({412, kStopFirst, {}});
+  const uint64_t self = links_->self().id;
+  const auto me = std::find_if(remembered_.begin(), remembered_.end(), [self](const cluster::Member& m) { return m.id == self; });
+  if (remembered_.size() < 2 || me == remembered_.end()) {
+    if (ram) return done({409, "Error:\n{:not_clustered, 'Non-clustered nodes can only be disc nodes.'}", {}});
+    return done({200, fmt::format("Turning {} into a disc node", node_.name), {}});
+  }
+  if (ram && me->role == cluster::Role::Voter && voters_other_than(remembered_, self) == 0)
+    return done({409,
+                 fmt::format("Error: node {} is the only disc node of its cluster and cannot become a ram node; make "
+                             "another node a disc node first (change_cluster_node_type disc on it)",
+                             node_.name),
+                 {}});
+  // start_app announces this node with its new role; the leader assigns it in raft.
+  json seeds = json::array();
+  for (const auto& m : remembered_)
+    if (m.id != self) seeds.push_back(m.address);
+  std::ofstream out(join_file(), std::ios::trunc);
+  out << json{{"seeds", seeds}, {"ram", ram}}.dump() << "\n";
+  if (!out.flush()) return done({500, fmt::format("Error: cannot write {}", join_file().string()), {}});
+  log_.info("node type change pending to={} (carried out at start_app)", ram ? "ram" : "disc");
+  done({200, fmt::format("Turning {} into a {} node", node_.name, ram ? "ram" : "disc"), {}});
+}
+
+void ClusterMember::update_nodes(const std::string& node, CommandDone done) {
+  std::string address;
+  if (auto refused = stopped_and_resolved(node, address)) return done(std::move(*refused));
+  cluster::peer_call(
+      *links_, address, json{{"op", "info"}},
+      [this, alive = std::weak_ptr<bool>(alive_), node, done](std::optional<json> reply, std::string error) {
+        if (alive.expired()) return;
+        if (!reply || !reply->contains("members") || !(*reply)["members"].is_array() || (*reply)["members"].empty())
+          return done({503,
+                       fmt::format("Error:\n{{:cannot_connect_to_node, 'Could not connect to the cluster node "
+                                   "provided.'}}\n({}: {})",
+                                   node, reply ? "its broker app is not running" : error),
+                       {}});
+        const json& members = (*reply)["members"];
+        const bool in = std::any_of(members.begin(), members.end(),
+                                    [&](const json& m) { return m.value("id", uint64_t{0}) == links_->self().id; });
+        if (!in)
+          return done({409, "Error:\n{:inconsistent_cluster, 'The nodes provided do not have this node as part of the "
+                            "cluster.'}",
+                       {}});
+        std::ofstream(members_file(), std::ios::trunc) << members.dump() << "\n";
+        remembered_.clear();
+        for (const auto& m : members)
+          remembered_.push_back({m.value("id", uint64_t{0}), m.value("address", std::string{}),
+                                 m.value("role", std::string{}) == "ram" ? cluster::Role::Standby : cluster::Role::Voter});
+        done({200, fmt::format("Will seed {} from {} on next start", node_.name, reply->value("name", node)), {}});
+      });
 }
 
 void ClusterMember::forward(const cluster::NotLeader& leader, std::vector<uint8_t> change, ProposeDone done) {
@@ -318,14 +731,20 @@ void ClusterMember::status(CommandDone done) {
   };
   auto c = std::make_shared<Collect>();
   c->done = std::move(done);
-  const json self = info();
+  // rabbitmqctl 3.10's keys (--formatter json); the text form prints them in its order.
   c->body = {{"node", node_.name},
              {"cluster_name", node_.name},
              {"running", raft_ != nullptr},
              {"disk_nodes", json::array()},
              {"ram_nodes", json::array()},
              {"running_nodes", json::array()},
-             {"versions", json::object()}};
+             {"versions", json::object()},
+             {"cpu_cores", json::object()},
+             {"maintenance_status", json::object()},
+             {"alarms", json::array()},
+             {"partitions", json::object()},
+             {"listeners", json::object()},
+             {"feature_flags", json::array()}};
   std::vector<cluster::Member> members;
   if (raft_) {
     members = raft_->status().members;
@@ -346,31 +765,72 @@ void ClusterMember::status(CommandDone done) {
   };
   c->waiting = members.size() + 1;
   for (const auto& m : members) {
-    auto record = [c, m, finish](const std::string& name, bool running, const std::string& version) {
+    // <facts>: a member's info() reply (null: it did not answer).
+    auto record = [c, m, finish](const std::string& name, const json& facts) {
       c->body[m.role == cluster::Role::Voter ? "disk_nodes" : "ram_nodes"].push_back(name);
-      if (running) {
-        c->body["running_nodes"].push_back(name);
-        c->body["versions"][name] = version;
+      if (facts.is_object() && facts.value("running", false)) {
+        auto& b = c->body;
+        b["running_nodes"].push_back(name);
+        b["versions"][name] = {{"rabbitmq_name", "mqnode"},
+                               {"rabbitmq_version", facts.value("version", std::string{})},
+                               {"erlang_version", ""}};
+        b["cpu_cores"][name] = facts.value("cores", 0);
+        b["maintenance_status"][name] = facts.value("maintenance", std::string("unknown"));
+        for (const auto& a : facts.value("alarms", json::array()))
+          b["alarms"].push_back({{"node", name}, {"type", "resource_limit"}, {"resource", a}});
+        json listeners = json::array();
+        for (auto l : facts.value("listeners", json::array())) {
+          l["node"] = name;
+          listeners.push_back(std::move(l));
+        }
+        b["listeners"][name] = std::move(listeners);
       }
       finish(*c);
     };
     if (m.id == links_->self().id) {
-      record(node_.name, raft_ != nullptr, MQNODE_VERSION);
+      record(node_.name, info());
       continue;
     }
     const std::string known = raft_ && !raft_->name_of(m.id).empty() ? raft_->name_of(m.id) : m.address;
     cluster::peer_call(
         *links_, m.address, json{{"op", "info"}},
         [record, known](std::optional<json> reply, std::string) {
-          if (!reply) return record(known, false, {});
-          record(reply->value("name", known), reply->value("running", false), reply->value("version", std::string{}));
+          if (!reply) return record(known, nullptr);
+          record(reply->value("name", known), *reply);
         },
         kStatusTimeout);
   }
   finish(*c);
 }
 
+void ClusterMember::publish(core::MembershipEvent::Kind kind, std::string node, std::string role) {
+  log_.info("membership {} node={}{}{}", core::kind_name(kind), node, role.empty() ? "" : " role=", role);
+  if (events_) events_->publish_membership({kind, std::move(node), std::move(role)});
+}
+
+void ClusterMember::watch_membership() {
+  if (!raft_) return;
+  const auto& st = raft_->status();
+  if (!st.members.empty()) {
+    if (seen_) {
+      auto name = [this](const cluster::Member& m) {
+        if (m.id == links_->self().id) return node_.name;
+        const auto n = raft_->name_of(m.id);
+        return n.empty() ? m.address : n;
+      };
+      const auto d = cluster::diff_members(*seen_, st.members);
+      for (const auto& m : d.joined) publish(core::MembershipEvent::Kind::Joined, name(m), role_name(m.role));
+      for (const auto& m : d.left) publish(core::MembershipEvent::Kind::Left, name(m));
+    }
+    seen_ = st.members;
+  }
+  if (auto majority = quorum_.update(st.leader_id != 0, cluster::QuorumWatch::Clock::now()))
+    publish(*majority ? core::MembershipEvent::Kind::Majority : core::MembershipEvent::Kind::Minority, node_.name);
+}
+
 void ClusterMember::tick() {
+  watch_membership();
+  remember_members();
   if (!raft_ || definitions_proposed_ || !raft_->status().serving || !catalog_ || !definitions_) return;
   definitions_proposed_ = true;
   // The config file's definitions, proposed only when missing: the cluster's own state

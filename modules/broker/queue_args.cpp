@@ -73,8 +73,10 @@ QueueArgs parse_queue_args(const amqp::FieldTable& args, const std::string& queu
     } else if (key == "x-queue-type") {
       const auto* s = value.as_string();
       if (!s) refuse(fmt::format("invalid arg 'x-queue-type' for queue '{}' in vhost '{}': expected a string", queue, vhost));
-      if (*s != "classic")
-        refuse(fmt::format("invalid arg 'x-queue-type' for queue '{}' in vhost '{}': queue type '{}' is not supported by this node (only 'classic')", queue, vhost, *s));
+      // 'quorum' is taken (clients declare it and depend on it) as a classic queue that is
+      // not replicated yet; the catalog logs a warning naming the queue.
+      if (*s != "classic" && *s != "quorum")
+        refuse(fmt::format("invalid arg 'x-queue-type' for queue '{}' in vhost '{}': queue type '{}' is not supported by this node (only 'classic', and 'quorum' as an unreplicated classic queue)", queue, vhost, *s));
       out.queue_type = *s;
     } else if (key == "x-queue-mode") {
       const auto* s = value.as_string();

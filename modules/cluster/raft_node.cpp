@@ -83,6 +83,7 @@ struct RaftNode::Thread {
   bool closed = false;   // raft_close() called
   uint64_t close_by = 0;  // uv_now() after which raft_close() waits no longer
   RaftStatus published;
+  std::function<void()> on_exit;  // raft thread: posted to the loop as run() ends (stop_async)
   std::mutex mu;
   std::vector<std::function<void(Thread&)>> inbox;  // under mu
   bool accepting = false;                           // under mu
@@ -123,6 +124,7 @@ void RaftNode::Thread::run(const RaftNodeConfig& cfg, const NodeIdentity& self, 
   uv_run(&loop, UV_RUN_DEFAULT);
   if (io_uv.impl != nullptr) raft_uv_close(&io_uv);
   uv_loop_close(&loop);
+  if (on_exit) asio::post(io, std::move(on_exit));
 }
 
 // Raft thread. "" once raft runs; otherwise the reason, with the close under way.
@@ -284,6 +286,25 @@ void RaftNode::stop() {
   side_->stopped = true;
   side_->status = RaftStatus{};
   log_.info("raft stopped id={}", links_->self().id);
+}
+
+void RaftNode::stop_async(std::function<void()> done) {
+  if (!thread_ || !thread_->thread.joinable()) return asio::post(io_, std::move(done));
+  links_->on_accept(Purpose::Raft, nullptr);
+  // Runs on the loop once the raft thread is at its very end: the join is immediate.
+  auto finish = [this, side = std::weak_ptr<LoopSide>(side_), done]() {
+    if (side.expired()) return;  // destroyed meanwhile: its destructor joined
+    stop();
+    done();
+  };
+  if (!thread_->post([finish](Thread& t) {
+        t.on_exit = finish;
+        t.begin_close();
+      })) {
+    // The thread stopped taking work: it is ending by itself.
+    stop();
+    asio::post(io_, std::move(done));
+  }
 }
 
 RaftNode::Done RaftNode::on_loop(Done done) const {

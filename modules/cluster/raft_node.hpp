@@ -54,6 +54,10 @@ class RaftNode {
   // Requests in flight end as Committed or Unknown, waiting ones as Failed; later requests
   // fail at once. Idempotent.
   void stop();
+  // stop() without blocking the loop while raft writes what it appended: <done> runs on
+  // the loop once the raft thread has ended. Keep this object until then (destroying it
+  // earlier joins the thread, and <done> is not called).
+  void stop_async(std::function<void()> done);
 
   // Replicates <command>; <done> gets Committed only once raft applied it here for this request.
   void propose(std::vector<uint8_t> command, Done done);

@@ -8,8 +8,31 @@ int EventBus::subscribe_health(HealthHandler handler) {
   return id;
 }
 
+int EventBus::subscribe_membership(MembershipHandler handler) {
+  int id = next_id_++;
+  membership_.emplace(id, std::move(handler));
+  return id;
+}
+
 void EventBus::unsubscribe(int id) {
   handlers_.erase(id);
+  membership_.erase(id);
+}
+
+void EventBus::publish_membership(const MembershipEvent& event) {
+  auto handlers = membership_;  // a handler may subscribe or unsubscribe
+  for (auto& [id, h] : handlers) h(event);
+}
+
+const char* kind_name(MembershipEvent::Kind k) {
+  switch (k) {
+    case MembershipEvent::Kind::Joined: return "joined";
+    case MembershipEvent::Kind::Left: return "left";
+    case MembershipEvent::Kind::Leaving: return "leaving";
+    case MembershipEvent::Kind::Minority: return "minority";
+    case MembershipEvent::Kind::Majority: return "majority";
+  }
+  return "?";
 }
 
 void EventBus::publish_health(std::string_view module, const Health& health) {

@@ -18,6 +18,7 @@ LbModule::LbModule(core::ModuleContext ctx) : ctx_(std::move(ctx)), log_(ctx_.lo
 
 LbModule::~LbModule() {
   if (events_sub_) ctx_.events.unsubscribe(events_sub_);
+  if (membership_sub_) ctx_.events.unsubscribe(membership_sub_);
 }
 
 void LbModule::configure(core::ConfigNode slice) {
@@ -49,6 +50,10 @@ void LbModule::start() {
     if (module == "broker") on_broker_health(h);
   });
   if (const auto* h = ctx_.events.last_health("broker")) on_broker_health(*h);
+  // The cluster's membership: logged for now; replicated queues drain and follow on it.
+  membership_sub_ = ctx_.events.subscribe_membership([this](const core::MembershipEvent& e) {
+    log_.info("cluster membership {} node={}", core::kind_name(e.kind), e.node);
+  });
   publish_health();
 }
 

@@ -113,6 +113,7 @@ class LbModule final : public core::Module {
   std::unique_ptr<core::http::Server> http_;
   uint64_t last_session_id_ = 0;
   int events_sub_ = 0;
+  int membership_sub_ = 0;
   int last_iid_ = 0;
   bool stopping_ = false;
 };

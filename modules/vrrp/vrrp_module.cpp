@@ -105,6 +105,10 @@ void VrrpModule::start() {
     if (module == name()) return;
     for (auto& r : runners_) r->on_health(module, h);
   });
+  // The cluster's membership: logged for now; replicated queues follow the VIP on it.
+  membership_sub_ = ctx_.events.subscribe_membership([this](const core::MembershipEvent& e) {
+    ctx_.log.info("cluster membership {} node={}", core::kind_name(e.kind), e.node);
+  });
   for (auto& s : scripts_) s->start();
   for (std::size_t i = 0; i < runners_.size(); ++i) {
     for (const auto& t : cfg_.instances[i].track) {
@@ -126,7 +130,8 @@ void VrrpModule::start() {
 asio::awaitable<void> VrrpModule::stop() {
   stopping_ = true;
   if (subscription_) ctx_.events.unsubscribe(subscription_);
-  subscription_ = 0;
+  if (membership_sub_) ctx_.events.unsubscribe(membership_sub_);
+  subscription_ = membership_sub_ = 0;
   for (auto& s : scripts_) s->stop();
   for (auto& r : runners_) r->shutdown();
   // notify_stop (and hooks still queued) get a bounded time to finish and be logged.

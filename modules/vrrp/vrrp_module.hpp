@@ -41,6 +41,7 @@ class VrrpModule final : public core::Module {
   std::vector<std::unique_ptr<ScriptRunner>> scripts_;
   std::vector<std::unique_ptr<InstanceRunner>> runners_;
   int subscription_ = 0;
+  int membership_sub_ = 0;
   bool started_ = false;
   bool stopping_ = false;
 };

@@ -82,12 +82,24 @@ def test_redeclare_with_different_arguments(amqp, uname):
 def test_queue_types_not_implemented_are_refused(amqp, uname):
     # mqnode has classic queues only; it refuses other types rather than pretending.
     if TARGET == "rabbitmq":
-        pytest.skip("RabbitMQ implements quorum queues; mqnode refuses them until the cluster exists")
+        pytest.skip("RabbitMQ implements stream queues; mqnode refuses them")
     ch = amqp.channel()
     q = uname()
     text = expect_channel_close(
-        lambda: ch.queue_declare(q, arguments={"x-queue-type": "quorum"}), 406)
-    assert "queue type 'quorum' is not supported" in text
+        lambda: ch.queue_declare(q, durable=True, arguments={"x-queue-type": "stream"}), 406)
+    assert "queue type 'stream' is not supported" in text
+
+
+def test_quorum_declare_is_accepted(amqp, uname):
+    # Clients declare quorum queues and depend on it: mqnode takes the declare (a classic
+    # queue, not replicated yet, with a warning in its log) and its equivalent redeclare.
+    ch = amqp.channel()
+    q = uname()
+    ok = ch.queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
+    assert ok.method.queue == q
+    again = ch.queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
+    assert again.method.queue == q
+    ch.queue_delete(q)
 
 
 def test_redeclare_with_different_unknown_argument_is_accepted(amqp, uname):

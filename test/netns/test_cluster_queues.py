@@ -15,7 +15,7 @@ import signal
 import pytest
 
 import vrrp_net
-from test_cluster import Cluster
+from cluster_net import Cluster
 from vrrp_net import wait_for
 
 
