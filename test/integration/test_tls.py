@@ -376,3 +376,22 @@ def test_https_management_api_and_reload(pki, tmp_path):
         if not problems:
             shutil.rmtree(workdir, ignore_errors=True)
     assert not problems, problems
+
+
+def test_kombu_over_tls(broker_factory, pki):
+    import kombu
+    b = start_tls(broker_factory, tls_opts(pki))
+    opts = {"ca_certs": pki.path("ca.pem"), "cert_reqs": ssl.CERT_REQUIRED, "server_hostname": "localhost"}
+    with kombu.Connection("amqp://guest:guest@127.0.0.1:%d//" % b.tls_port, ssl=opts, connect_timeout=10) as conn:
+        q = conn.SimpleQueue("kombu.tls")
+        q.put({"over": "tls"})
+        msg = q.get(timeout=10)
+        assert msg.payload == {"over": "tls"}
+        msg.ack()
+        q.close()
+    # Without the CA the client refuses the node's certificate.
+    bad = dict(opts, ca_certs=pki.path("rogue.pem"))
+    with pytest.raises(Exception) as e:
+        with kombu.Connection("amqp://guest:guest@127.0.0.1:%d//" % b.tls_port, ssl=bad, connect_timeout=10) as conn:
+            conn.connect()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(e.value) or isinstance(e.value, ssl.SSLError)
