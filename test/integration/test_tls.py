@@ -395,3 +395,36 @@ def test_kombu_over_tls(broker_factory, pki):
         with kombu.Connection("amqp://guest:guest@127.0.0.1:%d//" % b.tls_port, ssl=bad, connect_timeout=10) as conn:
             conn.connect()
     assert "CERTIFICATE_VERIFY_FAILED" in str(e.value) or isinstance(e.value, ssl.SSLError)
+
+
+def test_https_lb_stats_page_and_reload(pki, tmp_path):
+    import base64
+    import shutil
+    import sys
+    import urllib.request
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lb"))
+    from lbutil import LbProcess
+
+    cert, key = str(tmp_path / "stats.pem"), str(tmp_path / "stats.key")
+    shutil.copy(pki.path("server.pem"), cert)
+    shutil.copy(pki.path("server.key"), key)
+    lb = LbProcess({"frontends": [{"name": "fe", "bind": "127.0.0.1:%d" % free_port(), "backend": "be"}],
+                    "backends": [{"name": "be", "servers": [{"name": "s1", "address": "127.0.0.1:%d" % free_port()}]}],
+                    "stats": {"tls": {"certfile": cert, "keyfile": key}}})
+    lb.start()
+    try:
+        req = urllib.request.Request("https://localhost:%d/haproxy;csv" % lb.stats_port)
+        req.add_header("Authorization", "Basic " + base64.b64encode(b"admin:s3cret").decode())
+        with urllib.request.urlopen(req, context=client_context(pki), timeout=10) as r:
+            assert r.status == 200
+            assert "fe,FRONTEND" in r.read().decode()
+        assert server_cn(lb.stats_port, pki) == "localhost"
+        shutil.copy(pki.path("server2.pem"), cert + ".new")
+        shutil.copy(pki.path("server2.key"), key + ".new")
+        os.replace(key + ".new", key)
+        os.replace(cert + ".new", cert)
+        lb.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: server_cn(lb.stats_port, pki) == "mq-reloaded", what="the renewed stats certificate")
+    finally:
+        problems = lb.stop()
+    assert not problems, problems
