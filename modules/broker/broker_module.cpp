@@ -19,6 +19,24 @@ using namespace std::chrono_literals;
 void BrokerModule::configure(core::ConfigNode slice) {
   cfg_ = parse_broker_config(std::move(slice));
   cfg_.node_name = ctx_.node.name;
+  tls_.clear();
+  for (const auto& l : cfg_.listeners)  // reads the files: a bad one is a config error now
+    tls_.push_back(l.tls ? std::make_shared<core::tls::TlsContext>(*l.tls) : nullptr);
+}
+
+bool BrokerModule::reload(core::ConfigNode slice) {
+  BrokerConfig next = parse_broker_config(std::move(slice));
+  // Build every new context before swapping any: a bad file changes nothing.
+  std::vector<std::pair<core::tls::TlsContext*, core::tls::TlsContext>> swaps;
+  for (std::size_t i = 0; i < next.listeners.size() && i < tls_.size(); ++i)
+    if (tls_[i] && next.listeners[i].tls && next.listeners[i].endpoint == cfg_.listeners[i].endpoint)
+      swaps.emplace_back(tls_[i].get(), core::tls::TlsContext(*next.listeners[i].tls));
+  for (auto& [cur, fresh] : swaps) {
+    *cur = std::move(fresh);
+    ctx_.log.info("reload: TLS certificates of {} read again", cur->options().path);
+  }
+  // Nothing else of /broker applies at run time (app/ says a restart is needed).
+  return false;
 }
 
 BrokerModule::~BrokerModule() = default;
@@ -55,10 +73,11 @@ void BrokerModule::start_app() {
     broker_->catalog().set_queue_homes(queue_links_.get());
     cluster_->start(broker_->catalog(), cfg_);
   }
-  for (const auto& l : cfg_.listeners) {
-    auto acc = core::listen(ctx_.io, l, "/broker/listeners");
-    ctx_.log.info("listening for AMQP on {}:{}", acc->local_endpoint().address().to_string(), acc->local_endpoint().port());
-    asio::co_spawn(ctx_.io, accept_loop(*acc, app_generation_ + 1), asio::detached);
+  for (std::size_t i = 0; i < cfg_.listeners.size(); ++i) {
+    auto acc = core::listen(ctx_.io, cfg_.listeners[i].endpoint, "/broker/listeners");
+    ctx_.log.info("listening for {} on {}:{}", tls_[i] ? "AMQPS" : "AMQP", acc->local_endpoint().address().to_string(),
+                  acc->local_endpoint().port());
+    asio::co_spawn(ctx_.io, accept_loop(*acc, app_generation_ + 1, tls_[i].get()), asio::detached);
     acceptors_.push_back(std::move(acc));
   }
   ++app_generation_;
@@ -99,7 +118,8 @@ void BrokerModule::publish_health() {
   ctx_.events.publish_health(name(), health());
 }
 
-asio::awaitable<void> BrokerModule::accept_loop(asio::ip::tcp::acceptor& acceptor, uint64_t generation) {
+asio::awaitable<void> BrokerModule::accept_loop(asio::ip::tcp::acceptor& acceptor, uint64_t generation,
+                                                const core::tls::TlsContext* tls) {
   asio::error_code ec;
   asio::steady_timer backoff(ctx_.io);
   while (!stopping_) {
@@ -107,8 +127,21 @@ asio::awaitable<void> BrokerModule::accept_loop(asio::ip::tcp::acceptor& accepto
     co_await acceptor.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
     // <acceptor> is gone once the app stopped (and maybe started again: a new generation).
     if (stopping_ || !app_running_ || generation != app_generation_) break;
+    if (ec && core::FdReserve::exhausted(ec) && fd_reserve_.refuse(acceptor.native_handle())) {
+      // Out of descriptors: the waiting client is closed at once, the connections up keep
+      // working; one log line per 10 s says how many were refused.
+      ++broker_->stats().connections_refused;
+      ++fd_refused_;
+      if (auto now = std::chrono::steady_clock::now(); now - fd_warned_at_ >= 10s) {
+        ctx_.log.warn("connection refused: out of file descriptors (errno={}); refused={} connections={}", ec.value(),
+                      fd_refused_, broker_->connections().size());
+        fd_warned_at_ = now;
+        fd_refused_ = 0;
+      }
+      continue;
+    }
     if (ec) {
-      // EMFILE and friends: log, back off, keep accepting.
+      // Other accept errors: log, back off, keep accepting.
       ctx_.log.warn("accept failed error=\"{}\"", ec.message());
       backoff.expires_after(100ms);
       co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -121,7 +154,7 @@ asio::awaitable<void> BrokerModule::accept_loop(asio::ip::tcp::acceptor& accepto
       continue;  // socket closes as it goes out of scope
     }
     ++stats.connections_accepted;
-    auto conn = std::make_shared<Connection>(*broker_, std::move(sock), broker_->next_connection_id());
+    auto conn = std::make_shared<Connection>(*broker_, std::move(sock), broker_->next_connection_id(), tls);
     broker_->add_connection(conn);
     conn->start();
   }

@@ -5,6 +5,7 @@
 // stay up.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "broker/cluster_member.hpp"
 #include "broker/queue_links.hpp"
 #include "broker/config.hpp"
+#include "core/accept.hpp"
 #include "core/module.hpp"
 
 namespace mqnode::broker {
@@ -27,6 +29,10 @@ class BrokerModule final : public core::Module {
 
   std::string_view name() const override { return "broker"; }
   void configure(core::ConfigNode slice) override;
+  // SIGHUP: the TLS listeners read their certificate, key and CA files again (new
+  // handshakes use them, connections up keep theirs). Anything else changed needs a
+  // restart: returns false (app/ says so in the log).
+  bool reload(core::ConfigNode slice) override;
   void start() override;
   asio::awaitable<void> stop() override;
   core::Health health() const override;
@@ -48,7 +54,8 @@ class BrokerModule final : public core::Module {
   void command(const std::string& op, const nlohmann::json& args, CommandDone done);
 
  private:
-  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, uint64_t generation);
+  asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, uint64_t generation,
+                                    const core::tls::TlsContext* tls);
   void publish_health();
   nlohmann::json node_facts() const;  // alarms and AMQP listeners, for cluster_status
   asio::awaitable<void> housekeeping();
@@ -59,6 +66,8 @@ class BrokerModule final : public core::Module {
 
   core::ModuleContext ctx_;
   BrokerConfig cfg_;
+  // Per listener of cfg_: its TLS context, or nullptr for plain AMQP.
+  std::vector<core::tls::TlsContextPtr> tls_;
   std::unique_ptr<store::Store> store_;  // declared before broker_: outlives it
   std::unique_ptr<Broker> broker_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
@@ -69,6 +78,9 @@ class BrokerModule final : public core::Module {
   bool app_running_ = false;
   uint64_t app_generation_ = 0;  // start_app counts; an accept loop of an earlier one ends
   bool stopping_ = false;
+  core::FdReserve fd_reserve_;  // refuses connections cleanly when out of descriptors
+  std::chrono::steady_clock::time_point fd_warned_at_{};
+  uint64_t fd_refused_ = 0;  // since the last log line about it
 };
 
 }  // namespace mqnode::broker

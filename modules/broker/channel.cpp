@@ -297,6 +297,7 @@ void Channel::on(const amqp::QueueDeclare& m) {
     throw ChannelError(ChannelReplyCode::AccessRefused,
                        fmt::format("queue name '{}' contains reserved prefix 'amq.*'", name));
   check_permission(Permission::Configure, "queue", name);
+  check_queue_limit(name);
   DeclareQueue change{conn_.vhost().name(), {}, owner()};
   change.def.name = name;
   change.def.durable = m.durable;
@@ -308,6 +309,18 @@ void Channel::on(const amqp::QueueDeclare& m) {
     if (r.created && exclusive) ch.conn_.own_exclusive_queue(name);
     declare_ok(ch, ch.queue_or_404(name));  // deleted again before the outcome arrived: 404
   });
+}
+
+void Channel::check_queue_limit(const std::string& name) const {
+  const auto& limits = conn_.broker().config().vhost_limits;
+  auto lim = limits.find(conn_.vhost().name());
+  if (lim == limits.end() || lim->second.max_queues < 0) return;
+  const auto& queues = conn_.vhost().queues();
+  if (queues.count(name) || static_cast<int64_t>(queues.size()) < lim->second.max_queues) return;
+  throw ChannelError(ChannelReplyCode::PreconditionFailed,
+                     fmt::format("cannot declare queue '{}': queue limit in vhost '{}' ({}) is reached", name,
+                                 conn_.vhost().name(), lim->second.max_queues),
+                     amqp::QueueDeclare::kClassId, amqp::QueueDeclare::kMethodId);
 }
 
 void Channel::on(const amqp::QueueBind& m) {

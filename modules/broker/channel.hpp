@@ -148,6 +148,8 @@ class Channel final : public DeliveryTarget {
   void check_exclusive(const QueueHandle& q);
   [[noreturn]] void throw_locked(const std::string& queue);
   void check_permission(Permission what, std::string_view kind, const std::string& name);
+  // /broker/limits max-queues: a new queue beyond it is 406 PRECONDITION_FAILED (RabbitMQ's text).
+  void check_queue_limit(const std::string& name) const;
   void check_not_default(const std::string& exchange);
   std::string resolve_queue_name(const std::string& name) const;  // "" → last declared
   template <class M, class Ok>

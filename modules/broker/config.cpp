@@ -25,15 +25,23 @@ BrokerConfig parse_broker_config(core::ConfigNode node) {
   if (node.has("listeners")) {
     c.listeners.clear();
     for (auto& l : node.objects("listeners")) {
-      if (l.has("bind") == l.has("port")) l.fail("bind", "exactly one of \"bind\" or \"port\"");
-      if (l.has("port")) {  // every address, as RabbitMQ's listeners.tcp.default = PORT
-        c.listeners.push_back(core::any_address(static_cast<uint16_t>(l.integer("port", 0, 0, 65535))));
-      } else {
+      ListenerConfig lc;
+      if (l.has("tls")) lc.tls = core::tls::parse_tls_options(l.object("tls"));
+      if (l.has("bind") && l.has("port")) l.fail("bind", "exactly one of \"bind\" or \"port\"");
+      if (l.has("bind")) {
         auto ep = core::parse_endpoint(l.required_string("bind"));
         if (!ep) l.fail("bind", "\"address:port\" with a numeric IPv4/IPv6 address");
-        c.listeners.push_back(*ep);
+        lc.endpoint = *ep;
+      } else if (l.has("port")) {
+        // Every address, as RabbitMQ's listeners.tcp.default = PORT.
+        lc.endpoint = core::any_address(static_cast<uint16_t>(l.integer("port", 0, 0, 65535)));
+      } else if (lc.tls) {
+        lc.endpoint = core::any_address(5671);  // AMQPS: RabbitMQ's listeners.ssl.default
+      } else {
+        l.fail("bind", "exactly one of \"bind\" or \"port\"");
       }
       l.finish();
+      c.listeners.push_back(std::move(lc));
     }
     if (c.listeners.empty()) node.fail("listeners", "at least one listener");
   }
@@ -94,6 +102,23 @@ BrokerConfig parse_broker_config(core::ConfigNode node) {
       if (o.name == p.name && o.vhost == p.vhost)
         throw core::ConfigError(fmt::format("{}/name: expected a policy name not defined before in vhost \"{}\"", pn.path(), p.vhost));
     c.policies.add(std::move(p));
+  }
+  if (node.has("limits")) {
+    // {"<vhost>": {"max-connections": N, "max-queues": N}}, as rabbitmqctl set_vhost_limits.
+    const auto& raw = node.raw("limits");
+    if (!raw.is_object()) node.fail("limits", "an object of vhost names to their limits");
+    core::ConfigNode limits(raw, node.path_of("limits"));
+    for (const auto& [vhost, v] : raw.items()) {
+      if (std::find(c.vhosts.begin(), c.vhosts.end(), vhost) == c.vhosts.end())
+        limits.fail(vhost, "a vhost listed in /broker/vhosts");
+      core::ConfigNode l = limits.object(vhost);
+      VhostLimits vl;
+      vl.max_connections = l.integer("max-connections", -1, -1, std::numeric_limits<int32_t>::max());
+      vl.max_queues = l.integer("max-queues", -1, -1, std::numeric_limits<int32_t>::max());
+      l.finish();
+      c.vhost_limits[vhost] = vl;
+    }
+    limits.finish();
   }
   c.loopback_users = node.strings("loopback_users", c.loopback_users);
   c.heartbeat_s = static_cast<uint16_t>(node.integer("heartbeat_s", c.heartbeat_s, 0, 65535));

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "broker/queue.hpp"
 #include "broker/resource_alarm.hpp"
 #include "core/endpoint.hpp"
+#include "core/tls.hpp"
 
 namespace mqnode::broker {
 
@@ -25,9 +28,21 @@ struct PermissionConfig {
   std::string user, vhost, configure, write, read;
 };
 
+// One AMQP listener: plain, or AMQPS with its TLS options (/broker/listeners/N/tls).
+struct ListenerConfig {
+  core::Endpoint endpoint;
+  std::optional<core::tls::TlsOptions> tls;
+};
+
+// A vhost's limits (RabbitMQ's set_vhost_limits): negative means no limit, 0 allows none.
+struct VhostLimits {
+  int64_t max_connections = -1;
+  int64_t max_queues = -1;
+};
+
 struct BrokerConfig {
   std::string node_name = "mqnode@localhost";  // from /node/name; cluster_name in connection.start
-  std::vector<core::Endpoint> listeners{core::any_address(5672)};  // RabbitMQ's [::]:5672
+  std::vector<ListenerConfig> listeners{{core::any_address(5672), std::nullopt}};  // RabbitMQ's [::]:5672
   std::vector<UserConfig> users;
   std::vector<std::string> vhosts{"/"};
   std::vector<PermissionConfig> permissions;
@@ -42,6 +57,7 @@ struct BrokerConfig {
   uint64_t store_backlog_bytes = 64ull << 20;    // message bytes waiting for the disk before publishers pause
   ResourceLimits resources;      // memory high watermark, disk free limit
   PolicySet policies;            // /broker/policies
+  std::map<std::string, VhostLimits, std::less<>> vhost_limits;  // /broker/limits, by vhost
 };
 
 // Throws core::ConfigError naming the JSON path of the first bad value.

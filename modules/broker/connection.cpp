@@ -104,9 +104,12 @@ std::string_view method_name(const amqp::Method& m) {
 }
 }  // namespace
 
-Connection::Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id)
+Connection::Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id, const core::tls::TlsContext* tls)
     : broker_(broker),
-      socket_(std::move(socket)),
+      stream_(tls ? core::tls::Stream<asio::ip::tcp::socket>(std::move(socket), tls->context())
+                  : core::tls::Stream<asio::ip::tcp::socket>(std::move(socket))),
+      socket_(stream_.socket()),
+      verify_peer_(tls && tls->options().verify_peer),
       id_(id),
       log_(broker.log().child("connection")),
       wake_(socket_.get_executor()),
@@ -157,9 +160,26 @@ bool Connection::output_congested() {
 
 // ---- reading -------------------------------------------------------------------------
 
+asio::awaitable<bool> Connection::tls_handshake() {
+  asio::error_code ec;
+  co_await stream_.handshake(ec);
+  if (state_ == State::Closed) co_return false;  // the handshake timeout stopped it
+  if (ec) {
+    ++broker_.stats().connections_refused;
+    log_.info("TLS handshake failed conn={} peer={} error=\"{}\"", id_, peer_, ec.message());
+    stop();
+    co_return false;
+  }
+  if (verify_peer_) cert_user_ = core::tls::peer_common_name(stream_.native());
+  log_.debug("TLS established conn={} peer={} session=\"{}\" cert_cn=\"{}\"", id_, peer_,
+             core::tls::describe_session(stream_.native()), cert_user_.value_or(""));
+  co_return true;
+}
+
 asio::awaitable<void> Connection::reader() {
   auto self = shared_from_this();
   asio::error_code ec;
+  if (stream_.is_tls() && !co_await tls_handshake()) co_return;
   in_.resize(kReadBufferIdle);
   try {
     for (;;) {
@@ -178,8 +198,7 @@ asio::awaitable<void> Connection::reader() {
       flow_paused_ = false;
       // Room for at least a quarter buffer, and for a whole frame once its header is in.
       if (in_.size() - in_end_ < in_.size() / 4) in_.resize(in_.size() * 2);
-      std::size_t n = co_await socket_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
-                                                       asio::redirect_error(asio::use_awaitable, ec));
+      std::size_t n = co_await stream_.read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_), ec);
       if (ec || state_ == State::Closed) break;
       received_since_tick_ = true;
       if (state_ == State::Draining) continue;  // the close is settled: input is only discarded
@@ -200,7 +219,9 @@ asio::awaitable<void> Connection::reader() {
         in_start_ += amqp::kProtocolHeader.size();
         amqp::ConnectionStart start;
         start.server_properties = server_properties(broker_.config().node_name);
-        start.mechanisms = "PLAIN AMQPLAIN";
+        // EXTERNAL only where a verified client certificate names the user (as
+        // rabbitmq_auth_mechanism_ssl offers it).
+        start.mechanisms = cert_user_ ? "PLAIN AMQPLAIN EXTERNAL" : "PLAIN AMQPLAIN";
         start.locales = "en_US";
         amqp::append_method_frame(out_, 0, start);
         flush();
@@ -431,12 +452,25 @@ void Connection::on_start_ok(const amqp::ConnectionStartOk& m) {
     }
     login = table_string(t, "LOGIN");
     password = table_string(t, "PASSWORD");
+  } else if (m.mechanism == "EXTERNAL" && cert_user_) {
+    // The certificate is the credential: the user must exist, its password is not asked
+    // (rabbitmq_auth_mechanism_ssl with ssl_cert_login_from = common_name).
+    login = *cert_user_;
   } else {
     throw ConnectionError(ConnectionReplyCode::CommandInvalid,
                           fmt::format("unknown authentication mechanism '{}'", m.mechanism));
   }
   std::string why;
-  if (!broker_.access().authenticate(login, password, peer_loopback_, why)) {
+  bool accepted = false;
+  if (m.mechanism == "EXTERNAL") {
+    const auto* u = broker_.access().find_user(login);
+    if (!u) why = fmt::format("user '{}' (the client certificate's CN) does not exist", login);
+    else if (u->loopback_only && !peer_loopback_) why = "user can only log in via localhost";
+    accepted = why.empty();
+  } else {
+    accepted = broker_.access().authenticate(login, password, peer_loopback_, why) != nullptr;
+  }
+  if (!accepted) {
     log_.warn("login refused conn={} peer={} user=\"{}\" mechanism={} reason=\"{}\"", id_, peer_, login, m.mechanism, why);
     ++broker_.stats().connections_refused;
     if (caps_.authentication_failure_close)
@@ -486,6 +520,16 @@ void Connection::on_open(const amqp::ConnectionOpen& m) {
   if (!broker_.access().can_access_vhost(user_, m.virtual_host))
     throw ConnectionError(ConnectionReplyCode::NotAllowed,
                           fmt::format("access to vhost '{}' refused for user '{}'", m.virtual_host, user_), 10, 40);
+  const auto& limits = broker_.config().vhost_limits;
+  if (auto lim = limits.find(m.virtual_host); lim != limits.end() && lim->second.max_connections >= 0) {
+    int64_t n = 0;
+    for (const auto& [id, c] : broker_.connections()) n += c->open() && c->vhost_name() == m.virtual_host;
+    if (n >= lim->second.max_connections)
+      throw ConnectionError(ConnectionReplyCode::NotAllowed,
+                            fmt::format("access to vhost '{}' refused for user '{}': connection limit ({}) is reached",
+                                        m.virtual_host, user_, lim->second.max_connections),
+                            10, 40);
+  }
   vhost_ = vh;
   vhost_name_ = m.virtual_host;
   state_ = State::Open;
@@ -657,7 +701,7 @@ asio::awaitable<void> Connection::writer() {
       continue;
     }
     writing_.swap(out_);
-    co_await asio::async_write(socket_, asio::buffer(writing_), asio::redirect_error(asio::use_awaitable, ec));
+    co_await stream_.write(asio::buffer(writing_), ec);
     if (ec) break;
     writing_.clear();
     if (writing_.capacity() > 4 * kOutputHighWater) std::vector<uint8_t>().swap(writing_);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "amqp/reply_code.hpp"
 #include "broker/channel_host.hpp"
 #include "core/log.hpp"
+#include "core/tls.hpp"
 
 namespace mqnode::broker {
 
@@ -30,7 +32,8 @@ class Vhost;
 
 class Connection final : public ChannelHost, public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id);
+  // <tls>: the listener's TLS context (AMQPS), or nullptr for plain AMQP.
+  Connection(Broker& broker, asio::ip::tcp::socket socket, uint64_t id, const core::tls::TlsContext* tls = nullptr);
   ~Connection() override;
 
   void start();
@@ -53,6 +56,7 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
   const ClientCapabilities& capabilities() const override { return caps_; }
   uint32_t frame_max() const override { return frame_max_; }
   const core::Logger& log() const { return log_; }
+  bool tls() const { return stream_.is_tls(); }
 
   // ChannelHost: the output buffer only the writer coroutine writes to the socket.
   std::vector<uint8_t>& out() override { return out_; }
@@ -111,6 +115,8 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
   enum class State { Header, StartOk, TuneOk, OpenWait, Open, Closing, Draining, Closed };
 
   asio::awaitable<void> reader();
+  // The TLS handshake (AMQPS); false when it failed and the connection stopped.
+  asio::awaitable<bool> tls_handshake();
   asio::awaitable<void> writer();
   asio::awaitable<void> heartbeat();
   asio::awaitable<void> handshake_deadline();
@@ -143,7 +149,12 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
   void resume_deliveries();
 
   Broker& broker_;
-  asio::ip::tcp::socket socket_;
+  core::tls::Stream<asio::ip::tcp::socket> stream_;
+  asio::ip::tcp::socket& socket_;  // stream_'s TCP socket
+  // EXTERNAL is offered (rabbitmq_auth_mechanism_ssl): a TLS listener with verify_peer and
+  // a client certificate that verified; <cert_user_> is its CN.
+  bool verify_peer_ = false;
+  std::optional<std::string> cert_user_;
   uint64_t id_;
   core::Logger log_;
   std::string peer_;

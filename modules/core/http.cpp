@@ -18,6 +18,9 @@
 #include <asio/write.hpp>
 #include <fmt/format.h>
 
+#include "core/accept.hpp"
+#include "core/tls.hpp"
+
 namespace mqnode::core::http {
 
 using namespace std::chrono_literals;
@@ -472,29 +475,36 @@ struct Server::Shared {
   std::map<uint64_t, std::weak_ptr<Conn>> conns;
   uint64_t next_id = 0;
   bool stopped = false;
+  FdReserve fd_reserve;
+  std::chrono::steady_clock::time_point fd_warned_at{};
 };
 
 class Server::Conn : public std::enable_shared_from_this<Conn> {
  public:
   Conn(std::shared_ptr<Shared> st, Protocol::socket sock, uint64_t id)
-      : st_(std::move(st)), sock_(std::move(sock)), timer_(sock_.get_executor()), id_(id) {}
+      : st_(std::move(st)),
+        stream_(st_->opts.tls ? tls::Stream<Protocol::socket>(std::move(sock), st_->opts.tls->context())
+                              : tls::Stream<Protocol::socket>(std::move(sock))),
+        timer_(stream_.socket().get_executor()),
+        id_(id) {}
 
   void start() {
     auto self = shared_from_this();
-    asio::co_spawn(sock_.get_executor(), [self] { return self->run(); }, asio::detached);
-    asio::co_spawn(sock_.get_executor(), [self] { return self->watchdog(); }, asio::detached);
+    auto ex = stream_.socket().get_executor();
+    asio::co_spawn(ex, [self] { return self->run(); }, asio::detached);
+    asio::co_spawn(ex, [self] { return self->watchdog(); }, asio::detached);
   }
 
   void close() {
     asio::error_code ec;
-    sock_.close(ec);
+    stream_.socket().close(ec);
     timer_.cancel();
   }
 
  private:
   asio::awaitable<void> watchdog() {
     asio::error_code ec;
-    while (sock_.is_open()) {
+    while (stream_.socket().is_open()) {
       timer_.expires_at(deadline_);
       co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (ec != asio::error::operation_aborted && std::chrono::steady_clock::now() >= deadline_) {
@@ -504,17 +514,41 @@ class Server::Conn : public std::enable_shared_from_this<Conn> {
     }
   }
 
-  void touch() { deadline_ = std::chrono::steady_clock::now() + st_->opts.idle_timeout; }
+  // Waiting for a request: the keep-alive idle time. Within one (its first byte seen): the
+  // request timeout, which reading does not extend.
+  void expect_request() {
+    in_request_ = false;
+    set_deadline(st_->opts.idle_timeout);
+  }
+  void request_started() {
+    if (in_request_) return;
+    in_request_ = true;
+    set_deadline(st_->opts.request_timeout);
+  }
+  void set_deadline(std::chrono::milliseconds d) {
+    auto before = deadline_;
+    deadline_ = std::chrono::steady_clock::now() + d;
+    if (deadline_ < before) timer_.cancel();  // the watchdog waits for the earlier time
+  }
 
   asio::awaitable<void> run() {
     auto self = shared_from_this();
     asio::error_code ec;
-    asio::ip::tcp::endpoint peer = as_tcp(sock_.remote_endpoint(ec));
+    asio::ip::tcp::endpoint peer = as_tcp(stream_.socket().remote_endpoint(ec));
     RequestParser parser;
     std::string buf;
     std::size_t start = 0;
     char chunk[4096];
-    touch();
+    if (stream_.is_tls()) {
+      request_started();  // the handshake counts as part of the first request
+      co_await stream_.handshake(ec);
+      if (ec) {
+        st_->log.debug("TLS handshake failed peer={} error=\"{}\"", peer.address().to_string(), ec.message());
+        finish();
+        co_return;
+      }
+    }
+    expect_request();
     for (;;) {
       std::size_t used = 0;
       auto status = parser.feed(std::string_view(buf).substr(start), used);
@@ -524,10 +558,10 @@ class Server::Conn : public std::enable_shared_from_this<Conn> {
           buf.clear();
           start = 0;
         }
-        std::size_t n = co_await sock_.async_read_some(asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
+        std::size_t n = co_await stream_.read_some(asio::buffer(chunk), ec);
         if (ec) break;
         buf.append(chunk, n);
-        touch();
+        request_started();
         continue;
       }
       Response resp;
@@ -540,6 +574,7 @@ class Server::Conn : public std::enable_shared_from_this<Conn> {
       } else {
         Request req = parser.take();
         req.peer = peer;
+        set_deadline(st_->opts.idle_timeout);  // the handler's time is not the client's
         keep = parser.keep_alive() && !st_->stopped;
         head = req.method == "HEAD";
         auto router = st_->router;  // a reload may swap it during the handler
@@ -552,22 +587,28 @@ class Server::Conn : public std::enable_shared_from_this<Conn> {
         }
       }
       auto wire = serialize(resp, keep, head);
-      co_await asio::async_write(sock_, asio::buffer(wire), asio::redirect_error(asio::use_awaitable, ec));
+      co_await stream_.write(asio::buffer(wire), ec);
       if (ec || !keep) break;
-      touch();
+      expect_request();
+      if (start < buf.size()) request_started();  // a pipelined request is under way
     }
-    if (sock_.is_open()) {
-      sock_.shutdown(asio::socket_base::shutdown_send, ec);
+    if (stream_.socket().is_open()) {
+      stream_.socket().shutdown(asio::socket_base::shutdown_send, ec);
     }
+    finish();
+  }
+
+  void finish() {
     close();
     st_->conns.erase(id_);
   }
 
   std::shared_ptr<Shared> st_;
-  Protocol::socket sock_;
+  tls::Stream<Protocol::socket> stream_;
   asio::steady_timer timer_;
   uint64_t id_;
-  std::chrono::steady_clock::time_point deadline_;
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
+  bool in_request_ = false;
 };
 
 Server::Server(asio::io_context& io, Logger log, std::shared_ptr<const Router> router, ServerOptions opts)
@@ -628,6 +669,10 @@ void Server::set_router(std::shared_ptr<const Router> router) {
   st_->router = std::move(router);
 }
 
+void Server::set_tls(std::shared_ptr<tls::TlsContext> tls) {
+  st_->opts.tls = std::move(tls);
+}
+
 std::size_t Server::connections() const {
   return st_->conns.size();
 }
@@ -653,6 +698,14 @@ asio::awaitable<void> Server::accept_loop(std::shared_ptr<Shared> st) {
     Protocol::socket sock(st->acceptor.get_executor());
     co_await st->acceptor.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
     if (st->stopped) break;
+    if (ec && FdReserve::exhausted(ec) && st->fd_reserve.refuse(st->acceptor.native_handle())) {
+      // Out of descriptors: the waiting client is closed at once instead of hanging.
+      if (auto now = std::chrono::steady_clock::now(); now - st->fd_warned_at >= 10s) {
+        st->log.warn("http connection refused: out of file descriptors (errno={})", ec.value());
+        st->fd_warned_at = now;
+      }
+      continue;
+    }
     if (ec) {
       st->log.warn("http accept failed error=\"{}\"", ec.message());
       backoff.expires_after(100ms);

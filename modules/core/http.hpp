@@ -26,6 +26,10 @@
 
 struct http_parser;
 
+namespace mqnode::core::tls {
+class TlsContext;
+}
+
 namespace mqnode::core::http {
 
 struct Request {
@@ -148,7 +152,13 @@ class RequestParser {
 
 struct ServerOptions {
   std::size_t max_connections = 256;
-  std::chrono::milliseconds idle_timeout{30000};  // keep-alive and slow requests
+  std::chrono::milliseconds idle_timeout{30000};  // keep-alive: waiting for a request's first byte
+  // From a request's first byte (or a TLS connection's accept) to its last: a client
+  // sending a byte now and then (slowloris) is closed then, as RabbitMQ's handshake
+  // timeout does for AMQP. Reading does not extend it.
+  std::chrono::milliseconds request_timeout{10000};
+  // HTTPS when set (TCP listeners): its current context serves each new connection.
+  std::shared_ptr<tls::TlsContext> tls;
 };
 
 // Serves <router> on one listening address, TCP or a Unix stream socket (one code path:
@@ -169,6 +179,9 @@ class Server {
   asio::ip::tcp::endpoint local_endpoint() const;
   // Swaps the routes (config reload); requests in flight finish on the old ones.
   void set_router(std::shared_ptr<const Router> router);
+  // Swaps the TLS context (config reload; nullptr: plain HTTP): connections accepted from
+  // now on use it, those up keep theirs.
+  void set_tls(std::shared_ptr<tls::TlsContext> tls);
   // Closes the listener and every connection (idempotent).
   void stop();
 

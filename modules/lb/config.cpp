@@ -177,6 +177,7 @@ StatsConfig parse_stats(core::ConfigNode n) {
   s.realm = n.string("realm", s.realm);
   s.refresh_s = static_cast<int>(n.integer("refresh_s", s.refresh_s, 0, 86400));
   s.admin = n.boolean("admin", s.admin);
+  if (n.has("tls")) s.tls = std::make_shared<core::tls::TlsContext>(core::tls::parse_tls_options(n.object("tls")));
   n.finish();
   return s;
 }

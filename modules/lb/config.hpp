@@ -11,6 +11,7 @@
 
 #include "core/config.hpp"
 #include "core/endpoint.hpp"
+#include "core/tls.hpp"
 
 namespace mqnode::lb {
 
@@ -89,6 +90,8 @@ struct StatsConfig {
   std::string realm = "HAProxy Statistics";
   int refresh_s = 0;           // 0: no auto-refresh
   bool admin = true;           // allow runtime control (needs user/password)
+  // HTTPS (/lb/stats/tls, HAProxy's `bind ... ssl crt`): built, files read, at parse time.
+  std::shared_ptr<core::tls::TlsContext> tls;
 };
 
 // How the byte pumps move data (Linux splice(2) through a pipe per direction, or a

@@ -60,7 +60,9 @@ void LbModule::start() {
 std::unique_ptr<core::http::Server> LbModule::make_stats_listener(const StatsConfig& cfg) {
   auto router = std::make_shared<core::http::Router>();
   add_stats_routes(*router, *this, cfg.uri);
-  auto http = std::make_unique<core::http::Server>(ctx_.io, log_.child("stats"), router);
+  core::http::ServerOptions opts;
+  opts.tls = cfg.tls;
+  auto http = std::make_unique<core::http::Server>(ctx_.io, log_.child("stats"), router, opts);
   try {
     http->listen(cfg.bind.resolve());
   } catch (const std::system_error& e) {
@@ -69,7 +71,7 @@ std::unique_ptr<core::http::Server> LbModule::make_stats_listener(const StatsCon
         fmt::format("cannot listen on {} (/lb/stats/bind): {}", cfg.bind.to_string(), e.code().message()));
   }
   auto ep = http->local_endpoint();
-  log_.info("stats on http://{}:{}{}", ep.address().to_string(), ep.port(), cfg.uri);
+  log_.info("stats on {}://{}:{}{}", cfg.tls ? "https" : "http", ep.address().to_string(), ep.port(), cfg.uri);
   return http;
 }
 
@@ -209,7 +211,10 @@ void LbModule::reload_stats(const LbConfig& next, const ReloadPlan& plan, std::u
       log_.info("reload: stats listener on {} closed", cfg_->stats.bind.to_string());
     }
     http_ = std::move(moved);
-  } else if (http_ && plan.stats_uri_changed) {
+    return;
+  }
+  if (http_) http_->set_tls(next.stats.tls);  // files read again: new connections use them
+  if (http_ && plan.stats_uri_changed) {
     auto router = std::make_shared<core::http::Router>();
     add_stats_routes(*router, *this, next.stats.uri);
     http_->set_router(router);

@@ -12,6 +12,10 @@ MgmtConfig parse_mgmt_config(core::ConfigNode node) {
     c.bind = core::parse_endpoint(node.required_string("bind"));
     if (!c.bind) node.fail("bind", "\"address:port\" with a numeric IPv4/IPv6 address");
   }
+  if (node.has("tls")) {
+    if (!c.bind) node.fail("tls", "no \"tls\" without \"bind\" (HTTPS is for the TCP listener)");
+    c.tls = core::tls::parse_tls_options(node.object("tls"));
+  }
   node.finish();
   return c;
 }
@@ -36,12 +40,17 @@ MgmtModule::~MgmtModule() = default;
 
 void MgmtModule::configure(core::ConfigNode slice) {
   cfg_ = parse_mgmt_config(std::move(slice));
+  if (cfg_.tls) tls_ = std::make_shared<core::tls::TlsContext>(*cfg_.tls);  // reads the files now
 }
 
 bool MgmtModule::reload(core::ConfigNode slice) {
   MgmtConfig next = parse_mgmt_config(std::move(slice));
+  if (tls_ && next.tls) {
+    *tls_ = core::tls::TlsContext(*next.tls);  // throws before changing anything
+    ctx_.log.info("reload: TLS certificates of /management/tls read again");
+  }
   auto text = [](const MgmtConfig& c) { return c.bind ? c.bind->to_string() : std::string(); };
-  return text(next) == text(cfg_);
+  return text(next) == text(cfg_) && next.tls.has_value() == cfg_.tls.has_value();
 }
 
 void MgmtModule::start() {
@@ -54,7 +63,9 @@ void MgmtModule::start() {
   }
   ctx_.log.info("control socket {}", path);
   if (cfg_.bind) {
-    tcp_ = std::make_unique<core::http::Server>(ctx_.io, ctx_.log.child("http"), api_.router(true));
+    core::http::ServerOptions opts;
+    opts.tls = tls_;
+    tcp_ = std::make_unique<core::http::Server>(ctx_.io, ctx_.log.child("http"), api_.router(true), opts);
     try {
       tcp_->listen(cfg_.bind->resolve());
     } catch (const std::system_error& e) {
@@ -62,7 +73,8 @@ void MgmtModule::start() {
           fmt::format("cannot listen on {} (/management/bind): {}", cfg_.bind->to_string(), e.code().message()));
     }
     auto ep = tcp_->local_endpoint();
-    ctx_.log.info("management API on http://{}:{}/api/ and /metrics", ep.address().to_string(), ep.port());
+    ctx_.log.info("management API on {}://{}:{}/api/ and /metrics", tls_ ? "https" : "http", ep.address().to_string(),
+                  ep.port());
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include "core/endpoint.hpp"
 #include "core/http.hpp"
+#include "core/tls.hpp"
 #include "core/module.hpp"
 #include "mgmt/http_api.hpp"
 
@@ -18,6 +19,7 @@ namespace mqnode::mgmt {
 
 struct MgmtConfig {
   std::optional<core::Endpoint> bind;  // /management/bind; absent: no TCP listener
+  std::optional<core::tls::TlsOptions> tls;  // /management/tls: HTTPS on that listener
 };
 
 // Throws core::ConfigError naming the JSON path.
@@ -35,8 +37,9 @@ class MgmtModule final : public core::Module {
 
   std::string_view name() const override { return "management"; }
   void configure(core::ConfigNode slice) override;
-  // Validates the slice; true when nothing changed (the listener is not rebound at run
-  // time, so a new bind needs a restart).
+  // Validates the slice and reads the TLS files again (new HTTPS connections use them);
+  // true when nothing else changed (the listener is not rebound at run time, so a new
+  // bind needs a restart).
   bool reload(core::ConfigNode slice) override;
   void start() override;
   asio::awaitable<void> stop() override;
@@ -49,6 +52,7 @@ class MgmtModule final : public core::Module {
  private:
   core::ModuleContext ctx_;
   MgmtConfig cfg_;
+  std::shared_ptr<core::tls::TlsContext> tls_;  // HTTPS: swapped in place on reload
   HttpApi api_;
   std::unique_ptr<core::http::Server> control_;
   std::unique_ptr<core::http::Server> tcp_;

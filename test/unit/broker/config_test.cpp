@@ -16,9 +16,9 @@ std::string error_of(const char* text) { return test::config_error_of(broker::pa
 TEST_CASE("broker defaults are RabbitMQ 3.10's") {
   auto c = parse("{}");
   REQUIRE(c.listeners.size() == 1);
-  CHECK(c.listeners[0].host == "::");  // dual-stack, IPv4 where the host has no IPv6
-  CHECK(c.listeners[0].port == 5672);
-  CHECK(c.listeners[0].ipv4_fallback);
+  CHECK(c.listeners[0].endpoint.host == "::");  // dual-stack, IPv4 where the host has no IPv6
+  CHECK(c.listeners[0].endpoint.port == 5672);
+  CHECK(c.listeners[0].endpoint.ipv4_fallback);
   CHECK(c.heartbeat_s == 60);
   CHECK(c.frame_max == 131072);
   CHECK(c.channel_max == 2047);
@@ -66,15 +66,39 @@ TEST_CASE("configured users replace guest; hashes are stored, never passwords") 
 TEST_CASE("a listener is an address and port, or a port on every address") {
   auto c = parse(R"({"listeners": [{"port": 5673}, {"bind": "[::]:5674"}, {"bind": "127.0.0.1:0"}]})");
   REQUIRE(c.listeners.size() == 3);
-  CHECK(c.listeners[0].host == "::");
-  CHECK(c.listeners[0].port == 5673);
-  CHECK(c.listeners[0].ipv4_fallback);        // as the default
-  CHECK(c.listeners[1].host == "::");
-  CHECK_FALSE(c.listeners[1].ipv4_fallback);  // asked for IPv6: no silent IPv4 instead
-  CHECK(c.listeners[2].host == "127.0.0.1");
+  CHECK(c.listeners[0].endpoint.host == "::");
+  CHECK(c.listeners[0].endpoint.port == 5673);
+  CHECK(c.listeners[0].endpoint.ipv4_fallback);        // as the default
+  CHECK(c.listeners[1].endpoint.host == "::");
+  CHECK_FALSE(c.listeners[1].endpoint.ipv4_fallback);  // asked for IPv6: no silent IPv4 instead
+  CHECK(c.listeners[2].endpoint.host == "127.0.0.1");
   CHECK(error_of(R"({"listeners": [{"port": 5673, "bind": "0.0.0.0:5672"}]})") ==
         "/broker/listeners/0/bind: expected exactly one of \"bind\" or \"port\", got string \"0.0.0.0:5672\"");
   CHECK(error_of(R"({"listeners": [{}]})") ==
         "/broker/listeners/0/bind: expected exactly one of \"bind\" or \"port\", got nothing");
   CHECK(error_of(R"({"listeners": [{"port": 65536}]})").starts_with("/broker/listeners/0/port: expected"));
+}
+
+TEST_CASE("an AMQPS listener: tls options, port 5671 by default") {
+  auto c = parse(R"({"listeners": [{"port": 5672}, {"tls": {"certfile": "c.pem", "keyfile": "k.pem"}}]})");
+  REQUIRE(c.listeners.size() == 2);
+  CHECK_FALSE(c.listeners[0].tls);
+  REQUIRE(c.listeners[1].tls);
+  CHECK(c.listeners[1].endpoint.port == 5671);
+  CHECK(c.listeners[1].tls->path == "/broker/listeners/1/tls");
+  CHECK(c.listeners[1].tls->certfile == "c.pem");
+  CHECK(error_of(R"({"listeners": [{"port": 1, "tls": {"certfile": "c"}}]})")
+            .starts_with("/broker/listeners/0/tls/keyfile: expected"));
+}
+
+TEST_CASE("vhost limits as set_vhost_limits") {
+  auto c = parse(R"({"vhosts": ["/", "v"], "limits": {"v": {"max-connections": 3, "max-queues": 0}}})");
+  REQUIRE(c.vhost_limits.count("v") == 1);
+  CHECK(c.vhost_limits.at("v").max_connections == 3);
+  CHECK(c.vhost_limits.at("v").max_queues == 0);
+  CHECK(c.vhost_limits.count("/") == 0);
+  CHECK(error_of(R"({"limits": {"w": {"max-queues": 1}}})").starts_with("/broker/limits/w: expected a vhost listed"));
+  CHECK(error_of(R"({"limits": {"/": {"max-queues": -2}}})").starts_with("/broker/limits/~1/max-queues: expected an integer"));
+  CHECK(error_of(R"({"limits": {"/": {"max-channels": 1}}})").starts_with("/broker/limits/~1/max-channels: unknown key"));
+  CHECK(error_of(R"({"limits": []})").starts_with("/broker/limits: expected an object"));
 }
