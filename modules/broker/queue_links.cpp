@@ -415,7 +415,10 @@ void QueueLinks::HomeSession::fail(const std::string& why) {
 
 void QueueLinks::HomeSession::deliver(Sub& sub, QueueEntry e) {
   auto c = sub.consumer.lock();
-  if (!c) return;
+  if (!c) {  // its channel went without cancelling it: the message goes back
+    if (pipe && e.home_tag) pipe->send(wire::Settle{wire::SettleKind::Requeue, {e.home_tag}});
+    return;
+  }
   if (sub.buffered.empty() && c->target.can_deliver(*c)) {
     if (sub.grant_on_delivery) ++sub.grants;
     c->target.deliver(*c, std::move(e));

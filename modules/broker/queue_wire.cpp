@@ -18,6 +18,13 @@ void put(amqp::Writer& w, const Message& m) {
   w.u64(static_cast<uint64_t>(m.ttl_ms));
 }
 
+// One encoding per value, so a frame re-encodes to its own bytes: a flag is 0 or 1.
+bool flag(amqp::Reader& r) {
+  const uint8_t b = r.u8();
+  if (b > 1) throw DecodeError(fmt::format("flag byte {} is neither 0 nor 1", b));
+  return b == 1;
+}
+
 Message get_message(amqp::Reader& r) {
   Message m;
   m.exchange = r.shortstr();
@@ -29,13 +36,13 @@ Message get_message(amqp::Reader& r) {
   };
   m.properties = bytes();
   m.body = bytes();
-  m.persistent = r.u8() != 0;
+  m.persistent = flag(r);
   m.priority = r.u8();
   m.ttl_ms = static_cast<int64_t>(r.u64());
   return m;
 }
 
-bool flag(amqp::Reader& r) { return r.u8() != 0; }
+
 
 struct Encoder {
   amqp::Writer& w;
@@ -128,6 +135,7 @@ Frame decode_body(amqp::Reader& r) {
       f.queue = r.shortstr();
       f.consumer = r.u64();
       const uint8_t flags = r.u8();
+      if (flags > 7) throw DecodeError(fmt::format("subscribe flags {} has unknown bits", flags));
       f.exclusive = flags & 1;
       f.no_ack = flags & 2;
       f.credit_on_settle = flags & 4;

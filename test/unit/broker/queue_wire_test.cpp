@@ -79,6 +79,10 @@ TEST_CASE("queue wire: malformed payloads are refused with a reason") {
   // A settlement that claims more tags than the frame holds is refused before allocating.
   std::vector<uint8_t> huge = {5, 1, 0xff, 0xff, 0xff, 0xff};
   CHECK_THROWS_AS(wire::decode(huge), wire::DecodeError);
+  // One encoding per value (the fuzzer checks frames re-encode to their own bytes).
+  std::vector<uint8_t> loose_flag = {8, 0, 0, 0, 0, 0, 0, 0, 7, 'V'};
+  CHECK_THROWS_WITH_AS(wire::decode(loose_flag), "flag byte 86 is neither 0 nor 1",
+                       wire::DecodeError);
   std::vector<uint8_t> bad_kind = {6, 9, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0};
   CHECK_THROWS_WITH_AS(wire::decode(bad_kind), "unknown request kind 9", wire::DecodeError);
 }
