@@ -22,13 +22,13 @@ Root only (namespaces). Standard library plus Debian's python3-pika for the meta
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "netns"))
-import vrrp_net  # noqa: E402  (the netns tests' namespace harness)
+import cluster_net  # noqa: E402  (the netns tests' namespace harness)
+import vrrp_net  # noqa: E402
 from vrrp_net import wait_for  # noqa: E402
 
 HOSTS = (1, 2, 3)
@@ -68,24 +68,6 @@ def proc_stats(pids):
         except (OSError, IndexError, ValueError):
             pass
     return cpu, rss
-
-
-class Hosts:
-    """Node names mq1..mq3 resolve in every namespace (per-namespace /etc/hosts)."""
-
-    def __init__(self, lan):
-        self.dirs = []
-        lines = "".join("%s mq%d\n" % (lan.ip(h), h) for h in range(1, lan.nhosts + 1))
-        for h in range(1, lan.nhosts + 1):
-            d = "/etc/netns/%s" % lan.ns(h)
-            os.makedirs(d, exist_ok=True)
-            self.dirs.append(d)
-            with open(os.path.join(d, "hosts"), "w") as f:
-                f.write("127.0.0.1 localhost\n" + lines)
-
-    def remove(self):
-        for d in self.dirs:
-            shutil.rmtree(d, ignore_errors=True)
 
 
 class MqnodeCluster:
@@ -322,14 +304,14 @@ def main():
     vrrp_net.remove_stale()
     lan = vrrp_net.Lan(hosts=3)
     lan.create()
-    hosts = Hosts(lan)
+    hosts = cluster_net.write_hosts(lan)
     results = {}
     try:
         results["mqnode"] = measure(MqnodeCluster(lan, args.mqnode_bin), args)
         if not args.skip_rabbit:
             results["RabbitMQ"] = measure(RabbitCluster(lan), args)
     finally:
-        hosts.remove()
+        cluster_net.remove_hosts(hosts)
         lan.destroy()
     print(table(results))
     if args.json:

@@ -524,6 +524,19 @@ struct QueueLinks::ServedSession : std::enable_shared_from_this<ServedSession> {
 
   ServedSession(QueueLinks& o, std::string p) : owner(o), peer(std::move(p)) {}
 
+  // Messages going back to their queues, gathered per queue so each keeps their order.
+  struct Requeues {
+    std::vector<std::pair<QueuePtr, std::vector<QueueEntry>>> by_queue;
+    void add(const QueuePtr& q, QueueEntry e) {
+      auto at = std::find_if(by_queue.begin(), by_queue.end(), [&](const auto& r) { return r.first == q; });
+      if (at == by_queue.end()) at = by_queue.insert(by_queue.end(), {q, {}});
+      at->second.push_back(std::move(e));
+    }
+    void flush() {
+      for (auto& [q, entries] : by_queue) q->requeue(std::move(entries));
+    }
+  };
+
   QueuePtr find(const std::string& vhost, const std::string& queue) const {
     Vhost* vh = owner.catalog_.find_vhost(vhost);
     return vh ? vh->find_local_queue(queue) : nullptr;
@@ -643,7 +656,7 @@ void QueueLinks::ServedSession::on(const wire::Credit& f) {
 }
 
 void QueueLinks::ServedSession::on(const wire::Settle& f) {
-  std::vector<std::pair<QueuePtr, std::vector<QueueEntry>>> requeue;
+  Requeues requeue;
   std::vector<QueuePtr> touched;
   for (auto tag : f.tags) {
     auto it = outstanding.find(tag);
@@ -659,15 +672,12 @@ void QueueLinks::ServedSession::on(const wire::Settle& f) {
       case wire::SettleKind::Reject:
         o.queue->reject(std::move(o.entry));
         break;
-      case wire::SettleKind::Requeue: {
-        auto at = std::find_if(requeue.begin(), requeue.end(), [&](const auto& r) { return r.first == o.queue; });
-        if (at == requeue.end()) at = requeue.insert(requeue.end(), {o.queue, {}});
-        at->second.push_back(std::move(o.entry));
+      case wire::SettleKind::Requeue:
+        requeue.add(o.queue, std::move(o.entry));
         break;
-      }
     }
   }
-  for (auto& [q, entries] : requeue) q->requeue(std::move(entries));
+  requeue.flush();
   for (auto& q : touched) q->credit();
 }
 
@@ -706,14 +716,10 @@ void QueueLinks::ServedSession::end() {
   auto ps = std::move(proxies);
   proxies.clear();
   for (auto& [id, p] : ps) p->queue->cancel(*p->consumer);
-  std::vector<std::pair<QueuePtr, std::vector<QueueEntry>>> requeue;
-  for (auto& [tag, o] : outstanding) {
-    auto at = std::find_if(requeue.begin(), requeue.end(), [&](const auto& r) { return r.first == o.queue; });
-    if (at == requeue.end()) at = requeue.insert(requeue.end(), {o.queue, {}});
-    at->second.push_back(std::move(o.entry));
-  }
+  Requeues requeue;
+  for (auto& [tag, o] : outstanding) requeue.add(o.queue, std::move(o.entry));
   outstanding.clear();
-  for (auto& [q, entries] : requeue) q->requeue(std::move(entries));
+  requeue.flush();
 }
 
 // ---- QueueLinks ------------------------------------------------------------------------

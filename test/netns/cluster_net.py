@@ -19,22 +19,32 @@ COOKIE = "CLUSTERTESTCOOKIEAAAA"
 NODES = (1, 2, 3)
 
 
+def write_hosts(lan):
+    """Names mq1..mqN resolve in every namespace of <lan>; returns the dirs to remove."""
+    dirs = []
+    lines = "".join("%s mq%d\n" % (lan.ip(h), h) for h in range(1, lan.nhosts + 1))
+    for h in range(1, lan.nhosts + 1):
+        d = "/etc/netns/%s" % lan.ns(h)
+        os.makedirs(d, exist_ok=True)
+        dirs.append(d)
+        with open(os.path.join(d, "hosts"), "w") as f:
+            f.write("127.0.0.1 localhost\n" + lines)
+    return dirs
+
+
+def remove_hosts(dirs):
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 class Cluster:
     def __init__(self, lan):
         self.lan = lan
         self.procs = {}
-        self.hosts_dirs = []
-        lines = "".join("%s mq%d\n" % (lan.ip(h), h) for h in range(1, lan.nhosts + 1))
-        for h in range(1, lan.nhosts + 1):
-            d = "/etc/netns/%s" % lan.ns(h)
-            os.makedirs(d, exist_ok=True)
-            self.hosts_dirs.append(d)
-            with open(os.path.join(d, "hosts"), "w") as f:
-                f.write("127.0.0.1 localhost\n" + lines)
+        self.hosts_dirs = write_hosts(lan)
 
     def cleanup(self):
-        for d in self.hosts_dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        remove_hosts(self.hosts_dirs)
 
     def data(self, h):
         return os.path.join(self.lan.workdir, "mq%d.data" % h)
