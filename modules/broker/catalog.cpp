@@ -73,7 +73,17 @@ void Catalog::propose(Change change, ProposeDone done) {
     change_log_->submit(change, std::move(done));
     return;
   }
-  done(apply(change));
+  // A change the store keeps is answered once it is committed: a user told "deleted" or
+  // a client told "declared" finds it so after a kill -9 (RabbitMQ answers after its
+  // Mnesia write). One that wrote nothing is answered at once.
+  store::Store* store = persisting() ? opts_.store : nullptr;
+  const uint64_t writes_before = store ? store->writes_queued() : 0;
+  ChangeResult result = apply(change);
+  if (!store || store->writes_queued() == writes_before) {
+    done(std::move(result));
+    return;
+  }
+  store->after_commit([done = std::move(done), result = std::move(result)](bool) mutable { done(std::move(result)); });
 }
 
 ChangeResult Catalog::apply(const Change& change) {

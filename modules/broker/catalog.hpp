@@ -74,8 +74,9 @@ class Catalog {
   void set_queue_homes(QueueHomes* homes) { queue_homes_ = homes; }
   QueueHomes* queue_homes() const { return queue_homes_; }
 
-  // The one write path. <done> gets the outcome once the change is applied here; with no
-  // ChangeLog that is before propose returns.
+  // The one write path. <done> gets the outcome once the change is applied here (and, on a
+  // single node that keeps definitions, committed to its store); with no ChangeLog and
+  // nothing to store that is before propose returns.
   void propose(Change change, ProposeDone done);
   // propose() as an asio operation (co_await catalog.async_propose(c, asio::use_awaitable));
   // the outcome is posted to the handler's executor, never delivered inside the call.

@@ -216,6 +216,7 @@ Snapshot Store::load() {
 
 void Store::enqueue(Op op) {
   ++stats_.pending_ops;
+  if (!std::holds_alternative<Completion>(op)) ++writes_queued_;
   {
     std::lock_guard lock(mu_);
     queue_.push_back(std::move(op));

@@ -146,6 +146,9 @@ class Store {
   void after_commit(std::function<void(bool ok)> done, uint64_t since_message = 0);
   // The id the next stored message will get.
   uint64_t next_message_id() const { return next_message_id_; }
+  // How many writes were queued since open: a caller compares two readings to learn
+  // whether something it did wrote to the store (and so must wait for after_commit).
+  uint64_t writes_queued() const { return writes_queued_; }
 
   const StoreStats& stats() const { return stats_; }
   const std::string& path() const { return path_; }
@@ -201,6 +204,7 @@ class Store {
   core::Logger log_;
   sqlite3* db_ = nullptr;
   uint64_t next_message_id_ = 1;
+  uint64_t writes_queued_ = 0;
   StoreStats stats_;
 
   std::mutex mu_;

@@ -334,3 +334,32 @@ TEST_CASE("propose goes through the change log when one is plugged in, and waits
   CHECK(outcome->created);
   CHECK(n.catalog.find_vhost("/")->find_queue("q") != nullptr);
 }
+
+TEST_CASE("on a single node a stored change is answered only once the store committed it") {
+  mqnode::test::TempDir dir;
+  asio::io_context io;
+  auto path = (dir.path / "mqnode.db").string();
+  {
+    mqnode::store::Store store(io, path, mqnode::test::quiet_log());
+    Node n(&store);
+    auto snap = store.load();
+    n.catalog.load(BrokerConfig{}, &snap);
+    REQUIRE(n.apply(PutUser{"gone", "", {}}).ok());
+    std::optional<ChangeResult> deleted;
+    n.catalog.propose(DeleteUser{"gone"}, [&](ChangeResult r) { deleted = r; });
+    CHECK_FALSE(deleted);  // the delete is queued for the store thread, not yet committed
+    mqnode::test::run_until(io, [&] { return deleted.has_value(); });
+    CHECK(deleted->ok());
+    // Read back from a second connection to the file while the first is still open:
+    // what the answer vouched for is on disk (a kill -9 now would keep it).
+    mqnode::store::Store reader(io, path, mqnode::test::quiet_log());
+    Node m(&reader);
+    auto again = reader.load();
+    m.catalog.load(BrokerConfig{}, &again);
+    CHECK(m.catalog.access().find_user("gone") == nullptr);
+    // A change that stores nothing (a transient queue) is answered at once.
+    std::optional<ChangeResult> declared;
+    n.catalog.propose(queue("transient"), [&](ChangeResult r) { declared = r; });
+    CHECK(declared);
+  }
+}
