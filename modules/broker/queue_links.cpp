@@ -32,12 +32,7 @@ struct QueueLinks::Pipe : std::enable_shared_from_this<Pipe> {
 
   Pipe(asio::ip::tcp::socket s, FrameFn on_frame, std::function<void()> on_batch, DownFn on_down)
       : socket(std::move(s)), reader(kMaxQueueFrame), on_frame(std::move(on_frame)), on_batch(std::move(on_batch)),
-        on_down(std::move(on_down)) {
-    // Writes are batched per turn of the loop already; a confirm or a reply must not wait
-    // for the peer's delayed ACK behind Nagle.
-    asio::error_code ec;
-    socket.set_option(asio::ip::tcp::no_delay(true), ec);
-  }
+        on_down(std::move(on_down)) {}
 
   void start() { read(); }
 

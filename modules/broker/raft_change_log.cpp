@@ -73,14 +73,16 @@ void RaftChangeLog::when_applied(uint64_t index, std::function<void()> fn) {
 void RaftChangeLog::set_forward(Forward f) { side_->forward = std::move(f); }
 
 void RaftChangeLog::submit(const Change& change, ProposeDone done) {
-  propose(encode_change(change), [done = std::move(done)](ChangeResult r, uint64_t) { done(std::move(r)); }, true);
+  propose(encode_change(change), [done = std::move(done)](ChangeResult r, uint64_t) { done(std::move(r)); },
+          Origin::Here);
 }
 
 void RaftChangeLog::submit_local(std::vector<uint8_t> change, IndexedDone done) {
-  propose(std::move(change), std::move(done), false);
+  propose(std::move(change), std::move(done), Origin::Forwarded);
 }
 
-void RaftChangeLog::propose(std::vector<uint8_t> change, IndexedDone done, bool may_forward) {
+void RaftChangeLog::propose(std::vector<uint8_t> change, IndexedDone done, Origin origin) {
+  const bool may_forward = origin == Origin::Here;
   if (!side_->raft) {
     done(ChangeResult::error(kInternalError, "metadata change refused: the broker is stopping"), 0);
     return;
@@ -112,7 +114,7 @@ void RaftChangeLog::propose(std::vector<uint8_t> change, IndexedDone done, bool 
     } else {
       done(change_result_of(r), 0);
     }
-  });
+  }, origin == Origin::Forwarded);
 }
 
 std::vector<uint8_t> RaftChangeLog::apply(uint64_t index, std::span<const uint8_t> command) {

@@ -55,7 +55,10 @@ class RaftChangeLog final : public ChangeLog, public cluster::StateMachine {
 
  private:
   struct Side;
-  void propose(std::vector<uint8_t> change, IndexedDone done, bool may_forward);
+  // Here: proposed by this node (forwarded to the leader when this is not it). Forwarded:
+  // from another node, which waits to apply it (the commit is announced at once).
+  enum class Origin { Here, Forwarded };
+  void propose(std::vector<uint8_t> change, IndexedDone done, Origin origin);
   // Raft thread: runs <task> on the loop and waits for it, kLoopWait at most; throws
   // std::runtime_error when the loop did not start it in time (then it never runs).
   void on_loop_and_wait(std::function<void(Side&)> task);

@@ -122,6 +122,10 @@ asio::awaitable<Links::Outcome> Links::run(std::shared_ptr<tcp::socket> sock, Ha
   });
   asio::error_code ec;
   if (dial_to) co_await sock->async_connect(*dial_to, asio::redirect_error(asio::use_awaitable, ec));
+  // Every link's traffic is requests and replies: the handshake's last message followed by
+  // a request is write-write-read, which Nagle would hold for the peer's delayed ACK (40 ms
+  // on every forwarded metadata change).
+  if (!ec) sock->set_option(tcp::no_delay(true), ec);
   while (!ec) {
     const auto out = h.take_output();
     if (!out.empty()) co_await asio::async_write(*sock, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));

@@ -40,7 +40,7 @@ struct LinkConfig {
   std::size_t max_handshakes = 64;
 };
 
-// An authenticated link: the socket, positioned right after the handshake.
+// An authenticated link: the socket (TCP_NODELAY), positioned right after the handshake.
 struct Link {
   asio::ip::tcp::socket socket;
   NodeIdentity peer;

@@ -12,11 +12,16 @@ struct RaftCore::Apply {
   struct raft_apply req{};
   RaftCore* core;
   Done done;
+  bool announce;
 };
 struct RaftCore::Barrier {
   struct raft_barrier req{};
   RaftCore* core;
   raft_term term;
+};
+struct RaftCore::Notice {
+  struct raft_barrier req{};
+  RaftCore* core;
 };
 struct RaftCore::Change {
   raft_change req{};
@@ -165,15 +170,17 @@ void RaftCore::when_serving(std::function<void()> submit, Done done) {
   submit();
 }
 
-void RaftCore::propose(std::vector<uint8_t> command, Done done) {
-  auto submit = [this, command = std::move(command), done]() mutable { submit_apply(std::move(command), done); };
+void RaftCore::propose(std::vector<uint8_t> command, Done done, bool announce) {
+  auto submit = [this, command = std::move(command), done, announce]() mutable {
+    submit_apply(std::move(command), done, announce);
+  };
   when_serving(std::move(submit), std::move(done));
 }
 
-void RaftCore::submit_apply(std::vector<uint8_t> command, Done done) {
+void RaftCore::submit_apply(std::vector<uint8_t> command, Done done, bool announce) {
   raft_buffer buf = padded_entry(command);
   if (buf.base == nullptr) return done(Failed{"out of memory"});
-  auto* a = new Apply{{}, this, std::move(done)};
+  auto* a = new Apply{{}, this, std::move(done), announce};
   a->req.data = a;
   hand_over(a, [&] {
     const int rv = raft_apply(raft_, &a->req, &buf, 1, apply_cb);
@@ -197,7 +204,32 @@ void RaftCore::apply_cb(struct raft_apply* req, int status, void*) noexcept {
   if (status != 0) return a->done(unknown(status));
   Committed ok{req->index, {}};
   if (core->reply_index_ == req->index) ok.reply = std::move(core->reply_);
+  if (a->announce) core->deferred_.push_back([core] { core->announce_commit(); });
   a->done(std::move(ok));
+}
+
+// A follower learns a commit from the leader's next AppendEntries, which raft sends when
+// there is a new entry or a heartbeat is due: a barrier is the new entry, sent now.
+void RaftCore::announce_commit() {
+  if (stopped_ || raft_state(raft_) != RAFT_LEADER) return;
+  if (notice_in_flight_) {
+    notice_again_ = true;
+    return;
+  }
+  auto* n = new Notice{{}, this};
+  n->req.data = n;
+  if (raft_barrier(raft_, &n->req, notice_cb) != 0) {
+    delete n;  // a transfer in progress, say: the next heartbeat tells the followers
+    return;
+  }
+  notice_in_flight_ = true;
+}
+
+void RaftCore::notice_cb(struct raft_barrier* req, int) noexcept {
+  std::unique_ptr<Notice> n(static_cast<Notice*>(req->data));
+  RaftCore* core = n->core;
+  core->notice_in_flight_ = false;
+  if (std::exchange(core->notice_again_, false)) core->deferred_.push_back([core] { core->announce_commit(); });
 }
 
 void RaftCore::add_member(uint64_t id, const std::string& address, Role role, Done done) {

@@ -40,7 +40,10 @@ class RaftCore {
   // The raft instance this core serves; it must be closed before the core goes.
   void attach(raft* r) { raft_ = r; }
 
-  void propose(std::vector<uint8_t> command, Done done);
+  // <announce>: once committed, tell the followers at once (a barrier entry carries the new
+  // commit index) rather than with the next heartbeat — for a proposal another node
+  // forwarded: that node answers its client only once it has applied the entry itself.
+  void propose(std::vector<uint8_t> command, Done done, bool announce = false);
   // raft_add (as a spare, raft's only way in) and then raft_assign(<role>): two changes.
   void add_member(uint64_t id, const std::string& address, Role role, Done done);
   void assign_role(uint64_t id, Role role, Done done);
@@ -62,11 +65,13 @@ class RaftCore {
   };
   struct Apply;
   struct Barrier;
+  struct Notice;
   struct Change;
   struct Transfer;
 
   void when_serving(std::function<void()> submit, Done done);
-  void submit_apply(std::vector<uint8_t> command, Done done);
+  void submit_apply(std::vector<uint8_t> command, Done done, bool announce);
+  void announce_commit();
   enum class ChangeKind { Add, Assign, Remove };
   void submit_change(ChangeKind kind, uint64_t id, const std::string& address, int role, Done done);
   // Runs <call> (raft_apply & co. on <req>); if raft refuses at once, frees <req> and answers.
@@ -80,6 +85,7 @@ class RaftCore {
   static int fsm_restore(raft_fsm* fsm, raft_buffer* buf) noexcept;
   static void apply_cb(struct raft_apply* req, int status, void* result) noexcept;
   static void barrier_cb(struct raft_barrier* req, int status) noexcept;
+  static void notice_cb(struct raft_barrier* req, int status) noexcept;
   static void change_cb(raft_change* req, int status) noexcept;
   static void transfer_cb(struct raft_transfer* req) noexcept;
 
@@ -89,6 +95,10 @@ class RaftCore {
   raft_term barrier_term_ = 0;  // the term whose barrier was appended (0: none)
   bool serving_ = false;        // that barrier is applied and the term has not changed
   bool stopped_ = false;
+  // Commit notices (announce): one barrier in flight at a time; commits meanwhile ask for
+  // one more when it is applied.
+  bool notice_in_flight_ = false;
+  bool notice_again_ = false;
   std::deque<Waiting> waiting_;
   std::vector<std::function<void()>> deferred_;  // follow-ups queued by raft callbacks
   // The reply of the entry raft just applied: raft calls the request's callback right after

@@ -34,7 +34,6 @@ constexpr uint64_t kAppendDrainMs = 5000;
 // behind: asio skips EPOLL_CTL_DEL on close for sockets it did not dup itself.)
 int take_fd(Link& link) {
   asio::error_code ec;
-  link.socket.set_option(asio::ip::tcp::no_delay(true), ec);
   const int fd = link.socket.release(ec);
   return ec ? -1 : fd;
 }
@@ -325,9 +324,9 @@ void RaftNode::to_raft(std::function<void(Thread&)> task, const Done& done) {
   asio::post(io_, [done] { done(Failed{"raft is not running on this node"}); });
 }
 
-void RaftNode::propose(std::vector<uint8_t> command, Done done) {
-  to_raft([command = std::move(command), reply = on_loop(done)](Thread& t) mutable {
-    t.core.propose(std::move(command), std::move(reply));
+void RaftNode::propose(std::vector<uint8_t> command, Done done, bool announce) {
+  to_raft([command = std::move(command), reply = on_loop(done), announce](Thread& t) mutable {
+    t.core.propose(std::move(command), std::move(reply), announce);
   }, done);
 }
 

@@ -60,7 +60,8 @@ class RaftNode {
   void stop_async(std::function<void()> done);
 
   // Replicates <command>; <done> gets Committed only once raft applied it here for this request.
-  void propose(std::vector<uint8_t> command, Done done);
+  // <announce>: the followers learn the commit at once (RaftCore::propose).
+  void propose(std::vector<uint8_t> command, Done done, bool announce = false);
   void add_member(uint64_t id, const std::string& address, Role role, Done done);
   void assign_role(uint64_t id, Role role, Done done);
   void remove_member(uint64_t id, Done done);

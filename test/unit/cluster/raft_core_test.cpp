@@ -236,3 +236,32 @@ TEST_CASE("raft core: membership: a standby promoted, a member removed, leadersh
   REQUIRE(res.got.size() == 5);
   CHECK(std::get<NotLeader>(res.got[4]).leader_id == 2);
 }
+
+TEST_CASE("raft core: an announced commit reaches the followers at once, not with the next heartbeat") {
+  // Fixture time, not wall time: a follower applies what it knows is committed, and without
+  // a notice it learns that from the heartbeat the leader sends once heartbeat_timeout has
+  // passed since its last message.
+  for (const bool announce : {false, true}) {
+    CAPTURE(announce);
+    Cluster c(3, 3);
+    const unsigned l = c.serving_leader();
+    const raft_time heartbeat = raft_fixture_get(&c.f, l)->heartbeat_timeout;
+    Results res;
+    c.cores[l]->propose(bytes_of("x"), res.collector(), announce);
+    REQUIRE(c.step_until([&] { return res.got.size() == 1; }));
+    REQUIRE(std::holds_alternative<Committed>(res.got[0]));
+    const raft_time committed_at = raft_fixture_time(&c.f);
+    auto followers_applied = [&] {
+      for (unsigned i = 0; i < 3; ++i)
+        if (c.fsms[i]->entries().empty()) return false;
+      return true;
+    };
+    REQUIRE(c.step_until(followers_applied));
+    const raft_time waited = raft_fixture_time(&c.f) - committed_at;
+    if (announce) {
+      CHECK(waited < heartbeat / 2);
+    } else {
+      CHECK(waited >= heartbeat / 2);
+    }
+  }
+}
