@@ -1,5 +1,10 @@
 #include "cluster/link.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <utility>
+
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/read.hpp>
@@ -69,6 +74,40 @@ void Links::stop() {
   asio::error_code ig;
   if (acceptor_) acceptor_->close(ig);
   for (const auto& s : handshaking_) s->close(ig);
+  parked_.clear();
+  for (const auto& weak : std::exchange(close_on_stop_, {}))
+    if (auto link = weak.lock()) link->socket.close(ig);
+}
+
+void Links::close_on_stop(std::weak_ptr<Link> link) {
+  if (close_on_stop_.size() >= 64) std::erase_if(close_on_stop_, [](const auto& w) { return w.expired(); });
+  close_on_stop_.push_back(std::move(link));
+}
+
+void Links::park(const std::string& address, Link link) {
+  if (stopped_ || !link.socket.is_open()) return;
+  auto& idle = parked_[{address, link.purpose}];
+  if (idle.size() >= kMaxParked) return;  // the link closes as it goes
+  idle.push_back({std::move(link), std::chrono::steady_clock::now()});
+}
+
+std::optional<Link> Links::take_parked(const std::string& address, Purpose purpose) {
+  auto it = parked_.find({address, purpose});
+  if (it == parked_.end()) return std::nullopt;
+  auto& idle = it->second;
+  const auto now = std::chrono::steady_clock::now();
+  while (!idle.empty()) {
+    Parked p = std::move(idle.back());
+    idle.pop_back();
+    if (now - p.since > kParkedFor) continue;
+    // A peer that restarted or timed the link out has closed it: a read would see the end
+    // (0) or a reset; a live idle link has nothing to read (EAGAIN).
+    uint8_t byte;
+    const ssize_t n = ::recv(p.link.socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return std::move(p.link);
+  }
+  parked_.erase(it);
+  return std::nullopt;
 }
 
 void Links::dump(nlohmann::json& out) const {

@@ -94,8 +94,21 @@ class Links : public std::enable_shared_from_this<Links> {
   // Connects to <address> ("host:port", numeric), authenticates for <purpose>, then calls
   // <done> (always, once, on the loop; with an error after stop()).
   void connect(const std::string& address, Purpose purpose, ConnectHandler done);
-  // Closes the port and every link still in its handshake. Handed-over links are not ours.
+  // Closes the port and every link still in its handshake, and the parked ones. Other
+  // handed-over links are not ours.
   void stop();
+  bool stopped() const { return stopped_; }
+  // A handed-over link that ends with these links (a served peer link idling between
+  // requests): stop() closes it if it is still open.
+  void close_on_stop(std::weak_ptr<Link> link);
+
+  // Links a caller is done with that can carry more (peer requests): parked per address
+  // and purpose, kMaxParked each, for kParkedFor at most. take_parked gives back one whose
+  // peer has not closed it, saving a connect and a handshake.
+  static constexpr std::size_t kMaxParked = 4;
+  static constexpr std::chrono::seconds kParkedFor{30};
+  void park(const std::string& address, Link link);
+  std::optional<Link> take_parked(const std::string& address, Purpose purpose);
 
   const LinkStats& stats() const { return stats_; }
   void dump(nlohmann::json& out) const;
@@ -120,6 +133,12 @@ class Links : public std::enable_shared_from_this<Links> {
   std::set<std::shared_ptr<asio::ip::tcp::socket>> handshaking_;  // in and out, for stop()
   std::size_t inbound_handshakes_ = 0;
   LogLimiter limiter_;
+  struct Parked {
+    Link link;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::map<std::pair<std::string, Purpose>, std::vector<Parked>> parked_;
+  std::vector<std::weak_ptr<Link>> close_on_stop_;
   LinkStats stats_;
   bool stopped_ = false;
 };

@@ -63,28 +63,42 @@ std::shared_ptr<asio::steady_timer> deadline(const std::shared_ptr<Link>& link, 
   return t;
 }
 
-asio::awaitable<void> reply_one(std::shared_ptr<Link> link, std::shared_ptr<asio::steady_timer> timer,
-                                nlohmann::json reply) {
-  co_await write_message(link->socket, reply);
+// A served link and what serves it. <links>: the handler is valid while they are not
+// stopped (its owner unregisters it and stops them together).
+struct Served {
+  std::shared_ptr<Link> link;
+  std::weak_ptr<Links> links;
+  PeerHandler handler;
+};
+
+asio::awaitable<void> serve_one(Served s, std::chrono::milliseconds wait);
+
+// Writes <reply>, then waits on the same link for the caller's next request.
+asio::awaitable<void> reply_one(Served s, nlohmann::json reply) {
+  auto timer = deadline(s.link, kPeerTimeout);
+  const asio::error_code ec = co_await write_message(s.link->socket, reply);
   timer->cancel();
-  asio::error_code ignored;
-  link->socket.shutdown(tcp::socket::shutdown_send, ignored);
+  if (!ec) co_await serve_one(std::move(s), kPeerIdle);
 }
 
-asio::awaitable<void> serve_one(std::shared_ptr<Link> link, PeerHandler handler) {
-  auto timer = deadline(link, kPeerTimeout);
+asio::awaitable<void> serve_one(Served s, std::chrono::milliseconds wait) {
+  auto timer = deadline(s.link, wait);
   std::string error;
-  auto request = co_await read_message(link->socket, error);
-  if (!request) co_return;
+  auto request = co_await read_message(s.link->socket, error);
+  timer->cancel();
+  if (!request) co_return;  // the caller closed it, or it idled out: nothing to say
+  auto links = s.links.lock();
+  if (!links || links->stopped()) co_return;
   // The handler may answer later; the reply is written from its callback.
-  handler(link->peer, *request, [link, timer](nlohmann::json reply) {
-    auto ex = link->socket.get_executor();
-    asio::co_spawn(ex, reply_one(link, timer, std::move(reply)), asio::detached);
+  s.handler(s.link->peer, *request, [s](nlohmann::json reply) {
+    auto ex = s.link->socket.get_executor();
+    asio::co_spawn(ex, reply_one(s, std::move(reply)), asio::detached);
   });
 }
 
-asio::awaitable<void> call_one(std::shared_ptr<Link> link, nlohmann::json request, std::chrono::milliseconds timeout,
-                               PeerDone done) {
+// <done> gets the reply; the link then goes back to <links>' parking for the next call.
+asio::awaitable<void> call_one(std::weak_ptr<Links> links, std::string address, std::shared_ptr<Link> link,
+                               nlohmann::json request, std::chrono::milliseconds timeout, PeerDone done) {
   auto timer = deadline(link, timeout);
   asio::error_code ec = co_await write_message(link->socket, request);
   if (ec) {
@@ -99,6 +113,7 @@ asio::awaitable<void> call_one(std::shared_ptr<Link> link, nlohmann::json reques
     done(std::nullopt, fmt::format("no reply from {}: {}", link->peer.name, error));
     co_return;
   }
+  if (auto l = links.lock()) l->park(address, std::move(*link));
   done(std::move(reply), {});
 }
 
@@ -109,27 +124,31 @@ void serve_peer(Links& links, PeerHandler handler) {
     links.on_accept(Purpose::Peer, nullptr);
     return;
   }
-  links.on_accept(Purpose::Peer, [handler](Link link) {
+  std::weak_ptr<Links> weak = links.shared_from_this();
+  links.on_accept(Purpose::Peer, [weak, handler](Link link) {
     auto l = std::make_shared<Link>(std::move(link));
+    if (auto links = weak.lock()) links->close_on_stop(l);
     auto ex = l->socket.get_executor();
-    asio::co_spawn(ex, serve_one(std::move(l), handler), asio::detached);
+    asio::co_spawn(ex, serve_one(Served{std::move(l), weak, handler}, kPeerTimeout), asio::detached);
   });
 }
 
 void peer_call(Links& links, const std::string& address, nlohmann::json request, PeerDone done,
                std::chrono::milliseconds timeout) {
-  links.connect(address, Purpose::Peer,
-                [request = std::move(request), done = std::move(done), timeout](std::optional<Link> link,
-                                                                                std::string error) mutable {
-                  if (!link) {
-                    done(std::nullopt, std::move(error));
-                    return;
-                  }
-                  auto l = std::make_shared<Link>(std::move(*link));
-                  auto ex = l->socket.get_executor();
-                  asio::co_spawn(ex, call_one(std::move(l), std::move(request), timeout, std::move(done)),
-                                 asio::detached);
-                });
+  std::weak_ptr<Links> weak = links.shared_from_this();
+  auto call = [weak, address, request = std::move(request), done = std::move(done), timeout](
+                  std::optional<Link> link, std::string error) mutable {
+    if (!link) {
+      done(std::nullopt, std::move(error));
+      return;
+    }
+    auto l = std::make_shared<Link>(std::move(*link));
+    auto ex = l->socket.get_executor();
+    asio::co_spawn(ex, call_one(weak, std::move(address), std::move(l), std::move(request), timeout, std::move(done)),
+                   asio::detached);
+  };
+  if (auto parked = links.take_parked(address, Purpose::Peer)) return call(std::move(parked), {});
+  links.connect(address, Purpose::Peer, std::move(call));
 }
 
 }  // namespace mqnode::cluster

@@ -1,5 +1,6 @@
 // Requests between nodes over links of purpose `peer`: a link carries one request and its
-// reply, each one frame (frame.hpp) holding a CBOR map. The handshake has authenticated
+// reply at a time, each one frame (frame.hpp) holding a CBOR map; the caller parks it
+// afterwards (Links::park) for its next request to the same node. The handshake has authenticated
 // the peer already; what a request means is its handler's business (the broker's
 // cluster member: join, forwarded proposals, status). Loop thread only.
 #pragma once
@@ -18,6 +19,9 @@ namespace mqnode::cluster {
 
 inline constexpr std::size_t kMaxPeerFrame = 64 * 1024 * 1024;
 inline constexpr std::chrono::seconds kPeerTimeout{10};
+// How long a served link waits for the next request; longer than Links::kParkedFor, so
+// that a caller rarely takes a link the server is closing.
+inline constexpr std::chrono::seconds kPeerIdle{60};
 
 using PeerReplyFn = std::function<void(nlohmann::json reply)>;
 // <request> from <from>; <reply> must be called once (later is fine: the link waits).
