@@ -145,7 +145,7 @@ void Connection::start() {
 }
 
 void Connection::flush() {
-  sent_since_tick_ = true;
+  heartbeats_.sent();
   if (writer_waiting_) {
     writer_waiting_ = false;
     wake_.cancel();
@@ -200,7 +200,7 @@ asio::awaitable<void> Connection::reader() {
       if (in_.size() - in_end_ < in_.size() / 4) in_.resize(in_.size() * 2);
       std::size_t n = co_await stream_.read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_), ec);
       if (ec || state_ == State::Closed) break;
-      received_since_tick_ = true;
+      heartbeats_.received();
       if (state_ == State::Draining) continue;  // the close is settled: input is only discarded
       if (in_end_ + n == in_.size() && in_.size() < kReadBufferBusy) in_.resize(in_.size() * 2);
       in_end_ += n;
@@ -752,17 +752,13 @@ asio::awaitable<void> Connection::heartbeat() {
     heartbeat_timer_.expires_after(interval);
     co_await heartbeat_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (ec || state_ == State::Closed) break;
-    if (!sent_since_tick_) {
+    const HeartbeatMonitor::Tick tick = heartbeats_.tick(blocked_ || flow_paused_);
+    if (tick.send_heartbeat) {
       amqp::append_heartbeat(out_);
       flush();
+      heartbeats_.heartbeat_sent();
     }
-    sent_since_tick_ = false;
-    // A connection we stopped reading cannot be judged by what we receive (RabbitMQ
-    // pauses its heartbeat monitor while a connection is blocked too).
-    missed_heartbeats_ = received_since_tick_ || blocked_ || flow_paused_ ? 0 : missed_heartbeats_ + 1;
-    received_since_tick_ = false;
-    // RabbitMQ gives up after two silent intervals.
-    if (missed_heartbeats_ >= 2) {
+    if (tick.peer_dead) {
       log_.warn("missed heartbeats from client conn={} peer={} timeout={}s", id_, peer_, heartbeat_s_);
       stop();
       break;

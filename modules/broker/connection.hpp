@@ -21,6 +21,7 @@
 #include "amqp/methods.hpp"
 #include "amqp/reply_code.hpp"
 #include "broker/channel_host.hpp"
+#include "broker/heartbeat.hpp"
 #include "core/log.hpp"
 #include "core/tls.hpp"
 
@@ -172,9 +173,7 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
   asio::steady_timer heartbeat_timer_;
   asio::steady_timer handshake_timer_;
   asio::steady_timer close_timer_;
-  bool received_since_tick_ = true;
-  bool sent_since_tick_ = false;
-  int missed_heartbeats_ = 0;
+  HeartbeatMonitor heartbeats_;
 
   // Resource alarms (RabbitMQ's connection.blocked): a blocked publisher is not read from.
   bool publisher_ = false;
