@@ -27,6 +27,7 @@ def ctl_ok(b, *args):
     return r.stdout
 
 
+@pytest.mark.time_limit(240)  # rabbitmqctl takes seconds a call
 def test_user_limits_refuse_connections_and_channels(broker_factory):
     b = broker_factory()
     out = ctl_ok(b, "set_user_limits", "guest", '{"max-connections": 1, "max-channels": 2}')
