@@ -214,6 +214,12 @@ CtlDefinitions::CtlDefinitions(CLI::App& ctl) {
   v = add(ctl, "clear_permissions", "revoke a user's permissions in a vhost: USERNAME");
   vhost_opt(v);
   user(v);
+  v = add(ctl, "set_user_limits", "set a user's limits: USERNAME '{\"max-connections\": N, \"max-channels\": N}'");
+  user(v);
+  v->add_option("definition", description_, "limits as a JSON object (negative: no limit)")->required();
+  v = add(ctl, "clear_user_limits", "clear a user's limit: USERNAME max-connections|max-channels|all");
+  user(v);
+  v->add_option("limittype", name_, "the limit to clear, or all")->required();
   v = add(ctl, "list_permissions", "list the permissions in a vhost");
   vhost_opt(v);
   v->add_flag("--no-table-headers", no_headers_, "no header line");
@@ -323,6 +329,23 @@ int CtlDefinitions::run(const std::string& socket, bool quiet) const {
       } else {
         expect(api.call("DELETE", target), {204, 404});  // none set: nothing to clear, as rabbitmqctl
       }
+    } else if (cmd == "set_user_limits" || cmd == "clear_user_limits") {
+      const bool set = cmd == "set_user_limits";
+      if (set) say(fmt::format("Setting user limits to \"{}\" for user \"{}\" ...", description_, user_));
+      else if (name_ == "all") say(fmt::format("Clearing all limits for user \"{}\" ...", user_));
+      else say(fmt::format("Clearing \"{}\" limit for user \"{}\" ...", name_, user_));
+      json definition = json::object();
+      if (set) {
+        definition = json::parse(description_, nullptr, false);
+        if (definition.is_discarded())
+          throw Failure{kExitUnavailable, "Error:\nJSON decoding error. Reason: badarg"};
+      }
+      // The whole definition in one change, so a bad limit leaves the others unset.
+      auto r = set ? api.call("PUT", "/api/user-limits/" + enc(user_), definition)
+                   : api.call("DELETE", "/api/user-limits/" + enc(user_) + "/" + enc(name_));
+      if (r.status == 404) throw Failure{kExitUnavailable, fmt::format("Error:\n{{:no_such_user, \"{}\"}}", user_)};
+      if (r.status == 400) throw Failure{kExitUnavailable, "Error:\n" + reason_of(r)};
+      expect(r, {204});
     } else if (cmd == "list_permissions") {
       say(fmt::format("Listing permissions for vhost \"{}\" ...", vhost_));
       auto r = api.call("GET", "/api/vhosts/" + enc(vhost_) + "/permissions");

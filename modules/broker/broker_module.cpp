@@ -20,8 +20,10 @@ void BrokerModule::configure(core::ConfigNode slice) {
   cfg_ = parse_broker_config(std::move(slice));
   cfg_.node_name = ctx_.node.name;
   tls_.clear();
-  for (const auto& l : cfg_.listeners)  // reads the files: a bad one is a config error now
+  for (const auto& l : cfg_.listeners) {  // reads the files: a bad one is a config error now
     tls_.push_back(l.tls ? std::make_shared<core::tls::TlsContext>(*l.tls) : nullptr);
+    if (l.tls) core::tls::warn_if_expiring(*l.tls, ctx_.log);
+  }
 }
 
 bool BrokerModule::reload(core::ConfigNode slice) {
@@ -34,6 +36,7 @@ bool BrokerModule::reload(core::ConfigNode slice) {
   for (auto& [cur, fresh] : swaps) {
     *cur = std::move(fresh);
     ctx_.log.info("reload: TLS certificates of {} read again", cur->options().path);
+    core::tls::warn_if_expiring(cur->options(), ctx_.log);
   }
   // Nothing else of /broker applies at run time (app/ says a restart is needed).
   return false;
@@ -256,6 +259,13 @@ core::Health BrokerModule::health() const {
 std::vector<asio::ip::tcp::endpoint> BrokerModule::local_endpoints() const {
   std::vector<asio::ip::tcp::endpoint> out;
   for (const auto& a : acceptors_) out.push_back(a->local_endpoint());
+  return out;
+}
+
+std::vector<core::tls::TlsListener> BrokerModule::tls_listeners() const {
+  std::vector<core::tls::TlsListener> out;
+  for (std::size_t i = 0; i < acceptors_.size() && i < tls_.size(); ++i)  // acceptors_ in cfg_.listeners' order
+    if (tls_[i]) out.push_back({"amqp/ssl", acceptors_[i]->local_endpoint(), tls_[i]->options()});
   return out;
 }
 

@@ -17,6 +17,7 @@
 #include "broker/queue_links.hpp"
 #include "broker/config.hpp"
 #include "core/accept.hpp"
+#include "core/cert_expiry.hpp"
 #include "core/module.hpp"
 
 namespace mqnode::broker {
@@ -45,6 +46,8 @@ class BrokerModule final : public core::Module {
 
   // Bound addresses (port 0 in the config resolves here).
   std::vector<asio::ip::tcp::endpoint> local_endpoints() const;
+  // The AMQPS listeners bound now (none while the app is stopped), with their options.
+  std::vector<core::tls::TlsListener> tls_listeners() const;
 
   // Cluster mode: app/ hands the /cluster slice over before start(). Without it the node
   // is a single broker keeping its definitions in the store.

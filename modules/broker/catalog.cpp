@@ -1,5 +1,6 @@
 #include "broker/catalog.hpp"
 
+#include <algorithm>
 #include <regex>
 #include <set>
 
@@ -331,6 +332,7 @@ ChangeResult Catalog::apply(const DeleteUser& c) {
     if (key.first == c.name) forget_definition("permission", permission_key(key.first, key.second));
   access_.delete_user(c.name);
   forget_definition("user", c.name);
+  if (user_limits_.erase(c.name)) forget_definition("user_limits", c.name);
   return ok();
 }
 
@@ -372,6 +374,64 @@ ChangeResult Catalog::apply(const ClearParameter& c) {
   return ok();
 }
 
+namespace {
+// Applies the stored definitions of <kind> ("vhost", "user", ...); the caller turns
+// persisting off.
+void restore_definitions(Catalog& catalog, const store::Snapshot& snap, std::string_view kind) {
+  for (const auto& d : snap.definitions) {
+    if (d.kind != kind) continue;
+    try {
+      auto r = catalog.apply(decode_change(d.change));
+      if (!r.ok()) catalog.log().warn("stored {} \"{}\" not restored: {}", d.kind, d.key, r.text);
+    } catch (const ChangeDecodeError& e) {
+      catalog.log().warn("stored {} \"{}\" is unreadable, ignored: {}", d.kind, d.key, e.what());
+    }
+  }
+}
+
+// A JSON value as RabbitMQ's texts print the Erlang term: a string as a binary, <<"x">>.
+std::string as_term(const nlohmann::json& v) {
+  return v.is_string() ? fmt::format("<<\"{}\">>", v.get<std::string>()) : v.dump();
+}
+}  // namespace
+
+// RabbitMQ's user limits: an integer each, negative for none; its validation texts.
+ChangeResult Catalog::apply(const SetUserLimits& c) {
+  static constexpr std::string_view kLimits[] = {"max-connections", "max-channels"};
+  auto known = [](std::string_view name) { return std::find(std::begin(kLimits), std::end(kLimits), name) != std::end(kLimits); };
+  if (!access_.find_user(c.user)) return fail(Code::NotFound, fmt::format("no user '{}'", c.user));
+  if (!c.set.is_object()) return fail(Code::PreconditionFailed, fmt::format("{} is not a JSON object", as_term(c.set)));
+  std::vector<std::string> unknown;
+  for (const auto& [name, value] : c.set.items()) {
+    if (!known(name))
+      unknown.push_back(fmt::format("{{<<\"{}\">>,{}}}", name, as_term(value)));
+    else if (!value.is_number_integer())
+      return fail(Code::PreconditionFailed, fmt::format("{} should be a number, actually was {}", name, as_term(value)));
+  }
+  if (!unknown.empty())
+    return fail(Code::PreconditionFailed, fmt::format("Unrecognised terms [{}] in user-limits", fmt::join(unknown, ",")));
+  nlohmann::json limits = user_limits_.count(c.user) ? user_limits_.find(c.user)->second : nlohmann::json::object();
+  if (c.clear == "all") limits = nlohmann::json::object();
+  else if (!c.clear.empty()) limits.erase(c.clear);
+  limits.update(c.set);
+  if (limits.empty()) {
+    if (user_limits_.erase(c.user)) forget_definition("user_limits", c.user);
+  } else {
+    // Stored as the whole state, so a restart rebuilds it from this one change.
+    persist_definition("user_limits", c.user, SetUserLimits{c.user, "all", limits});
+    user_limits_.insert_or_assign(c.user, limits);
+  }
+  log_.info("user limits user={} limits={}", c.user, limits.dump());
+  return ok();
+}
+
+int64_t Catalog::user_limit(std::string_view user, std::string_view name) const {
+  auto it = user_limits_.find(user);
+  if (it == user_limits_.end()) return -1;
+  auto v = it->second.find(name);
+  return v == it->second.end() ? -1 : v->get<int64_t>();
+}
+
 // ---- start-up ------------------------------------------------------------------------
 
 void Catalog::load(const BrokerConfig& cfg, const store::Snapshot* snap) {
@@ -390,6 +450,7 @@ void Catalog::load(const BrokerConfig& cfg, const store::Snapshot* snap) {
   for (const auto& p : cfg.policies.all()) config(to_change(p));
   if (!snap) return;
   persist_ = false;
+  restore_definitions(*this, *snap, "user_limits");  // after the config's users (guest) exist
   for (auto& [name, vh] : vhosts_) vh->restore(*snap);
   persist_ = true;
   std::set<std::string> orphans;
@@ -405,16 +466,7 @@ void Catalog::load(const BrokerConfig& cfg, const store::Snapshot* snap) {
 void Catalog::restore(const store::Snapshot& snap, const PolicySet& config_policies) {
   persist_ = false;
   // Vhosts before what lives in them.
-  for (const char* kind : {"vhost", "user", "permission", "parameter"})
-    for (const auto& d : snap.definitions) {
-      if (d.kind != kind) continue;
-      try {
-        auto r = apply(decode_change(d.change));
-        if (!r.ok()) log_.warn("stored {} \"{}\" not restored: {}", d.kind, d.key, r.text);
-      } catch (const ChangeDecodeError& e) {
-        log_.warn("stored {} \"{}\" is unreadable, ignored: {}", d.kind, d.key, e.what());
-      }
-    }
+  for (const char* kind : {"vhost", "user", "permission", "parameter"}) restore_definitions(*this, snap, kind);
   // One in the config file wins over a stored policy of the same name; the stored copy it
   // replaces is dropped.
   for (const auto& r : snap.policies) {
@@ -437,6 +489,7 @@ std::vector<Change> Catalog::definitions() const {
   std::vector<Change> out;
   for (const auto& [name, vh] : vhosts_) out.push_back(PutVhost{name, {}});
   for (const auto& [name, u] : access_.users()) out.push_back(PutUser{u.name, u.password_hash, u.tags});
+  for (const auto& [user, limits] : user_limits_) out.push_back(SetUserLimits{user, "all", limits});
   for (const auto& [key, perm] : access_.permissions())
     out.push_back(SetPermissions{key.first, key.second, perm.configure, perm.write, perm.read});
   for (const auto& [key, value] : parameters_) {
@@ -494,6 +547,7 @@ void Catalog::reset(const std::vector<Change>& changes) {
   vhosts_.clear();
   policies_ = PolicySet{};
   parameters_.clear();
+  user_limits_.clear();
   access_ = AccessControl(opts_.loopback_users);
   for (const auto& c : changes)
     if (auto r = apply(c); !r.ok())

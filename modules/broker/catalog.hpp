@@ -109,6 +109,10 @@ class Catalog {
   const PolicySet& policies() const { return policies_; }
   using ParameterKey = std::tuple<std::string, std::string, std::string>;  // component, vhost, name
   const std::map<ParameterKey, nlohmann::json>& parameters() const { return parameters_; }
+  // Users' limits by user ({"max-connections": 10}); a user without any is absent.
+  const std::map<std::string, nlohmann::json, std::less<>>& user_limits() const { return user_limits_; }
+  // <user>'s limit <name> ("max-connections", "max-channels"); negative: none.
+  int64_t user_limit(std::string_view user, std::string_view name) const;
   // True while applied changes are written to the store (Vhost persists through this).
   bool persisting() const { return opts_.store && persist_ && !change_log_; }
   bool replicated() const { return change_log_ != nullptr; }
@@ -152,6 +156,7 @@ class Catalog {
   ChangeResult apply(const ClearPermissions& c);
   ChangeResult apply(const SetParameter& c);
   ChangeResult apply(const ClearParameter& c);
+  ChangeResult apply(const SetUserLimits& c);
   // The vhost <name>, or a 404 result naming it.
   Vhost* vhost_of(const std::string& name, ChangeResult& error) const;
   // Users, vhosts, permissions and parameters: the store's definitions table keeps the
@@ -171,6 +176,7 @@ class Catalog {
   AccessControl access_;
   PolicySet policies_;
   std::map<ParameterKey, nlohmann::json> parameters_;
+  std::map<std::string, nlohmann::json, std::less<>> user_limits_;
   std::map<std::string, std::unique_ptr<Vhost>, std::less<>> vhosts_;
 };
 

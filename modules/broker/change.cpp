@@ -157,6 +157,11 @@ void fields(amqp::FieldTable& t, const ClearParameter& c) {
   t.set("vhost", c.vhost);
   t.set("name", c.name);
 }
+void fields(amqp::FieldTable& t, const SetUserLimits& c) {
+  t.set("user", c.user);
+  t.set("clear", c.clear);
+  t.set("set", c.set.dump());
+}
 
 // One decoder per alternative.
 template <class C>
@@ -237,11 +242,15 @@ template <>
 ClearParameter decode(const Fields& f) {
   return {f.str("component"), f.str("vhost"), f.str("name")};
 }
+template <>
+SetUserLimits decode(const Fields& f) {
+  return {f.str("user"), f.str("clear"), f.json("set")};
+}
 
 constexpr const char* kNames[] = {"declare_exchange", "delete_exchange", "declare_queue",   "delete_queue",
                                   "bind",             "set_policy",      "clear_policy",    "put_vhost",
                                   "delete_vhost",     "put_user",        "delete_user",     "set_permissions",
-                                  "clear_permissions", "set_parameter",  "clear_parameter"};
+                                  "clear_permissions", "set_parameter",  "clear_parameter", "set_user_limits"};
 static_assert(std::size(kNames) == std::variant_size_v<Change>);
 
 template <std::size_t I = 0>

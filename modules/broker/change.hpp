@@ -93,9 +93,17 @@ struct ClearParameter {
   std::string component, vhost, name;
 };
 
+// A user's connection and channel limits (rabbitmqctl set_user_limits / clear_user_limits):
+// <clear> names a limit to drop first ("all": every one, "": none), then the limits of
+// <set> ({"max-connections": 10, "max-channels": 20}) are merged in.
+struct SetUserLimits {
+  std::string user, clear;
+  nlohmann::json set = nlohmann::json::object();
+};
+
 using Change = std::variant<DeclareExchange, DeleteExchange, DeclareQueue, DeleteQueue, Bind, SetPolicy, ClearPolicy,
                             PutVhost, DeleteVhost, PutUser, DeleteUser, SetPermissions, ClearPermissions,
-                            SetParameter, ClearParameter>;
+                            SetParameter, ClearParameter, SetUserLimits>;
 
 // The outcome of a proposal: <code> 0 when applied, else the AMQP reply code a client gets
 // (404, 403, 405, 406 are channel errors; 503 and up end the connection) with its text.

@@ -356,6 +356,7 @@ void Connection::handle_frame(const amqp::FrameView& f) {
         throw ConnectionError(ConnectionReplyCode::NotAllowed,
                               fmt::format("number of channels opened ({}) has reached the negotiated channel_max ({})",
                                           channels_.size(), channel_max_));
+      check_user_channel_limit();
       channels_.emplace(f.channel, std::make_unique<Channel>(*this, f.channel));
       amqp::append_method_frame(out_, f.channel, amqp::ChannelOpenOk{});
       flush();
@@ -530,6 +531,15 @@ void Connection::on_open(const amqp::ConnectionOpen& m) {
                                         m.virtual_host, user_, lim->second.max_connections),
                             10, 40);
   }
+  if (int64_t lim = broker_.catalog().user_limit(user_, "max-connections"); lim >= 0) {
+    int64_t n = 0;
+    for (const auto& [id, c] : broker_.connections()) n += c->open() && c->user() == user_;
+    if (n >= lim)
+      throw ConnectionError(ConnectionReplyCode::NotAllowed,
+                            fmt::format("connection refused for user '{}': user connection limit ({}) is reached",
+                                        user_, lim),
+                            10, 40);
+  }
   vhost_ = vh;
   vhost_name_ = m.virtual_host;
   state_ = State::Open;
@@ -538,6 +548,19 @@ void Connection::on_open(const amqp::ConnectionOpen& m) {
   flush();
   log_.info("connection opened conn={} peer={} user={} vhost={} client=\"{}\"", id_, peer_, user_, m.virtual_host,
             client_name_);
+}
+
+// RabbitMQ's max-channels user limit: the user's channels on this node, all connections.
+void Connection::check_user_channel_limit() const {
+  int64_t lim = broker_.catalog().user_limit(user_, "max-channels");
+  if (lim < 0) return;
+  int64_t n = 0;
+  for (const auto& [id, c] : broker_.connections())
+    if (c->user() == user_) n += static_cast<int64_t>(c->channels().size());
+  if (n >= lim)
+    throw ConnectionError(
+        ConnectionReplyCode::NotAllowed,
+        fmt::format("number of channels opened for user '{}' has reached the maximum allowed user limit of ({})", user_, lim));
 }
 
 void Connection::handle_channel0(amqp::Method& m) {

@@ -121,6 +121,8 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
   asio::awaitable<void> writer();
   asio::awaitable<void> heartbeat();
   asio::awaitable<void> handshake_deadline();
+  // ConnectionError 530 when the user's max-channels limit is reached.
+  void check_user_channel_limit() const;
 
   // Returns bytes consumed from <in>; throws ConnectionError/ChannelError.
   void handle_frame(const amqp::FrameView& f);

@@ -187,6 +187,41 @@ HttpApi::ChangeRequest HttpApi::vhost_delete(const Request& req, const Caller&) 
   return one(broker::DeleteVhost{seg[0]}, 204);
 }
 
+// ---- user limits (RabbitMQ 3.10's /api/user-limits) ------------------------------------
+
+Response HttpApi::user_limits(const Request& req, const Caller&) const {
+  auto seg = path_segments(req.path, "/api/user-limits");  // {""} or {"", user}
+  if (seg.empty() || !seg[0].empty()) not_found();
+  seg.erase(seg.begin());
+  const auto& all = broker().catalog().user_limits();
+  auto out = nlohmann::json::array();
+  if (seg.empty() || (seg.size() == 1 && seg[0].empty())) {
+    for (const auto& [user, limits] : all) out.push_back({{"user", user}, {"value", limits}});
+    return list(req, std::move(out));
+  }
+  if (seg.size() != 1 || !broker().access().find_user(seg[0])) not_found();
+  if (auto it = all.find(seg[0]); it != all.end()) out.push_back({{"user", it->first}, {"value", it->second}});
+  return list(req, std::move(out));
+}
+
+// RabbitMQ's PUT /api/user-limits/{user}/{name} {"value": N}; and, for `mqnode ctl
+// set_user_limits`, PUT /api/user-limits/{user} with the whole definition as the body.
+HttpApi::ChangeRequest HttpApi::user_limit_put(const Request& req, const Caller&) const {
+  auto body = parse_object_body(req.body);
+  if (path_segments(req.path, "/api/user-limits/").size() == 1) {
+    auto seg = exact_segments(req, "/api/user-limits/", 1);
+    return one(broker::SetUserLimits{seg[0], "", std::move(body)}, 204);
+  }
+  auto seg = exact_segments(req, "/api/user-limits/", 2);
+  if (!body.contains("value")) throw ApiError(400, "bad_request", "[{key_missing,value}]");
+  return one(broker::SetUserLimits{seg[0], "", {{seg[1], body["value"]}}}, 204);
+}
+
+HttpApi::ChangeRequest HttpApi::user_limit_delete(const Request& req, const Caller&) const {
+  auto seg = exact_segments(req, "/api/user-limits/", 2);
+  return one(broker::SetUserLimits{seg[0], seg[1], nlohmann::json::object()}, 204);
+}
+
 // ---- permissions -----------------------------------------------------------------------
 
 Response HttpApi::permissions(const Request& req, const Caller&) const {

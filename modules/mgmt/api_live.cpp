@@ -2,7 +2,9 @@
 // "Closed via management plugin"), channels, consumers, the aliveness test, the
 // /api/health/checks family, the cluster name and nodes.
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <ctime>
 #include <map>
 
 #include <asio/use_awaitable.hpp>
@@ -220,6 +222,7 @@ Response HttpApi::health_check(const Request& req, const Caller&) const {
     if (!b) return failed({{"status", "failed"}, {"reason", "the broker is not running"}});
     return json_response(200, {{"status", "ok"}});
   }
+  if (check == "certificate-expiration" && seg.size() == 3) return certificate_expiration(seg[1], seg[2]);
   if (check == "node-is-quorum-critical" && seg.size() == 1)
     return json_response(200, {{"status", "ok"}, {"reason", "no quorum queues on this node"}});
   std::vector<uint16_t> ports;
@@ -243,6 +246,43 @@ Response HttpApi::health_check(const Request& req, const Caller&) const {
         {{"status", "failed"}, {"reason", "No active listener"}, {"missing", seg[1]}, {"protocols", protocols}});
   }
   not_found();
+}
+
+// rabbitmq-diagnostics check_certificate_expiration over HTTP: the TLS listeners with a
+// certificate (certfile or cacertfile, chains included) that expires within <within> <unit>.
+Response HttpApi::certificate_expiration(const std::string& within, const std::string& unit) const {
+  std::string lower = unit;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  constexpr double kDay = 86400;
+  double seconds_per = lower == "days"     ? kDay
+                       : lower == "weeks"  ? 7 * kDay
+                       : lower == "months" ? 365 * kDay / 12
+                       : lower == "years"  ? 365 * kDay
+                                           : 0;
+  long long count = 0;
+  auto [end, ec] = std::from_chars(within.data(), within.data() + within.size(), count);
+  if (ec != std::errc() || end != within.data() + within.size() || within.empty())
+    throw ApiError(400, "bad_request", "Invalid expiration value.");
+  if (seconds_per == 0)
+    throw ApiError(400, "bad_request", "Time unit not recognised. Supported units: days, weeks, months, years.");
+  std::time_t now = std::time(nullptr);
+  auto deadline = now + static_cast<std::time_t>(static_cast<double>(count) * seconds_per);
+  auto expiring = nlohmann::json::array();
+  for (const auto& l : src_.tls_listeners ? src_.tls_listeners() : std::vector<core::tls::TlsListener>{}) {
+    auto cert = core::tls::expiring_before(l.options.certfile, now, deadline);
+    auto ca = core::tls::expiring_before(l.options.cacertfile, now, deadline);
+    if (cert.empty() && ca.empty()) continue;
+    expiring.push_back({{"node", src_.node.name},
+                        {"protocol", l.protocol},
+                        {"interface", l.endpoint.address().to_string()},
+                        {"port", l.endpoint.port()},
+                        {"certfile", l.options.certfile},
+                        {"cacertfile", l.options.cacertfile},
+                        {"certfile_expires_on", cert},
+                        {"cacertfile_expires_on", ca}});
+  }
+  if (expiring.empty()) return json_response(200, {{"status", "ok"}});
+  return json_response(503, {{"status", "failed"}, {"reason", "Certificates expiring"}, {"expired", expiring}});
 }
 
 Response HttpApi::cluster_name(const Request&, const Caller&) const {

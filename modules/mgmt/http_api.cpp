@@ -252,6 +252,9 @@ std::shared_ptr<const core::http::Router> HttpApi::router(bool require_login) co
   r->add_prefix("GET", "/api/permissions/", api(&HttpApi::permission_get, R::Administrator));
   r->add_prefix_async("PUT", "/api/permissions/", change(&HttpApi::permission_put, R::Administrator));
   r->add_prefix_async("DELETE", "/api/permissions/", change(&HttpApi::permission_delete, R::Administrator));
+  r->add_prefix("GET", "/api/user-limits", api(&HttpApi::user_limits, R::Administrator));
+  r->add_prefix_async("PUT", "/api/user-limits/", change(&HttpApi::user_limit_put, R::Administrator));
+  r->add_prefix_async("DELETE", "/api/user-limits/", change(&HttpApi::user_limit_delete, R::Administrator));
 
   r->add("GET", "/api/exchanges", api(&HttpApi::exchanges));
   r->add_prefix("GET", "/api/exchanges/", api(&HttpApi::exchange_get));

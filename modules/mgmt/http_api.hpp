@@ -30,6 +30,8 @@
 #include "core/http.hpp"
 #include "core/log.hpp"
 #include "core/module.hpp"
+#include "core/cert_expiry.hpp"
+#include "core/tls.hpp"
 
 namespace mqnode::mgmt {
 
@@ -105,6 +107,8 @@ struct ApiSources {
   core::NodeInfo node;
   std::vector<const core::Module*> modules;
   broker::BrokerModule* broker = nullptr;
+  // The node's listeners serving TLS now (AMQPS, HTTPS), for the certificate-expiration check.
+  std::function<std::vector<core::tls::TlsListener>()> tls_listeners;
 };
 
 class HttpApi {
@@ -176,6 +180,9 @@ class HttpApi {
   Response permission_get(const Request& req, const Caller& c) const;
   ChangeRequest permission_put(const Request& req, const Caller& c) const;
   ChangeRequest permission_delete(const Request& req, const Caller& c) const;
+  Response user_limits(const Request& req, const Caller& c) const;
+  ChangeRequest user_limit_put(const Request& req, const Caller& c) const;
+  ChangeRequest user_limit_delete(const Request& req, const Caller& c) const;
   nlohmann::json vhost_to_api(const broker::Vhost& vh) const;
 
   // ---- api_resources.cpp: exchanges, queues, bindings, publish, get, purge
@@ -214,6 +221,8 @@ class HttpApi {
   asio::awaitable<Response> aliveness(Request req, bool require_login) const;
   Response aliveness_check(const std::string& vhost, const broker::ChangeResult& declared) const;
   Response health_check(const Request& req, const Caller& c) const;
+  // /api/health/checks/certificate-expiration/{within}/{unit}
+  Response certificate_expiration(const std::string& within, const std::string& unit) const;
   Response cluster_name(const Request& req, const Caller& c) const;
   Response nodes(const Request& req, const Caller& c) const;
   nlohmann::json node_to_api() const;

@@ -34,13 +34,18 @@ std::vector<const core::Module*> with(std::vector<const core::Module*> modules, 
 
 MgmtModule::MgmtModule(core::ModuleContext ctx, std::vector<const core::Module*> modules,
                        broker::BrokerModule* broker)
-    : ctx_(std::move(ctx)), api_(ApiSources{ctx_.node, with(std::move(modules), this), broker}, ctx_.log) {}
+    : ctx_(std::move(ctx)),
+      api_(ApiSources{ctx_.node, with(std::move(modules), this), broker, [this, broker] { return tls_listeners(broker); }},
+           ctx_.log) {}
 
 MgmtModule::~MgmtModule() = default;
 
 void MgmtModule::configure(core::ConfigNode slice) {
   cfg_ = parse_mgmt_config(std::move(slice));
-  if (cfg_.tls) tls_ = std::make_shared<core::tls::TlsContext>(*cfg_.tls);  // reads the files now
+  if (cfg_.tls) {
+    tls_ = std::make_shared<core::tls::TlsContext>(*cfg_.tls);  // reads the files now
+    core::tls::warn_if_expiring(*cfg_.tls, ctx_.log);
+  }
 }
 
 bool MgmtModule::reload(core::ConfigNode slice) {
@@ -48,6 +53,7 @@ bool MgmtModule::reload(core::ConfigNode slice) {
   if (tls_ && next.tls) {
     *tls_ = core::tls::TlsContext(*next.tls);  // throws before changing anything
     ctx_.log.info("reload: TLS certificates of /management/tls read again");
+    core::tls::warn_if_expiring(tls_->options(), ctx_.log);
   }
   auto text = [](const MgmtConfig& c) { return c.bind ? c.bind->to_string() : std::string(); };
   return text(next) == text(cfg_) && next.tls.has_value() == cfg_.tls.has_value();
@@ -98,6 +104,12 @@ void MgmtModule::dump(nlohmann::json& out) const {
     out["bind"] = fmt::format("{}:{}", ep->address().to_string(), ep->port());
     out["http_connections"] = tcp_->connections();
   }
+}
+
+std::vector<core::tls::TlsListener> MgmtModule::tls_listeners(const broker::BrokerModule* broker) const {
+  auto out = broker ? broker->tls_listeners() : std::vector<core::tls::TlsListener>{};
+  if (tls_ && tcp_) out.push_back({"https", tcp_->local_endpoint(), tls_->options()});
+  return out;
 }
 
 std::optional<asio::ip::tcp::endpoint> MgmtModule::tcp_endpoint() const {

@@ -50,6 +50,9 @@ class MgmtModule final : public core::Module {
   std::optional<asio::ip::tcp::endpoint> tcp_endpoint() const;
 
  private:
+  // <broker>'s AMQPS listeners and this module's HTTPS one.
+  std::vector<core::tls::TlsListener> tls_listeners(const broker::BrokerModule* broker) const;
+
   core::ModuleContext ctx_;
   MgmtConfig cfg_;
   std::shared_ptr<core::tls::TlsContext> tls_;  // HTTPS: swapped in place on reload

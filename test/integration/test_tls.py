@@ -58,9 +58,9 @@ class Pki:
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def ca(self, name):
+    def ca(self, name, days=2):
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", name + ".key", "-out", name + ".pem", "-days", "2", "-subj", "/CN=" + name,
+                "-keyout", name + ".key", "-out", name + ".pem", "-days", str(days), "-subj", "/CN=" + name,
                 cwd=self.dir)
         return self.path(name + ".pem")
 
@@ -428,3 +428,66 @@ def test_https_lb_stats_page_and_reload(pki, tmp_path):
     finally:
         problems = lb.stop()
     assert not problems, problems
+
+
+def test_certificate_expiration_health_check_and_start_warning(broker_factory, pki):
+    import datetime
+    import json
+    import urllib.error
+    import urllib.request
+    # A CA good for ten years and a server certificate it signed that ends in three days.
+    pki.ca("longca", days=3650)
+    end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=3)
+    pki.cert("soon", "localhost", ca="longca", server=True, end=end.strftime("%Y%m%d%H%M%SZ"))
+    port, soon_port, expired_port = free_port(), free_port(), free_port()
+    soon = {"certfile": pki.path("soon.pem"), "keyfile": pki.path("soon.key"), "cacertfile": pki.path("longca.pem")}
+    expired = {"certfile": pki.path("expired.pem"), "keyfile": pki.path("expired.key")}
+    b = broker_factory(management=True, port=port,
+                       listeners=[{"bind": "127.0.0.1:%d" % port}, {"bind": "127.0.0.1:%d" % soon_port, "tls": soon},
+                                  {"bind": "127.0.0.1:%d" % expired_port, "tls": expired}])
+
+    def check(within, unit):
+        req = urllib.request.Request("http://127.0.0.1:%d/api/health/checks/certificate-expiration/%s/%s"
+                                     % (b.http_port, within, unit),
+                                     headers={"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, json.load(e)
+
+    # Within a day: only the listener whose certificate expired in 2020.
+    status, body = check(1, "days")
+    assert status == 503 and body["status"] == "failed" and body["reason"] == "Certificates expiring", body
+    assert [(l["protocol"], l["port"]) for l in body["expired"]] == [("amqp/ssl", expired_port)], body
+    gone = body["expired"][0]
+    assert gone["interface"] == "127.0.0.1" and gone["certfile"] == expired["certfile"] and gone["cacertfile"] == ""
+    assert gone["certfile_expires_on"] == ["2020-01-02 0:00:00"] and gone["cacertfile_expires_on"] == [], gone
+    # Within a week (unit case-insensitive, as RabbitMQ's): the three-day certificate too, not its CA.
+    status, body = check(1, "Weeks")
+    assert status == 503, body
+    listed = {l["port"]: l for l in body["expired"]}
+    assert set(listed) == {soon_port, expired_port}, body
+    assert listed[soon_port]["certfile_expires_on"] == [end.strftime("%Y-%m-%d ") + "%d:%s" % (end.hour, end.strftime("%M:%S"))]
+    assert listed[soon_port]["cacertfile_expires_on"] == []
+    # Twenty years: the CA as well.
+    status, body = check(20, "years")
+    assert len({l["port"]: l for l in body["expired"]}[soon_port]["cacertfile_expires_on"]) == 1, body
+    # Bad parameters: RabbitMQ's 400s.
+    assert check("soon", "days") == (400, {"error": "bad_request", "reason": "Invalid expiration value."})
+    assert check(1, "fortnights") == (400, {"error": "bad_request", "reason":
+                                            "Time unit not recognised. Supported units: days, weeks, months, years."})
+    # The node warned at start about both certificates.
+    log = b.stderr_text() + open(b.stdout_path).read()
+    assert "/broker/listeners/1/tls/certfile: a certificate of %s expires in 2 day(s)" % soon["certfile"] in log, log
+    assert "/broker/listeners/2/tls/certfile: a certificate of %s expired" % expired["certfile"] in log, log
+
+
+def test_certificate_expiration_is_ok_without_expiring_certificates(broker_factory, pki):
+    import json
+    import urllib.request
+    b = broker_factory(management=True)  # no TLS listener at all
+    req = urllib.request.Request("http://127.0.0.1:%d/api/health/checks/certificate-expiration/10/years" % b.http_port,
+                                 headers={"Authorization": "Basic Z3Vlc3Q6Z3Vlc3Q="})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert (r.status, json.load(r)) == (200, {"status": "ok"})

@@ -180,17 +180,18 @@ class Broker:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def _wait_port(self, timeout):
+    def _wait_port(self, timeout, host=None, port=None):
+        host, port = host or self.connect_host, port or self.port
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise BrokerError("broker exited during startup with status %r\n%s"
                                   % (self.proc.returncode, self.describe_failure()))
-            if port_open(self.connect_host, self.port):
+            if port_open(host, port):
                 return
             time.sleep(0.1)
         raise BrokerError("broker did not accept connections on %s:%d within %.0fs\n%s"
-                          % (self.connect_host, self.port, timeout, self.describe_failure()))
+                          % (host, port, timeout, self.describe_failure()))
 
     @property
     def connect_host(self):
@@ -268,6 +269,12 @@ class MqnodeBroker(Broker):
             cwd=self.workdir, env=env, start_new_session=True, preexec_fn=_die_with_parent)
         try:
             self._wait_port(timeout)
+            bind = self.sections.get("management", {}).get("bind")
+            if bind:
+                # The management listener binds after the broker's: wait for it too.
+                host, port = bind.rsplit(":", 1)
+                host = host.strip("[]")
+                self._wait_port(timeout, "::1" if host == "::" else "127.0.0.1" if host == "0.0.0.0" else host, int(port))
         except Exception:
             self.terminate(5)
             raise

@@ -93,7 +93,8 @@ std::vector<Change> one_of_each() {
           SetPermissions{"u", "v", "c", "w", "r"},
           ClearPermissions{"u", "v"},
           SetParameter{"shovel", "v", "s1", nlohmann::json{{"src-uri", "amqp://"}}},
-          ClearParameter{"shovel", "v", "s1"}};
+          ClearParameter{"shovel", "v", "s1"},
+          SetUserLimits{"u", "max-channels", nlohmann::json{{"max-connections", 5}}}};
 }
 }  // namespace
 
@@ -220,6 +221,29 @@ TEST_CASE("apply validates as RabbitMQ does") {
     CHECK(n.apply(DeleteVhost{"v2"}).code == kNotFound);
     REQUIRE(n.apply(DeleteUser{"alice"}).ok());
     CHECK_FALSE(n.catalog.access().can_access_vhost("alice", "/"));
+  }
+  SUBCASE("user limits: merged, cleared one or all, gone with the user; RabbitMQ's texts") {
+    CHECK(n.apply(SetUserLimits{"nobody", "", nlohmann::json{{"max-connections", 1}}}).code == kNotFound);
+    REQUIRE(n.apply(PutUser{"bob", hash_password("pw"), {}}).ok());
+    CHECK(n.catalog.user_limit("bob", "max-connections") == -1);
+    auto bad = n.apply(SetUserLimits{"bob", "", nlohmann::json{{"max-connections", "x"}}});
+    CHECK(bad.code == kPrecondition);
+    CHECK(bad.text == "max-connections should be a number, actually was <<\"x\">>");
+    CHECK(n.apply(SetUserLimits{"bob", "", nlohmann::json{{"max-connections", 1}, {"foo", 2}}}).text ==
+          "Unrecognised terms [{<<\"foo\">>,2}] in user-limits");
+    CHECK(n.catalog.user_limits().empty());  // a refused definition sets nothing
+    REQUIRE(n.apply(SetUserLimits{"bob", "", nlohmann::json{{"max-connections", 10}}}).ok());
+    REQUIRE(n.apply(SetUserLimits{"bob", "", nlohmann::json{{"max-channels", 20}}}).ok());
+    CHECK(n.catalog.user_limit("bob", "max-connections") == 10);
+    CHECK(n.catalog.user_limit("bob", "max-channels") == 20);
+    REQUIRE(n.apply(SetUserLimits{"bob", "max-connections", nlohmann::json::object()}).ok());
+    CHECK(n.catalog.user_limit("bob", "max-connections") == -1);
+    CHECK(n.catalog.user_limit("bob", "max-channels") == 20);
+    REQUIRE(n.apply(SetUserLimits{"bob", "all", nlohmann::json::object()}).ok());
+    CHECK(n.catalog.user_limits().empty());
+    REQUIRE(n.apply(SetUserLimits{"bob", "", nlohmann::json{{"max-channels", 3}}}).ok());
+    REQUIRE(n.apply(DeleteUser{"bob"}).ok());
+    CHECK(n.catalog.user_limits().empty());
   }
 }
 

@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "core/cert_expiry.hpp"
 #include "core/tls.hpp"
 #include "support/config_parse.hpp"
 
@@ -122,4 +123,30 @@ TEST_CASE("tls context: files are loaded and checked, errors name the option") {
     CHECK(live.context() == current);
     CHECK(live.options().certfile == b.cert.string());
   }
+}
+
+TEST_CASE("certificate expiry: dates in RabbitMQ's format, errors for what cannot be checked") {
+  SelfSigned a("node-a", "expiry");  // valid for one hour from now
+  auto pem = read_certificates(a.cert.string());
+  REQUIRE(pem.error.empty());
+  REQUIRE(pem.certificates.size() == 1);
+  std::time_t now = std::time(nullptr), end = pem.certificates[0].not_after;
+  CHECK(end - pem.certificates[0].not_before == 3600);
+
+  CHECK(expiring_before(a.cert.string(), now, end - 1).empty());
+  std::tm t{};
+  gmtime_r(&end, &t);
+  char want[80];
+  std::snprintf(want, sizeof want, "%d-%02d-%02d %d:%02d:%02d", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour,
+                t.tm_min, t.tm_sec);
+  CHECK(expiring_before(a.cert.string(), now, end + 1) == std::vector<std::string>{want});
+  // Checked at a time before its start, it is not yet valid whatever the deadline.
+  CHECK(expiring_before(a.cert.string(), now - 86400, now - 86400) ==
+        std::vector<std::string>{"Certificate is not yet valid"});
+  CHECK(expiring_before(a.key.string(), now, now) ==
+        std::vector<std::string>{"The certificate file provided does not contain any PEM entry."});
+  auto missing = expiring_before("/nonexistent.pem", now, now);
+  REQUIRE(missing.size() == 1);
+  CHECK(missing[0].rfind("cannot read /nonexistent.pem: ", 0) == 0);
+  CHECK(expiring_before("", now, now + 1000000).empty());  // no cacertfile: nothing to check
 }
