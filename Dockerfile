@@ -9,6 +9,13 @@
 #   podman build --format docker -t mqnode .
 #
 # Environment, ports, volumes and capabilities: docs/deploy.md.
+#
+# Why not a bare `docker build .` / `podman build .`: it needs build/image-root (above) first.
+# A multi-stage Dockerfile compiling inside the build would start FROM a Debian image pulled
+# from a registry, and this project's machines reach no registry (only Debian's package
+# mirrors): the base layer must come from the host's own packages. `./build.sh image` is
+# therefore the entry point; a bare build fails at the COPY below naming the missing
+# build/image-root.
 FROM scratch
 COPY build/image-root/ /
 # The data dir belongs to the unprivileged user the node runs as.

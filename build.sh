@@ -7,6 +7,7 @@
 #   ./build.sh deps [run|test]        only install the Debian packages
 #   ./build.sh build                  only build build/app/mqnode (release)
 #   ./build.sh image                  build, then the container image mqnode:latest with podman
+#   ./build.sh deb                    build, then build/mqnode_<version>_<arch>.deb (dpkg-deb)
 #   ./build.sh bench [bench args...]  build the load generator and run bench/run.py
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,7 +17,8 @@ BUILD_PKGS=(g++ cmake ninja-build pkg-config libasio-dev nlohmann-json3-dev libs
 TEST_PKGS=(python3 python3-pytest python3-pika python3-kombu python3-prometheus-client amqp-tools openssl iproute2 procps
            clang libclang-rt-14-dev keepalived tcpdump libcap2-bin haproxy chromium
            rabbitmq-server  # rabbitmqadmin, for the management API test
-           podman runc podman-compose golang-github-containernetworking-plugin-dnsname)  # test/image
+           podman runc podman-compose golang-github-containernetworking-plugin-dnsname  # test/image
+           systemd)  # systemd-analyze verify/security on the units (test_systemd, test_deb)
 # amqplib (npm ci into test/integration/node), for the client tests: Debian's nodejs and npm,
 # unless the machine already has a node with its own npm (NodeSource's nodejs bundles npm
 # and conflicts with Debian's npm package).
@@ -63,6 +65,11 @@ case "$cmd" in
     packaging/image/rootfs.sh build/app/mqnode build/image-root
     podman build --format docker -t "${MQNODE_IMAGE:-mqnode:latest}" .
     ;;
+  deb)
+    install_pkgs "${BUILD_PKGS[@]}"
+    build_release
+    packaging/deb/build-deb.sh build/app/mqnode build
+    ;;
   run)
     install_pkgs "${BUILD_PKGS[@]}"
     build_release
@@ -92,7 +99,7 @@ case "$cmd" in
     exec /usr/bin/python3 bench/run.py --mqnode-bin build/app/mqnode --bench-bin build/bench/mqnode-bench "$@"
     ;;
   *)
-    echo "usage: $0 run|test|deps|build|image|bench" >&2
+    echo "usage: $0 run|test|deps|build|image|deb|bench" >&2
     exit 2
     ;;
 esac

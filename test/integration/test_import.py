@@ -1,4 +1,4 @@
-"""mqnode-import (packaging/mqnode-import): the tutorial's files, as they stand on its three
+"""`mqnode import` (the subcommand runs packaging/mqnode-import): the tutorial's files, as they stand on its three
 hosts (import_tutorial/hostN, written from the tutorial's text), become mqnode configs that
 mqnode accepts for the roles the importer names; what cannot be carried over is listed with
 file and line; and the configs behave as the old daemons did:
@@ -19,7 +19,6 @@ import re
 import socket
 import stat
 import subprocess
-import sys
 import threading
 import urllib.request
 
@@ -33,12 +32,11 @@ pytestmark = pytest.mark.skipif(target() != "mqnode", reason="imports into mqnod
 
 BIN = os.environ.get("MQNODE_BIN", "")
 HERE = os.path.dirname(os.path.abspath(__file__))
-IMPORT = os.path.join(HERE, "..", "..", "packaging", "mqnode-import")
 TUTORIAL = os.path.join(HERE, "import_tutorial")
 
 
 def run_import(*args):
-    return subprocess.run([sys.executable, IMPORT, *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([BIN, "import", *args], capture_output=True, text=True, timeout=60)
 
 
 def load_commented(path):
@@ -311,3 +309,11 @@ def test_debian_example_configs_import(tmp_path):
             continue
         c = check_config(str(out), roles)
         assert c.returncode == 0, (sample, c.stderr, open(out).read())
+
+
+def test_every_argument_goes_to_the_importer():
+    r = run_import("--help")
+    assert r.returncode == 0, r.stderr
+    assert "--self-address" in r.stdout and "--haproxy" in r.stdout
+    r = run_import("--no-such-option")
+    assert r.returncode == 2 and "--no-such-option" in r.stderr
