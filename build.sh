@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 BUILD_PKGS=(g++ cmake ninja-build pkg-config libasio-dev nlohmann-json3-dev libsqlite3-dev libcli11-dev
             libfmt-dev doctest-dev libssl-dev libmnl-dev libhttp-parser-dev libraft-dev libuv1-dev)
 TEST_PKGS=(python3 python3-pytest python3-pika python3-kombu python3-prometheus-client amqp-tools openssl iproute2 procps
-           clang libclang-rt-14-dev keepalived tcpdump libcap2-bin haproxy chromium
+           clang libclang-rt-14-dev keepalived tcpdump libcap2-bin haproxy chromium python3-websocket
            rabbitmq-server  # rabbitmqadmin, for the management API test
            podman runc podman-compose golang-github-containernetworking-plugin-dnsname  # test/image
            systemd)  # systemd-analyze verify/security on the units (test_systemd, test_deb)

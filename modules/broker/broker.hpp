@@ -15,6 +15,7 @@
 #include "broker/auth.hpp"
 #include "broker/catalog.hpp"
 #include "broker/config.hpp"
+#include "broker/message_stats.hpp"
 #include "broker/resource_alarm.hpp"
 #include "broker/vhost.hpp"
 #include "core/log.hpp"
@@ -65,6 +66,9 @@ class Broker final : public CatalogObserver {
   const core::Logger& log() const { return log_; }
   BrokerStats& stats() { return stats_; }
   const BrokerStats& stats() const { return stats_; }
+  // The node's message_stats (the management API's overview); channels count into it.
+  MessageStats& message_stats() { return message_stats_; }
+  const MessageStats& message_stats() const { return message_stats_; }
 
   Vhost* find_vhost(std::string_view name) { return catalog_.find_vhost(name); }
   const std::map<std::string, std::unique_ptr<Vhost>, std::less<>>& vhosts() const { return catalog_.vhosts(); }
@@ -115,6 +119,7 @@ class Broker final : public CatalogObserver {
   core::Logger log_;
   store::Store* store_;
   BrokerStats stats_;
+  MessageStats message_stats_;
   Catalog catalog_;
   std::map<uint64_t, std::shared_ptr<Connection>> connections_;
   std::unordered_map<std::string, Channel*> reply_channels_;

@@ -495,6 +495,8 @@ void Channel::deliver(Consumer& c, QueueEntry entry) {
   auto& stats = conn_.broker().stats();
   ++stats.messages_delivered;
   if (entry.redelivered) ++stats.messages_redelivered;
+  count(c.no_ack ? &MessageStats::deliver_no_ack : &MessageStats::deliver, c.queue.get());
+  if (entry.redelivered) count(&MessageStats::redeliver, c.queue.get());
   if (c.no_ack) {
     c.queue->ack(entry);
   } else {
@@ -507,6 +509,13 @@ void Channel::deliver(Consumer& c, QueueEntry entry) {
 void Channel::deliver_reply(const MessagePtr& msg) {
   write_delivery(reply_consumer_tag_, next_delivery_tag_++, false, *msg);
   ++conn_.broker().stats().messages_delivered;
+  count(&MessageStats::deliver_no_ack);
+}
+
+void Channel::count(uint64_t MessageStats::*field, QueueHandle* q, uint64_t n) {
+  message_stats_.*field += n;
+  conn_.broker().message_stats().*field += n;
+  if (q) q->message_stats.*field += n;
 }
 
 void Channel::resume_deliveries() {
@@ -543,6 +552,8 @@ void Channel::on(const amqp::BasicGet& m) {
                          ch.conn_.frame_max());
     ch.conn_.flush();
     ++ch.conn_.broker().stats().messages_delivered;
+    ch.count(no_ack ? &MessageStats::get_no_ack : &MessageStats::get, q.get());
+    if (entry->redelivered) ch.count(&MessageStats::redeliver, q.get());
     if (no_ack)
       q->ack(*entry);
     else
@@ -577,6 +588,7 @@ void Channel::settle(uint64_t tag, bool multiple, Settle how) {
       it->second.push_back(std::move(u.entry));
     } else if (how == Settle::Ack) {
       ++conn_.broker().stats().messages_acked;
+      count(&MessageStats::ack, u.queue.get());
       u.queue->ack(u.entry);
       u.entry.msg.reset();
     } else {  // rejected without requeue: to the dead-letter exchange, if any
@@ -746,6 +758,7 @@ void Channel::publish_complete() {
     }
   }
   ++conn_.broker().stats().messages_published;
+  count(&MessageStats::publish);
   conn_.note_publish();
   MessagePtr shared = std::move(p.msg);
   if (tx_) {
@@ -815,6 +828,7 @@ void Channel::basic_return(const Message& msg, uint16_t code, const char* text) 
   amqp::append_content(out, id_, amqp::BasicPublish::kClassId, msg.properties, msg.body, conn_.frame_max());
   conn_.flush();
   ++conn_.broker().stats().messages_returned;
+  count(&MessageStats::return_unroutable);
 }
 
 void Channel::flush_confirms() {
@@ -858,6 +872,7 @@ void Channel::emit_confirms() {
     ack.delivery_tag = last;
     ack.multiple = last > first;
     send(ack);
+    count(&MessageStats::confirm, nullptr, last - first + 1);
   }
 }
 

@@ -66,6 +66,8 @@ class Channel final : public DeliveryTarget {
   void cancelled_by_server(Consumer& c) override;
 
   std::size_t unacked_count() const { return unacked_.size(); }
+  // This channel's message_stats (the management API's channel rates).
+  const MessageStats& message_stats() const { return message_stats_; }
 
   // Direct reply-to delivery into this channel's reply consumer.
   void deliver_reply(const MessagePtr& msg);
@@ -176,6 +178,8 @@ class Channel final : public DeliveryTarget {
   // ok covers every message this channel stored since its previous call.
   void after_store_commit(std::function<void(Channel&, bool ok)> fn);
 
+  // Counts <n> of <field> for this channel and the node, and for <q> when given.
+  void count(uint64_t MessageStats::*field, QueueHandle* q = nullptr, uint64_t n = 1);
   void write_delivery(std::string_view consumer_tag, uint64_t tag, bool redelivered, const Message& msg);
   // Validates <tag>/<multiple> against outstanding deliveries (406 if unknown).
   void check_tag(uint64_t tag, bool multiple) const;
@@ -189,6 +193,7 @@ class Channel final : public DeliveryTarget {
   bool released_ = false;
   bool waiting_ = false;
   std::deque<StashedFrame> stash_;
+  MessageStats message_stats_;
 
   std::optional<PendingPublish> publish_;
 

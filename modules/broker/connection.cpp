@@ -200,6 +200,7 @@ asio::awaitable<void> Connection::reader() {
       if (in_.size() - in_end_ < in_.size() / 4) in_.resize(in_.size() * 2);
       std::size_t n = co_await stream_.read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_), ec);
       if (ec || state_ == State::Closed) break;
+      recv_oct_ += n;
       heartbeats_.received();
       if (state_ == State::Draining) continue;  // the close is settled: input is only discarded
       if (in_end_ + n == in_.size() && in_.size() < kReadBufferBusy) in_.resize(in_.size() * 2);
@@ -726,6 +727,7 @@ asio::awaitable<void> Connection::writer() {
     writing_.swap(out_);
     co_await stream_.write(asio::buffer(writing_), ec);
     if (ec) break;
+    send_oct_ += writing_.size();
     writing_.clear();
     if (writing_.capacity() > 4 * kOutputHighWater) std::vector<uint8_t>().swap(writing_);
     if (delivery_waiting_ && out_.size() < kOutputHighWater / 2) {

@@ -108,6 +108,9 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
   uint16_t heartbeat_s() const { return heartbeat_s_; }
   uint16_t channel_max() const { return channel_max_; }
   const std::map<uint16_t, std::unique_ptr<Channel>>& channels() const { return channels_; }
+  // Bytes read from and written to the socket (RabbitMQ's recv_oct / send_oct).
+  uint64_t recv_oct() const { return recv_oct_; }
+  uint64_t send_oct() const { return send_oct_; }
 
  private:
   // Closing: we sent connection.close and wait for close-ok. Draining: the close is
@@ -158,6 +161,8 @@ class Connection final : public ChannelHost, public std::enable_shared_from_this
   // a client certificate that verified; <cert_user_> is its CN.
   bool verify_peer_ = false;
   std::optional<std::string> cert_user_;
+  uint64_t recv_oct_ = 0;
+  uint64_t send_oct_ = 0;
   uint64_t id_;
   core::Logger log_;
   std::string peer_;

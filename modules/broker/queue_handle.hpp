@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "broker/message.hpp"
+#include "broker/message_stats.hpp"
 
 namespace mqnode::broker {
 
@@ -57,6 +58,10 @@ class QueueHandle {
   virtual ~QueueHandle() = default;
 
   virtual const QueueDefinition& definition() const = 0;
+
+  // What this node's channels did with the queue through this handle (publish, deliver,
+  // get, ack, redeliver), for the management API's rates.
+  MessageStats message_stats;
 
   // Publish (the channel's and dead-lettering's one path ends here). A local queue ignores
   // <settled> (its durability is the store's commit, which the channel follows); a remote

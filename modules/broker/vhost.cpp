@@ -350,14 +350,17 @@ PublishOutcome Vhost::publish(const Exchange& ex, const MessagePtr& msg, std::ve
                               const std::function<bool(const QueueHandle&)>& admit, const Settled& settled) {
   PublishOutcome out;
   route(ex, *msg, scratch);
+  ++ex.message_stats.publish_in;
   for (QueueHandle* q : scratch) {
     if (admit && !admit(*q)) continue;
     auto r = q->enqueue(msg, settled);
+    ++q->message_stats.publish;
     ++out.queues;
     out.durable |= r.durable;
     out.refused |= !r.accepted;
     out.remote += r.remote;
   }
+  if (out.queues) ++ex.message_stats.publish_out;
   return out;
 }
 

@@ -79,6 +79,7 @@ nlohmann::json HttpApi::node_to_api() const {
 }
 
 Response HttpApi::connections(const Request& req, const Caller& c) const {
+  const auto rq = parse_rate_query(req.params());
   auto out = nlohmann::json::array();
   for (const auto& [id, conn] : broker().connections()) {
     if (!conn->open() || !visible(c, *conn)) continue;
@@ -103,6 +104,7 @@ Response HttpApi::connections(const Request& req, const Caller& c) const {
                    {"user_provided_name", conn->client_name()},
                    {"client_properties", {{"connection_name", conn->client_name()}}},
                    {"messages_unacknowledged", conn->messages_unacked()}});
+    add_rates(out.back(), Rates::Kind::Connection, Rates::key(id), connection_values(*conn), rq);
   }
   return list(req, std::move(out));
 }
@@ -143,6 +145,7 @@ HttpApi::ChangeRequest HttpApi::connection_delete(const Request& req, const Call
 Response HttpApi::channels(const Request& req, const Caller& c) const {
   // Consumers by the channel that holds them.
   std::map<const broker::DeliveryTarget*, std::size_t> consumers;
+  const auto rq = parse_rate_query(req.params());
   for (const auto& [name, vh] : broker().vhosts())
     for (const auto& [qname, q] : vh->queues())
       for (const auto* consumer : q->consumers()) ++consumers[&consumer->target];
@@ -160,6 +163,7 @@ Response HttpApi::channels(const Request& req, const Caller& c) const {
                      {"connection_details", details},
                      {"messages_unacknowledged", ch->unacked_count()},
                      {"consumer_count", consumers[ch.get()]}});
+      add_rates(out.back(), Rates::Kind::Channel, Rates::key(id, number), channel_values(*ch), rq);
     }
   }
   return list(req, std::move(out));

@@ -69,10 +69,11 @@ const std::string& destination_name(const broker::Binding& b) {
 
 // ---- exchanges -------------------------------------------------------------------------
 
-nlohmann::json HttpApi::exchange_to_api(const broker::Vhost& vh, const broker::Exchange& e) const {
+nlohmann::json HttpApi::exchange_to_api(const broker::Vhost& vh, const broker::Exchange& e,
+                                        const RateQuery& rq) const {
   const auto& d = e.definition();
   const auto* policy = broker().catalog().policies().match(vh.name(), d.name, false);
-  return {{"name", d.name},
+  nlohmann::json out{{"name", d.name},
           {"vhost", vh.name()},
           {"type", d.type},
           {"durable", d.durable},
@@ -81,28 +82,32 @@ nlohmann::json HttpApi::exchange_to_api(const broker::Vhost& vh, const broker::E
           {"arguments", table_to_json(d.arguments)},
           {"policy", policy ? nlohmann::json(policy->name) : nlohmann::json(nullptr)},
           {"user_who_performed_action", ""}};
+  add_rates(out, Rates::Kind::Exchange, Rates::key(vh.name(), d.name), exchange_values(e), rq);
+  return out;
 }
 
 Response HttpApi::exchanges(const Request& req, const Caller& c) const {
+  const auto rq = parse_rate_query(req.params());
   auto out = nlohmann::json::array();
   for (const auto* vh : visible_vhosts(c))
-    for (const auto& [name, e] : vh->exchanges()) out.push_back(exchange_to_api(*vh, *e));
+    for (const auto& [name, e] : vh->exchanges()) out.push_back(exchange_to_api(*vh, *e, rq));
   return list(req, std::move(out));
 }
 
 Response HttpApi::exchange_get(const Request& req, const Caller& c) const {
+  const auto rq = parse_rate_query(req.params());
   auto seg = path_segments(req.path, "/api/exchanges/");
   if (seg.empty() || seg.size() == 3 || seg.size() > 4) not_found();
   auto& vh = vhost_for(c, seg[0]);
   if (seg.size() == 1) {
     auto out = nlohmann::json::array();
-    for (const auto& [name, e] : vh.exchanges()) out.push_back(exchange_to_api(vh, *e));
+    for (const auto& [name, e] : vh.exchanges()) out.push_back(exchange_to_api(vh, *e, rq));
     return list(req, std::move(out));
   }
   const auto name = exchange_name(seg[1]);
   const auto* ex = vh.find_exchange(name);
   if (!ex) not_found();
-  if (seg.size() == 2) return json_response(200, exchange_to_api(vh, *ex));
+  if (seg.size() == 2) return json_response(200, exchange_to_api(vh, *ex, rq));
   if (seg[2] != "bindings" || (seg[3] != "source" && seg[3] != "destination")) not_found();
   const bool as_source = seg[3] == "source";
   return list(req, bindings_of(vh, [&](const nlohmann::json& b) {
@@ -197,6 +202,7 @@ Response HttpApi::exchange_publish(const Request& req, const Caller& c) const {
   }
   auto& stats = broker().stats();
   ++stats.messages_published;
+  ++broker().message_stats().publish;  // as RabbitMQ's, whose API publishes on a channel
   std::vector<broker::QueueHandle*> scratch;
   auto outcome = vh.publish(*ex, msg, scratch);
   ++(outcome.queues > 0 ? stats.messages_routed : stats.messages_unroutable);
@@ -205,7 +211,8 @@ Response HttpApi::exchange_publish(const Request& req, const Caller& c) const {
 
 // ---- queues ----------------------------------------------------------------------------
 
-nlohmann::json HttpApi::queue_to_api(const broker::Vhost& vh, const broker::QueueHandle& handle) const {
+nlohmann::json HttpApi::queue_to_api(const broker::Vhost& vh, const broker::QueueHandle& handle,
+                                     const RateQuery& rq) const {
   const auto& d = handle.definition();
   const auto* policy = broker().catalog().policies().match(vh.name(), d.name, true);
   nlohmann::json out{{"name", d.name},
@@ -224,13 +231,8 @@ nlohmann::json HttpApi::queue_to_api(const broker::Vhost& vh, const broker::Queu
   // The counts live on the queue's home node; its own API reports them.
   auto q = vh.find_local_queue(d.name);
   if (!q) return out;
-  uint64_t unacked = 0;
-  for (const auto* consumer : q->consumers()) unacked += consumer->unacked;
-  const auto ready = static_cast<uint64_t>(q->message_count());
-  out.update({{"messages", ready + unacked},
-              {"messages_ready", ready},
-              {"messages_unacknowledged", unacked},
-              {"message_bytes", q->message_bytes()},
+  add_rates(out, Rates::Kind::Queue, Rates::key(vh.name(), d.name), queue_values(handle, q.get()), rq);
+  out.update({{"message_bytes", q->message_bytes()},
               {"message_bytes_ready", q->message_bytes()},
               {"messages_ram", q->messages_resident()},
               {"consumers", q->consumer_count()}});
@@ -248,24 +250,26 @@ broker::QueuePtr HttpApi::local_queue(const broker::Vhost& vh, const broker::Que
 }
 
 Response HttpApi::queues(const Request& req, const Caller& c) const {
+  const auto rq = parse_rate_query(req.params());
   auto out = nlohmann::json::array();
   for (const auto* vh : visible_vhosts(c))
-    for (const auto& [name, q] : vh->all_queues()) out.push_back(queue_to_api(*vh, *q));
+    for (const auto& [name, q] : vh->all_queues()) out.push_back(queue_to_api(*vh, *q, rq));
   return list(req, std::move(out));
 }
 
 Response HttpApi::queue_get(const Request& req, const Caller& c) const {
+  const auto rq = parse_rate_query(req.params());
   auto seg = path_segments(req.path, "/api/queues/");
   if (seg.empty() || seg.size() > 3) not_found();
   auto& vh = vhost_for(c, seg[0]);
   if (seg.size() == 1) {
     auto out = nlohmann::json::array();
-    for (const auto& [name, q] : vh.all_queues()) out.push_back(queue_to_api(vh, *q));
+    for (const auto& [name, q] : vh.all_queues()) out.push_back(queue_to_api(vh, *q, rq));
     return list(req, std::move(out));
   }
   auto q = vh.find_queue(seg[1]);
   if (!q) not_found();
-  if (seg.size() == 2) return json_response(200, queue_to_api(vh, *q));
+  if (seg.size() == 2) return json_response(200, queue_to_api(vh, *q, rq));
   if (seg[2] != "bindings") not_found();
   return list(req, bindings_of(vh, [&](const nlohmann::json& b) {
                 return b["destination_type"] == "queue" && b["destination"] == seg[1];

@@ -15,6 +15,7 @@
 #include "core/metrics.hpp"
 #include "mgmt/json_table.hpp"
 #include "mgmt/listing.hpp"
+#include "mgmt/ui_assets.hpp"
 
 namespace mqnode::mgmt {
 
@@ -291,6 +292,7 @@ std::shared_ptr<const core::http::Router> HttpApi::router(bool require_login) co
   r->add_prefix_async("POST", "/api/mqnode/node/",
                        [this, require_login](const Request& req) { return node_command(req, require_login); });
   r->add("GET", "/metrics", [this](const Request& req) { return metrics(req); });
+  add_ui_routes(*r);
   return r;
 }
 
@@ -299,9 +301,12 @@ std::optional<Response> HttpApi::authorize(const Request& req, bool require_logi
     out.control = true;
     return std::nullopt;
   }
-  auto refuse = [](std::string_view error, std::string_view reason) {
+  // The web UI asks with X-Requested-With (as browser apps do) and gets no challenge: a
+  // browser would answer one with its own login dialog instead of the UI's form.
+  const bool from_ui = req.header("x-requested-with") == "XMLHttpRequest";
+  auto refuse = [from_ui](std::string_view error, std::string_view reason) {
     Response r = error_response(401, error, reason);
-    r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"RabbitMQ Management\"");
+    if (!from_ui) r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"RabbitMQ Management\"");
     return r;
   };
   auto creds = core::http::basic_credentials(req);
@@ -357,7 +362,13 @@ Response HttpApi::list(const Request& req, nlohmann::json items) const {
   return json_response(200, apply_list_query(std::move(items), req.params()));
 }
 
-Response HttpApi::overview(const Request&, const Caller&) const {
+void HttpApi::add_rates(nlohmann::json& obj, Rates::Kind kind, const std::string& key, const Values& live,
+                        const RateQuery& q) const {
+  static const Rates no_samples;  // counts with zero rates
+  (src_.rates ? *src_.rates : no_samples).annotate(obj, kind, key, live, q);
+}
+
+Response HttpApi::overview(const Request& req, const Caller&) const {
   nlohmann::json j = {{"management_version", MQNODE_VERSION},
                       // What clients see in connection.start (docs/config.md explains why).
                       {"rabbitmq_version", "3.10.0"},
@@ -368,21 +379,14 @@ Response HttpApi::overview(const Request&, const Caller&) const {
   broker::Broker* b = src_.broker ? src_.broker->broker() : nullptr;
   if (!b) return json_response(200, j);
   const auto& st = b->stats();
-  uint64_t exchanges = 0, queues = 0, ready = 0;
+  uint64_t exchanges = 0, queues = 0;
   for (const auto& [name, vh] : b->vhosts()) {
     exchanges += vh->exchanges().size();
     queues += vh->all_queues().size();
-    for (const auto& [qname, q] : vh->queues()) ready += q->message_count();
   }
-  uint64_t unacked = b->messages_unacked();
   j["object_totals"] = {{"connections", st.connections}, {"channels", st.channels}, {"exchanges", exchanges},
                         {"queues", queues},              {"consumers", st.consumers}};
-  j["queue_totals"] = {{"messages", ready + unacked}, {"messages_ready", ready}, {"messages_unacknowledged", unacked}};
-  j["message_stats"] = {{"publish", st.messages_published},
-                        {"deliver_get", st.messages_delivered},
-                        {"ack", st.messages_acked},
-                        {"redeliver", st.messages_redelivered},
-                        {"return_unroutable", st.messages_returned}};
+  add_rates(j, Rates::Kind::Node, "", node_values(*b), parse_rate_query(req.params()));
   auto& listeners = j["listeners"] = nlohmann::json::array();
   for (const auto& ep : src_.broker->local_endpoints())
     listeners.push_back({{"node", src_.node.name},

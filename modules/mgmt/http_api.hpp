@@ -32,6 +32,7 @@
 #include "core/module.hpp"
 #include "core/cert_expiry.hpp"
 #include "core/tls.hpp"
+#include "mgmt/rates.hpp"
 
 namespace mqnode::mgmt {
 
@@ -109,6 +110,7 @@ struct ApiSources {
   broker::BrokerModule* broker = nullptr;
   // The node's listeners serving TLS now (AMQPS, HTTPS), for the certificate-expiration check.
   std::function<std::vector<core::tls::TlsListener>()> tls_listeners;
+  const Rates* rates = nullptr;  // the sampled rates; nullptr: none (counts only)
 };
 
 class HttpApi {
@@ -154,6 +156,9 @@ class HttpApi {
                         const std::string& resource) const;
   // <items> with the request's sort, columns and pagination applied, as a 200 response.
   Response list(const Request& req, nlohmann::json items) const;
+  // RabbitMQ's counts and rate fields for <kind>/<key> into <obj> (rates.hpp).
+  void add_rates(nlohmann::json& obj, Rates::Kind kind, const std::string& key, const Values& live,
+                 const RateQuery& q) const;
   // Vhosts <c> may see, by name.
   std::vector<broker::Vhost*> visible_vhosts(const Caller& c) const;
 
@@ -200,10 +205,10 @@ class HttpApi {
   Response binding_get(const Request& req, const Caller& c) const;
   ChangeRequest binding_post(const Request& req, const Caller& c) const;
   ChangeRequest binding_delete(const Request& req, const Caller& c) const;
-  nlohmann::json queue_to_api(const broker::Vhost& vh, const broker::QueueHandle& q) const;
+  nlohmann::json queue_to_api(const broker::Vhost& vh, const broker::QueueHandle& q, const RateQuery& rq) const;
   // <q> if it is homed on this node; a 400 naming its home otherwise (its messages are there).
   broker::QueuePtr local_queue(const broker::Vhost& vh, const broker::QueueHandle& q) const;
-  nlohmann::json exchange_to_api(const broker::Vhost& vh, const broker::Exchange& e) const;
+  nlohmann::json exchange_to_api(const broker::Vhost& vh, const broker::Exchange& e, const RateQuery& rq) const;
   // Every binding of <vh> (the default exchange's implicit ones first) that <keep> accepts.
   nlohmann::json bindings_of(const broker::Vhost& vh,
                              const std::function<bool(const nlohmann::json&)>& keep = {}) const;

@@ -1,6 +1,12 @@
 #include "mgmt/mgmt_module.hpp"
 
+#include <chrono>
 #include <filesystem>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include <fmt/format.h>
 
@@ -16,6 +22,7 @@ MgmtConfig parse_mgmt_config(core::ConfigNode node) {
     if (!c.bind) node.fail("tls", "no \"tls\" without \"bind\" (HTTPS is for the TCP listener)");
     c.tls = core::tls::parse_tls_options(node.object("tls"));
   }
+  c.collect_statistics_interval_ms = node.integer("collect_statistics_interval", 5000, 100, 3'600'000);
   node.finish();
   return c;
 }
@@ -35,7 +42,10 @@ std::vector<const core::Module*> with(std::vector<const core::Module*> modules, 
 MgmtModule::MgmtModule(core::ModuleContext ctx, std::vector<const core::Module*> modules,
                        broker::BrokerModule* broker)
     : ctx_(std::move(ctx)),
-      api_(ApiSources{ctx_.node, with(std::move(modules), this), broker, [this, broker] { return tls_listeners(broker); }},
+      broker_(broker),
+      sample_timer_(ctx_.io),
+      api_(ApiSources{ctx_.node, with(std::move(modules), this), broker, [this, broker] { return tls_listeners(broker); },
+                      &rates_},
            ctx_.log) {}
 
 MgmtModule::~MgmtModule() = default;
@@ -56,6 +66,8 @@ bool MgmtModule::reload(core::ConfigNode slice) {
     core::tls::warn_if_expiring(tls_->options(), ctx_.log);
   }
   auto text = [](const MgmtConfig& c) { return c.bind ? c.bind->to_string() : std::string(); };
+  // The sampling loop reads the interval each round.
+  cfg_.collect_statistics_interval_ms = next.collect_statistics_interval_ms;
   return text(next) == text(cfg_) && next.tls.has_value() == cfg_.tls.has_value();
 }
 
@@ -68,6 +80,7 @@ void MgmtModule::start() {
     throw std::runtime_error(fmt::format("cannot listen on the control socket {}: {}", path, e.code().message()));
   }
   ctx_.log.info("control socket {}", path);
+  asio::co_spawn(ctx_.io, sample_rates(), asio::detached);
   if (cfg_.bind) {
     core::http::ServerOptions opts;
     opts.tls = tls_;
@@ -84,8 +97,22 @@ void MgmtModule::start() {
   }
 }
 
+asio::awaitable<void> MgmtModule::sample_rates() {
+  while (!stopped_) {
+    sample_timer_.expires_after(std::chrono::milliseconds(cfg_.collect_statistics_interval_ms));
+    asio::error_code ec;
+    co_await sample_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopped_) break;
+    const broker::Broker* b = broker_ ? broker_->broker() : nullptr;
+    if (!b) continue;
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
+    rates_.sample(*b, now.count());
+  }
+}
+
 asio::awaitable<void> MgmtModule::stop() {
   stopped_ = true;
+  sample_timer_.cancel();
   if (tcp_) tcp_->stop();
   if (control_) control_->stop();
   co_return;

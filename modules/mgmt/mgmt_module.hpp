@@ -9,17 +9,23 @@
 #include <string>
 #include <vector>
 
+#include <asio/steady_timer.hpp>
+
 #include "core/endpoint.hpp"
 #include "core/http.hpp"
 #include "core/tls.hpp"
 #include "core/module.hpp"
 #include "mgmt/http_api.hpp"
+#include "mgmt/rates.hpp"
 
 namespace mqnode::mgmt {
 
 struct MgmtConfig {
   std::optional<core::Endpoint> bind;  // /management/bind; absent: no TCP listener
   std::optional<core::tls::TlsOptions> tls;  // /management/tls: HTTPS on that listener
+  // /management/collect_statistics_interval: how often rates are sampled (RabbitMQ's
+  // rabbit.collect_statistics_interval), in ms.
+  int64_t collect_statistics_interval_ms = 5000;
 };
 
 // Throws core::ConfigError naming the JSON path.
@@ -52,9 +58,14 @@ class MgmtModule final : public core::Module {
  private:
   // <broker>'s AMQPS listeners and this module's HTTPS one.
   std::vector<core::tls::TlsListener> tls_listeners(const broker::BrokerModule* broker) const;
+  // Samples the broker's counters every collect_statistics_interval until stopped.
+  asio::awaitable<void> sample_rates();
 
   core::ModuleContext ctx_;
   MgmtConfig cfg_;
+  broker::BrokerModule* broker_;
+  Rates rates_;
+  asio::steady_timer sample_timer_;
   std::shared_ptr<core::tls::TlsContext> tls_;  // HTTPS: swapped in place on reload
   HttpApi api_;
   std::unique_ptr<core::http::Server> control_;

@@ -18,6 +18,7 @@
 #include "amqp/field_table.hpp"
 #include "broker/exchange/position_sets.hpp"
 #include "broker/message.hpp"
+#include "broker/message_stats.hpp"
 
 namespace mqnode::broker {
 
@@ -59,6 +60,9 @@ class Exchange {
 
   const ExchangeDefinition& definition() const { return def_; }
   const std::string& name() const { return def_.name; }
+  // publish_in / publish_out for the management API; counting is not a change of the
+  // exchange, so routing through a const exchange counts too.
+  mutable MessageStats message_stats;
   // "alternate-exchange" argument, else the one a policy gives, else empty.
   std::string alternate_exchange() const;
   void set_policy_alternate_exchange(std::optional<std::string> ae) { policy_alternate_ = std::move(ae); }

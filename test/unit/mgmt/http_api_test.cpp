@@ -78,7 +78,7 @@ TEST_CASE("the management config and the control socket path") {
 TEST_CASE("routing: the same routes with and without the administrator check; no broker, no policies") {
   auto sink = std::make_shared<core::LogSink>();
   sink->level = core::LogLevel::Error;
-  mgmt::HttpApi api({{"mqnode@test", "/nonexistent"}, {}, nullptr, {}}, core::Logger(sink, "test"));
+  mgmt::HttpApi api({{"mqnode@test", "/nonexistent"}, {}, nullptr, {}, nullptr}, core::Logger(sink, "test"));
   auto get = [](std::string path) {
     core::http::Request r;
     r.method = "GET";
