@@ -1146,7 +1146,9 @@ int run_flow(const Options& o) {
   auto start_consumers = [&]() {
     for (int i = 0; i < ncons; ++i) {
       std::vector<int> qs;
-      if (fanout) {
+      // Every queue has a consumer: with fewer consumers than queues, one takes
+      // several (a channel each); with more, they share queues round-robin.
+      if (ncons < s.nqueues) {
         for (int q = i; q < s.nqueues; q += ncons) qs.push_back(q);
       } else {
         qs.push_back(i % s.nqueues);
