@@ -23,7 +23,7 @@ TEST_PKGS=(python3 python3-pytest python3-pika python3-kombu python3-prometheus-
 # unless the machine already has a node with its own npm (NodeSource's nodejs bundles npm
 # and conflicts with Debian's npm package).
 command -v npm >/dev/null 2>&1 || TEST_PKGS+=(nodejs npm)
-BENCH_PKGS=(librabbitmq-dev rabbitmq-server keepalived curl haproxy)
+BENCH_PKGS=(librabbitmq-dev rabbitmq-server keepalived curl haproxy linux-perf valgrind)  # perf, valgrind: bench/README "Per-message cost"
 
 install_pkgs() {
   local missing=()

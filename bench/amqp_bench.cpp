@@ -112,7 +112,7 @@ struct Options {
   int producers = 1;
   int consumers = 1;
   uint64_t max_lag = 50000;
-  int queues = 10;           // fanout
+  int queues = 0;            // fanout: 0 = 10; throughput: 0 = 1, Q > 1 = producer i and consumer i on queue i % Q
   int consumer_conns = 0;    // fanout: 0 = one connection per queue
   bool lib_publisher = false;
   int batch = 64;
@@ -139,6 +139,7 @@ struct Options {
           "             --publisher batch|lib (batch) --batch N (64 messages per send)\n"
           "             --persistent (delivery-mode 2, durable queue) --confirm-window N (0 = no confirms;\n"
           "             N = confirm.select, at most N unconfirmed publishes in flight)\n"
+          "             --queues Q (1): Q independent queues, producer and consumer i on queue i %% Q\n"
           "fanout:      same as throughput plus --queues Q (10) --consumer-conns K (0 = one per queue);\n"
           "             --count is per queue, --max-lag is per queue (slowest queue)\n"
           "backlog:     same as throughput, --count N required: publish N with no consumer running, print\n"
@@ -236,6 +237,11 @@ Options parse_args(int argc, char** argv) {
     }
   }
   if (o.scenario == Scenario::FakeBroker) return o;
+  if (o.queues == 0) o.queues = o.scenario == Scenario::Fanout ? 10 : 1;
+  if (o.queues > 1 && o.scenario != Scenario::Fanout && o.scenario != Scenario::Throughput) {
+    fprintf(stderr, "mqnode-bench: --queues applies to throughput and fanout only\n");
+    exit(2);
+  }
   if (o.scenario == Scenario::Backlog && o.count == 0) {
     fprintf(stderr, "mqnode-bench: backlog needs --count N\n");
     exit(2);
@@ -648,11 +654,13 @@ struct alignas(64) PaddedCounter {
 struct Shared {
   const Options* o = nullptr;
   int nqueues = 1;
+  bool spread = false;       // throughput over independent queues: each message goes to one queue
   std::vector<std::string> queues;
   std::string exchange;      // "" = default exchange (routing key = queue name)
   std::string routing_key;
   alignas(64) std::atomic<uint64_t> published{0};
   std::unique_ptr<PaddedCounter[]> consumed;  // per queue
+  std::unique_ptr<PaddedCounter[]> published_q;  // per queue, spread only
   alignas(64) std::atomic<bool> target_known{false};
   std::atomic<uint64_t> target{0};            // per-queue total to receive
   std::atomic<int> consumers_ready{0};
@@ -672,6 +680,17 @@ struct Shared {
     uint64_t m = consumed[0].v.load(std::memory_order_relaxed);
     for (int i = 1; i < nqueues; ++i) m = std::min(m, consumed[i].v.load(std::memory_order_relaxed));
     return m;
+  }
+  // Backlog the producers wait on: a fanout message is done when the slowest
+  // queue has it; spread messages each go to one queue.
+  uint64_t lag() const {
+    const uint64_t pub = published.load(std::memory_order_relaxed);
+    const uint64_t cons = spread ? total_consumed() : min_consumed();
+    return pub > cons ? pub - cons : 0;
+  }
+  // Deliveries queue q must see once target_known.
+  uint64_t queue_target(int q) const {
+    return spread ? published_q[q].v.load(std::memory_order_relaxed) : target.load(std::memory_order_relaxed);
   }
   uint64_t total_consumed() const {
     uint64_t s = 0;
@@ -707,7 +726,9 @@ void producer_main(Shared& s, int idx, uint64_t my_count, ThreadStats& st) {
     }
     std::vector<uint8_t> body(o.size);
     for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<uint8_t>('a' + i % 26);
-    std::vector<uint8_t> one = encode_publish(1, s.exchange, s.routing_key, body, c.frame_max(), o.persistent);
+    const int my_queue = s.spread ? idx % s.nqueues : 0;
+    const std::string& routing_key = s.spread ? s.queues[static_cast<size_t>(my_queue)] : s.routing_key;
+    std::vector<uint8_t> one = encode_publish(1, s.exchange, routing_key, body, c.frame_max(), o.persistent);
     // latency: the body is one frame at the end of `one` (before frame-end);
     // its first 8 bytes are overwritten with the send time.
     if (latency && o.size + 8 > c.frame_max()) throw BenchError("latency: --size must fit one body frame");
@@ -718,7 +739,7 @@ void producer_main(Shared& s, int idx, uint64_t my_count, ThreadStats& st) {
       for (int i = 0; i < o.batch; ++i) batch.insert(batch.end(), one.begin(), one.end());
     }
     amqp_bytes_t ex = amqp_cstring_bytes(s.exchange.c_str());
-    amqp_bytes_t rk = amqp_cstring_bytes(s.routing_key.c_str());
+    amqp_bytes_t rk = amqp_cstring_bytes(routing_key.c_str());
     amqp_bytes_t bodyb{body.size(), body.data()};
     amqp_basic_properties_t props{};
     props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
@@ -789,9 +810,7 @@ void producer_main(Shared& s, int idx, uint64_t my_count, ThreadStats& st) {
       } else if ((++loops & 15) == 0) {
         c.poll_incoming("producer", &s.blocked_events);
       }
-      const uint64_t pub = s.published.load(std::memory_order_relaxed);
-      const uint64_t cons = s.min_consumed();
-      const uint64_t lag = pub > cons ? pub - cons : 0;
+      const uint64_t lag = s.lag();
       if (lag >= max_lag) {
         c.poll_incoming("producer", &s.blocked_events, ctp);
         std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -810,6 +829,7 @@ void producer_main(Shared& s, int idx, uint64_t my_count, ThreadStats& st) {
       }
       if (ctp) ct.published(n);
       mine += n;
+      if (s.spread) s.published_q[my_queue].v.fetch_add(n, std::memory_order_relaxed);
       s.published.fetch_add(n, std::memory_order_relaxed);
     }
     // With confirms, publishing ends when the last confirm has arrived.
@@ -887,9 +907,8 @@ void consumer_main(Shared& s, int idx, std::vector<int> queue_idx, ThreadStats& 
     };
     auto done = [&]() {
       if (!s.target_known.load(std::memory_order_acquire)) return false;
-      uint64_t t = s.target.load(std::memory_order_relaxed);
       for (int q : queue_idx)
-        if (s.consumed[q].v.load(std::memory_order_relaxed) < t) return false;
+        if (s.consumed[q].v.load(std::memory_order_relaxed) < s.queue_target(q)) return false;
       return true;
     };
 
@@ -933,7 +952,7 @@ void consumer_main(Shared& s, int idx, std::vector<int> queue_idx, ThreadStats& 
           }
         }
         const uint64_t got = s.consumed[cc.queue].v.fetch_add(1, std::memory_order_relaxed) + 1;
-        if (s.target_known.load(std::memory_order_relaxed) && got > s.target.load(std::memory_order_relaxed))
+        if (s.target_known.load(std::memory_order_relaxed) && got > s.queue_target(cc.queue))
           s.unexpected.fetch_add(1);
         if (acks.size() >= ack_flush_at || (!amqp_data_in_buffer(cs) && amqp_frames_enqueued(cs) == 0)) flush_acks();
         if (done()) break;
@@ -1067,9 +1086,10 @@ int run_flow(const Options& o) {
   Shared s;
   s.o = &o;
   const std::string id = run_id();
-  s.nqueues = fanout ? o.queues : 1;
+  s.nqueues = fanout || o.scenario == Scenario::Throughput ? o.queues : 1;
+  s.spread = !fanout && s.nqueues > 1;
   for (int i = 0; i < s.nqueues; ++i)
-    s.queues.push_back(fanout            ? strf("mqnode-bench-%s-q%d", id.c_str(), i)
+    s.queues.push_back(s.nqueues > 1     ? strf("mqnode-bench-%s-q%d", id.c_str(), i)
                        : o.queue.empty() ? strf("mqnode-bench-%s", id.c_str())
                                          : o.queue);
   if (fanout) {
@@ -1078,7 +1098,9 @@ int run_flow(const Options& o) {
     s.routing_key = s.queues[0];
   }
   s.consumed.reset(new PaddedCounter[static_cast<size_t>(s.nqueues)]);
-  if (o.count) {
+  s.published_q.reset(new PaddedCounter[static_cast<size_t>(s.nqueues)]);
+  // Spread: how a count splits over the queues is known when the producers are done.
+  if (o.count && !s.spread) {
     s.target.store(o.count);
     s.target_known.store(true);
   }
@@ -1124,10 +1146,12 @@ int run_flow(const Options& o) {
   auto start_consumers = [&]() {
     for (int i = 0; i < ncons; ++i) {
       std::vector<int> qs;
-      if (fanout) {
+      // Every queue has a consumer: with fewer consumers than queues, one takes
+      // several (a channel each); with more, they share queues round-robin.
+      if (ncons < s.nqueues) {
         for (int q = i; q < s.nqueues; q += ncons) qs.push_back(q);
       } else {
-        qs.push_back(0);
+        qs.push_back(i % s.nqueues);
       }
       threads.emplace_back([&, i, qs]() {
         consumer_main(s, i, qs, cst[static_cast<size_t>(i)]);
@@ -1165,7 +1189,16 @@ int run_flow(const Options& o) {
     s.go.store(true);
   };
   auto progress = [&]() { return s.published.load() + s.total_consumed() + s.confirmed.load(); };
+  // Messages in flight (published, not yet consumed), sampled every tick while the
+  // producers publish: by Little's law, mean in flight / rate = the mean time a message
+  // spends between send() and delivery in a saturated run.
+  double lag_sum = 0;
+  uint64_t lag_samples = 0;
   auto tick = [&]() {
+    if (s.go.load() && s.producers_done.load() < nprod) {
+      lag_sum += static_cast<double>(s.lag());
+      ++lag_samples;
+    }
     // seconds mode: once every producer has stopped, the target is known.
     if (!s.target_known.load() && s.producers_done.load() == nprod) {
       s.target.store(s.published.load());
@@ -1257,7 +1290,10 @@ int run_flow(const Options& o) {
   const double deliver_rate = span > 0 ? static_cast<double>(received - 1) / span : 0;
   const double pub_wall = std::chrono::duration<double>(pend - pstart).count();
   const double pub_rate = pub_wall > 0 ? static_cast<double>(published) / pub_wall : 0;
-  const uint64_t expected = published * static_cast<uint64_t>(s.nqueues);
+  const uint64_t expected = s.spread ? published : published * static_cast<uint64_t>(s.nqueues);
+  const double msg_rate = s.spread ? deliver_rate : deliver_rate / s.nqueues;
+  const double mean_in_flight = lag_samples ? lag_sum / static_cast<double>(lag_samples) : 0;
+  const double littles_wait_us = msg_rate > 0 ? 1e6 * mean_in_flight / msg_rate : 0;
   bool ok = received == expected && s.unexpected.load() == 0;
   if (o.count && published != o.count) ok = false;
   std::string problem;
@@ -1314,8 +1350,8 @@ int run_flow(const Options& o) {
   printf("scenario        %s (%s ack, %zu-byte bodies, %d producer(s), %d consumer connection(s)%s, prefetch %u, "
          "max-lag %" PRIu64 ", publisher %s%s%s)\n",
          name, o.ack_manual ? (o.ack_every == 1 ? "manual/each" : "manual/multiple") : "no", o.size, nprod, ncons,
-         fanout ? strf(", %d queues", s.nqueues).c_str() : "", o.prefetch, o.max_lag,
-         o.lib_publisher ? "lib" : "batch", o.persistent ? ", persistent/durable" : "",
+         s.nqueues > 1 ? strf(", %d queues", s.nqueues).c_str() : "", o.prefetch, o.max_lag,
+         o.lib_publisher ? "lib" : strf("batch %d per send()", o.batch).c_str(), o.persistent ? ", persistent/durable" : "",
          o.confirm_window ? strf(", confirm window %u", o.confirm_window).c_str() : "");
   if (o.confirm_window)
     printf("confirms        %" PRIu64 " acked/nacked, %" PRIu64 " nacked\n", s.confirmed.load(), s.nacked.load());
@@ -1328,8 +1364,10 @@ int run_flow(const Options& o) {
     printf("deliveries/s    %.0f (total over %d queues)\n", deliver_rate, s.nqueues);
     printf("msgs/s          %.0f (deliveries/s / queues)\n", deliver_rate / s.nqueues);
   } else {
-    printf("msgs/s          %.0f (consumer side)\n", deliver_rate);
+    printf("msgs/s          %.0f (consumer side%s)\n", deliver_rate, s.spread ? ", all queues" : "");
   }
+  printf("in flight       %.0f messages on average while publishing = %.0f us mean send-to-delivery (Little's "
+         "law)\n", mean_in_flight, littles_wait_us);
   printf("bench cpu       process %.0f%% of one core; producers %.0f%% of their wall time, consumers %.0f%% (sum "
          "over threads)\n",
          wall > 0 ? 100 * cpu / wall : 0, pub_wall > 0 ? 100 * prod_cpu / pub_wall : 0,
@@ -1338,15 +1376,17 @@ int run_flow(const Options& o) {
   if (!ok) printf("ERROR           %s\n", problem.c_str());
   else printf("status          OK (published == received)\n");
   printf("RESULT {\"scenario\":\"%s\",\"ok\":%s,%s\"size\":%zu,\"ack\":\"%s\",\"ack_every\":%u,\"prefetch\":%u,"
-         "\"producers\":%d,\"consumers\":%d,\"queues\":%d,\"max_lag\":%" PRIu64 ",\"publisher\":\"%s\","
+         "\"producers\":%d,\"consumers\":%d,\"queues\":%d,\"max_lag\":%" PRIu64 ",\"publisher\":\"%s\",\"batch\":%d,"
          "\"published\":%" PRIu64 ",\"received\":%" PRIu64 ",\"publish_seconds\":%.6f,\"publish_rate\":%.1f,"
          "\"deliver_seconds\":%.6f,\"deliveries_per_sec\":%.1f,\"msgs_per_sec\":%.1f,\"bench_cpu_pct\":%.1f,"
-         "\"producer_cpu_pct\":%.1f,\"consumer_cpu_pct\":%.1f,\"blocked_events\":%" PRIu64 ",%s\"tag\":\"%s\"}\n",
+         "\"producer_cpu_pct\":%.1f,\"consumer_cpu_pct\":%.1f,\"blocked_events\":%" PRIu64 ",\"mean_in_flight\":%.1f,"
+         "\"littles_wait_us\":%.1f,%s\"tag\":\"%s\"}\n",
          name, ok ? "true" : "false", ok ? "" : strf("\"error\":\"%s\",", json_escape(problem).c_str()).c_str(), o.size,
          o.ack_manual ? "manual" : "none", o.ack_every, o.prefetch, nprod, ncons, s.nqueues, o.max_lag,
-         o.lib_publisher ? "lib" : "batch", published, received, pub_wall, pub_rate, span, deliver_rate,
-         deliver_rate / s.nqueues, wall > 0 ? 100 * cpu / wall : 0, pub_wall > 0 ? 100 * prod_cpu / pub_wall : 0,
-         cons_wall > 0 ? 100 * cons_cpu / cons_wall : 0, s.blocked_events.load(), extra.c_str(),
+         o.lib_publisher ? "lib" : "batch", o.lib_publisher ? 1 : o.batch, published, received, pub_wall, pub_rate,
+         span, deliver_rate, msg_rate, wall > 0 ? 100 * cpu / wall : 0, pub_wall > 0 ? 100 * prod_cpu / pub_wall : 0,
+         cons_wall > 0 ? 100 * cons_cpu / cons_wall : 0, s.blocked_events.load(), mean_in_flight, littles_wait_us,
+         extra.c_str(),
          json_escape(o.tag).c_str());
   fflush(stdout);
   return ok ? 0 : 1;

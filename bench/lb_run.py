@@ -345,20 +345,28 @@ def run_latency(args, path):
 # Flow scenarios (mqnode-bench throughput) and idle (mqnode-bench idle), via bench/run.py.
 
 FLOW = {
-    "tp-small": lambda a: {"args": ["throughput", "--size", str(a.small_size), "--ack", "none"],
+    "tp-small": lambda a: {"args": ["throughput", "--size", str(a.small_size), "--ack", "none",
+                                    "--publisher", "batch", "--batch", str(a.batch)],
                            "max_lag": a.max_lag_small, "size": a.small_size},
-    "tp-large": lambda a: {"args": ["throughput", "--size", str(a.large_size), "--ack", "none"],
+    "tp-large": lambda a: {"args": ["throughput", "--size", str(a.large_size), "--ack", "none",
+                                    "--publisher", "batch", "--batch", str(a.batch)],
                            "max_lag": a.max_lag_large, "size": a.large_size},
 }
 
 
-def run_tp(args, path, name):
+def run_tp(args, path, name, broker):
     spec = FLOW[name](args)
     a = argparse.Namespace(**vars(args))
     a.max_lag = spec["max_lag"]
+    broker_cpu0 = broker.cpu_seconds()
     # run_flow measures "the broker" = path (the proxy process; nothing for direct)
     res = brun.run_flow(a, path, {"name": name, "kind": "throughput", "args": spec["args"]})
+    broker_cpu = broker.cpu_seconds() - broker_cpu0
     res["mb_per_sec"] = res["msgs_per_sec"] * spec["size"] / 1e6
+    # What the same broker spends per message behind each path: a proxy that
+    # coalesces the client's small writes makes the broker's reads cheaper.
+    res["msgs_per_broker_cpu_s"] = res["received"] / broker_cpu if broker_cpu > 0 else None
+    res["msgs_per_proxy_cpu_s"] = res["received"] / res["broker_cpu_seconds"] if path.pid else None
     res["proxy_cpu_pct"] = res.pop("broker_cpu_pct") if path.pid else None
     res["proxy_peak_rss_kib"] = res.pop("broker_peak_rss_kib") if path.pid else None
     log(f"{path.name}: {name}: {res['msgs_per_sec']:.0f} msgs/s = {res['mb_per_sec']:.1f} MB/s"
@@ -395,6 +403,8 @@ def summarize(args, raw):
                 out[p][sc] = {"msgs_per_sec": median_of(runs, "msgs_per_sec"),
                               "mb_per_sec": median_of(runs, "mb_per_sec"),
                               "proxy_cpu_pct": median_of(runs, "proxy_cpu_pct"),
+                              "msgs_per_proxy_cpu_s": median_of(runs, "msgs_per_proxy_cpu_s"),
+                              "msgs_per_broker_cpu_s": median_of(runs, "msgs_per_broker_cpu_s"),
                               "runs_msgs_per_sec": [r["msgs_per_sec"] for r in runs]}
             elif sc == "latency":
                 pooled = sorted(x for r in runs for x in r["samples_ns"])
@@ -459,6 +469,11 @@ def build_rows(args, s):
                      if per_round else "", ""))
         cd, cl, ch = (g(p, sc, "proxy_cpu_pct") for p in PATHS)
         rows.append((f"  proxy CPU during it (% of one core)", "—", fmt(cl), fmt(ch), "", ""))
+        pl, ph = (g(p, sc, "msgs_per_proxy_cpu_s") for p in ("lb", "haproxy"))
+        rows.append((f"  msgs per proxy CPU-second", "—", fmt(pl), fmt(ph), ratio_hi(pl, ph), ""))
+        bd, bl, bh = (g(p, sc, "msgs_per_broker_cpu_s") for p in PATHS)
+        rows.append((f"  msgs per broker CPU-second (the broker behind the path)", fmt(bd), fmt(bl), fmt(bh),
+                     ratio_hi(bl, bh), ""))
     if "latency" in args.only:
         for k, lab in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
             d, l, h = (g(p, "latency", k) for p in PATHS)
@@ -513,7 +528,8 @@ def markdown(args, s, raw):
     for r in rows:
         out.append("| " + " | ".join(r) + " |")
     out.append("")
-    out.append(f"Throughput: mqnode-bench throughput, 1 producer + 1 consumer connection, no ack, "
+    per_send = "one message per send()" if args.batch == 1 else f"{args.batch} pre-encoded messages per send()"
+    out.append(f"Throughput: mqnode-bench throughput, 1 producer + 1 consumer connection, no ack, {per_send}, "
                f"{args.seconds:g} s of publishing, prefetch {args.prefetch}, max-lag {args.max_lag_small} "
                f"({args.small_size} B) / {args.max_lag_large} ({args.large_size} B); median of {args.repeat} "
                f"run(s); MB/s = msgs/s × body size / 10^6; ratio = lb / HAProxy (> 1 = lb better). "
@@ -572,6 +588,8 @@ def main():
                                                           "latency; medians / pooled samples (default 3)")
     ap.add_argument("--small-size", type=int, default=16, help="tp-small body size (default 16)")
     ap.add_argument("--large-size", type=int, default=65536, help="tp-large body size (default 65536)")
+    ap.add_argument("--batch", type=int, default=1, help="throughput: messages per send() of the generator "
+                                                        "(default 1, as real clients write)")
     ap.add_argument("--max-lag-small", type=int, default=50000, help="tp-small --max-lag (default 50000)")
     ap.add_argument("--max-lag-large", type=int, default=1000,
                     help="tp-large --max-lag (default 1000 = 64 MiB backlog at 64 KiB)")
@@ -664,7 +682,7 @@ def main():
                         if not path.alive():
                             raise BenchFailure(f"{path.name} died; log tail:\n{brun.tail(path.log_path)}")
                         try:
-                            r = run_latency(args, path) if sc == "latency" else run_tp(args, path, sc)
+                            r = run_latency(args, path) if sc == "latency" else run_tp(args, path, sc, broker)
                             raw[p].setdefault(sc, []).append(r)
                         except brun.BenchFailure as e:
                             log(f"{p}: {sc}: FAILED: {e}")

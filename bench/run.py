@@ -30,19 +30,48 @@ import time
 # ---------------------------------------------------------------------------
 # Scenarios. "metric" names the RESULT field; "better" is "high" or "low".
 
+# Headline flow scenarios write the way real clients do: one message per
+# send() ("--batch 1"), or rabbitmq-c's own amqp_basic_publish (three send()s
+# per message, "-lib"). The "batch64-*" scenarios keep the old generator that
+# writes 64 pre-encoded messages per send(); they go to a second table.
+ONE_PER_SEND = ["--publisher", "batch", "--batch", "1"]
+BATCH64 = ["--publisher", "batch", "--batch", "64"]
+LIB = ["--publisher", "lib"]
+EIGHT = ["--producers", "8", "--consumers", "8", "--queues", "8"]
+
 SCENARIOS = [
     # idle runs first, on a broker that has done nothing else yet.
     {"name": "idle", "kind": "idle"},
-    {"name": "tp-16B-noack", "kind": "flow", "label": "throughput 16 B, no ack",
-     "args": ["throughput", "--size", "16", "--ack", "none"]},
-    {"name": "tp-16B-ack", "kind": "flow", "label": "throughput 16 B, manual ack",
-     "args": ["throughput", "--size", "16", "--ack", "manual"]},
-    {"name": "tp-1KB-noack", "kind": "flow", "label": "throughput 1 KiB, no ack",
-     "args": ["throughput", "--size", "1024", "--ack", "none"]},
-    {"name": "tp-1KB-ack", "kind": "flow", "label": "throughput 1 KiB, manual ack",
-     "args": ["throughput", "--size", "1024", "--ack", "manual"]},
+    {"name": "tp-16B-noack", "kind": "flow", "label": "16 B, no ack",
+     "args": ["throughput", "--size", "16", "--ack", "none"] + ONE_PER_SEND},
+    {"name": "tp-16B-ack", "kind": "flow", "label": "16 B, manual ack",
+     "args": ["throughput", "--size", "16", "--ack", "manual"] + ONE_PER_SEND},
+    {"name": "tp-1KB-noack", "kind": "flow", "label": "1 KiB, no ack",
+     "args": ["throughput", "--size", "1024", "--ack", "none"] + ONE_PER_SEND},
+    {"name": "tp-1KB-ack", "kind": "flow", "label": "1 KiB, manual ack",
+     "args": ["throughput", "--size", "1024", "--ack", "manual"] + ONE_PER_SEND},
+    {"name": "tp-16B-noack-lib", "kind": "flow", "label": "16 B, no ack, amqp_basic_publish",
+     "args": ["throughput", "--size", "16", "--ack", "none"] + LIB},
+    {"name": "tp-16B-ack-lib", "kind": "flow", "label": "16 B, manual ack, amqp_basic_publish",
+     "args": ["throughput", "--size", "16", "--ack", "manual"] + LIB},
+    {"name": "tp8-16B-noack", "kind": "flow", "label": "8 producers / 8 consumers / 8 queues, 16 B, no ack",
+     "args": ["throughput", "--size", "16", "--ack", "none"] + EIGHT + ONE_PER_SEND},
+    {"name": "tp8-16B-ack", "kind": "flow", "label": "8 producers / 8 consumers / 8 queues, 16 B, manual ack",
+     "args": ["throughput", "--size", "16", "--ack", "manual"] + EIGHT + ONE_PER_SEND},
+    {"name": "tp8-1KB-ack", "kind": "flow", "label": "8 producers / 8 consumers / 8 queues, 1 KiB, manual ack",
+     "args": ["throughput", "--size", "1024", "--ack", "manual"] + EIGHT + ONE_PER_SEND},
     {"name": "fanout", "kind": "flow", "label": "fanout 1 -> 10 queues, 16 B, no ack",
-     "args": ["fanout", "--size", "16", "--ack", "none", "--queues", "10"]},
+     "args": ["fanout", "--size", "16", "--ack", "none", "--queues", "10"] + ONE_PER_SEND},
+    {"name": "batch64-16B-noack", "kind": "flow", "table": "batched", "label": "16 B, no ack",
+     "args": ["throughput", "--size", "16", "--ack", "none"] + BATCH64},
+    {"name": "batch64-16B-ack", "kind": "flow", "table": "batched", "label": "16 B, manual ack",
+     "args": ["throughput", "--size", "16", "--ack", "manual"] + BATCH64},
+    {"name": "batch64-1KB-noack", "kind": "flow", "table": "batched", "label": "1 KiB, no ack",
+     "args": ["throughput", "--size", "1024", "--ack", "none"] + BATCH64},
+    {"name": "batch64-1KB-ack", "kind": "flow", "table": "batched", "label": "1 KiB, manual ack",
+     "args": ["throughput", "--size", "1024", "--ack", "manual"] + BATCH64},
+    {"name": "batch64-fanout", "kind": "flow", "table": "batched", "label": "fanout 1 -> 10 queues, 16 B, no ack",
+     "args": ["fanout", "--size", "16", "--ack", "none", "--queues", "10"] + BATCH64},
     # Durability (issue 3). All 1 KiB bodies; "persistent" = delivery-mode 2 to a durable queue.
     {"name": "persist-confirm", "kind": "flow",
      "label": "persistent 1 KiB, confirms (window 1000), manual ack",
@@ -459,7 +488,7 @@ def bench_common(args, broker):
 def run_flow(args, broker, sc):
     cmd = [args.bench_bin] + sc["args"] + bench_common(args, broker)
     cmd += ["--prefetch", str(args.prefetch), "--max-lag", str(args.max_lag), "--tag", sc["name"]]
-    if sc["args"][0] == "throughput":
+    if sc["args"][0] == "throughput" and "--producers" not in sc["args"]:
         cmd += ["--producers", str(args.producers), "--consumers", str(args.consumers)]
     if sc["kind"] == "latency":
         cmd += ["--rate", str(args.latency_rate), "--seconds", str(args.latency_seconds),
@@ -491,6 +520,12 @@ def run_flow(args, broker, sc):
     if p.returncode != 0 or not res.get("ok"):
         raise BenchFailure(f"mqnode-bench reported an error: {res.get('error', p.stderr.strip())}")
     res["broker_cpu_pct"] = 100.0 * cpu / wall if wall > 0 else 0.0
+    res["broker_cpu_seconds"] = cpu
+    # Messages (fanout: published messages, not deliveries) per second of
+    # broker CPU over the whole run: the fair figure when the generator shares
+    # the machine's cores with the broker.
+    msgs = res["published"] if res["scenario"] == "fanout" else res["received"]
+    res["msgs_per_broker_cpu_s"] = msgs / cpu if cpu > 0 else 0.0
     res["broker_peak_rss_kib"] = peak
     log(f"{broker.name}: {sc['name']}: {res['msgs_per_sec']:.0f} msgs/s"
         + (f", {res['deliveries_per_sec']:.0f} deliveries/s" if res["scenario"] == "fanout" else "")
@@ -499,7 +534,9 @@ def run_flow(args, broker, sc):
            f"{res['window_full_waits']} sends waited for a full confirm window)"
            if res["scenario"] == "latency" else "")
         + (f", publish+confirm {res['publish_rate']:.0f} msgs/s" if res.get("confirm_window") else "")
-        + f" (broker CPU {res['broker_cpu_pct']:.0f}%, bench CPU {res['bench_cpu_pct']:.0f}%, "
+        + (f", {res['mean_in_flight']:.0f} in flight = {res['littles_wait_us'] / 1000:.1f} ms send-to-delivery "
+           f"(Little's law)" if res["scenario"] != "latency" else "")
+        + f" ({res['msgs_per_broker_cpu_s']:.0f} msgs per broker CPU-s; broker CPU {res['broker_cpu_pct']:.0f}%, bench CPU {res['bench_cpu_pct']:.0f}%, "
           f"peak RSS {peak / 1024:.0f} MiB)")
     return res
 
@@ -754,6 +791,8 @@ def ratio(mq, rb, better):
 
 
 def build_rows(args, results):
+    """Rows as dicts: label, mqnode, rabbitmq, better, unit, table ("main" or "batched") and, for
+    flow rows, mqnode_per_cpu / rabbitmq_per_cpu (messages per broker CPU-second)."""
     mq = results.get("mqnode", {})
     rb = results.get("rabbitmq", {})
     rows = []
@@ -767,62 +806,85 @@ def build_rows(args, results):
         v = r.get(field)
         return None if v is None else v * scale
 
-    rows.append(("RSS after start (MiB, lower is better)",
-                 get(mq, "_startup", "rss_kib", 1 / 1024), get(rb, "_startup", "rss_kib", 1 / 1024), "low", "MiB"))
+    def row(label, name, field, better, unit, scale=1.0, table="main", per_cpu=False):
+        r = {"label": label, "mqnode": get(mq, name, field, scale), "rabbitmq": get(rb, name, field, scale),
+             "better": better, "unit": unit, "table": table}
+        if per_cpu:
+            r["mqnode_per_cpu"] = get(mq, name, "msgs_per_broker_cpu_s")
+            r["rabbitmq_per_cpu"] = get(rb, name, "msgs_per_broker_cpu_s")
+        rows.append(r)
+
+    row("RSS after start (MiB, lower is better)", "_startup", "rss_kib", "low", "MiB", 1 / 1024)
     for sc in args.scenarios:
         n = sc["name"]
         if sc["kind"] == "idle":
-            rows.append((f"idle: memory per connection, {args.connections} conns (KiB, lower is better)",
-                         get(mq, n, "kib_per_connection"), get(rb, n, "kib_per_connection"), "low", "KiB"))
-            rows.append((f"idle: connection setup rate (conn/s)",
-                         get(mq, n, "open_rate"), get(rb, n, "open_rate"), "high", ""))
+            row(f"idle: memory per connection, {args.connections} conns (KiB, lower is better)", n,
+                "kib_per_connection", "low", "KiB")
+            row("idle: connection setup rate (conn/s)", n, "open_rate", "high", "")
         elif sc["kind"] == "backlog":
             lab = sc["label"].format(count=f"{args.backlog_count:,}")
-            rows.append((f"{lab}: peak RSS while queued (MiB, lower is better)",
-                         get(mq, n, "rss_backlog_peak_kib", 1 / 1024), get(rb, n, "rss_backlog_peak_kib", 1 / 1024),
-                         "low", "MiB"))
-            rows.append((f"{lab}: RSS held with backlog, {args.settle:g} s after the last confirm (MiB)",
-                         get(mq, n, "rss_backlog_held_kib", 1 / 1024), get(rb, n, "rss_backlog_held_kib", 1 / 1024),
-                         "low", "MiB"))
-            rows.append((f"{lab}: publish rate, confirms window 1000, no consumer (msgs/s)",
-                         get(mq, n, "publish_rate"), get(rb, n, "publish_rate"), "high", ""))
-            rows.append((f"{lab}: drain rate, manual ack (msgs/s)",
-                         get(mq, n, "drain_rate"), get(rb, n, "drain_rate"), "high", ""))
+            row(f"{lab}: peak RSS while queued (MiB, lower is better)", n, "rss_backlog_peak_kib", "low", "MiB",
+                1 / 1024)
+            row(f"{lab}: RSS held with backlog, {args.settle:g} s after the last confirm (MiB)", n,
+                "rss_backlog_held_kib", "low", "MiB", 1 / 1024)
+            row(f"{lab}: publish rate, confirms window 1000, no consumer (msgs/s)", n, "publish_rate", "high", "")
+            row(f"{lab}: drain rate, manual ack (msgs/s)", n, "drain_rate", "high", "")
         elif sc["kind"] == "latency":
             lab = sc["label"].format(rate=f"{args.latency_rate:,.0f}")
             for pct, field in (("p50", "lat_p50_us"), ("p99", "lat_p99_us"), ("p99.9", "lat_p999_us"),
                                ("max", "lat_max_us")):
-                rows.append((f"{lab}: {pct} (µs, lower is better)", get(mq, n, field), get(rb, n, field), "low", "us"))
-            rows.append((f"{lab}: generator's worst send lateness (µs; noise indicator, no ratio)",
-                         get(mq, n, "max_send_lag_us"), get(rb, n, "max_send_lag_us"), None, "us"))
+                row(f"{lab}: {pct} (µs, lower is better)", n, field, "low", "us")
+            row(f"{lab}: generator's worst send lateness (µs; noise indicator, no ratio)", n, "max_send_lag_us",
+                None, "us")
             if "--confirm-window" in sc["args"]:
-                rows.append((f"{lab}: sends that waited for a full confirm window (count, no ratio)",
-                             get(mq, n, "window_full_waits"), get(rb, n, "window_full_waits"), None, ""))
-        elif sc["args"][0] == "fanout":
-            rows.append((f"{sc['label']} (deliveries/s)",
-                         get(mq, n, "deliveries_per_sec"), get(rb, n, "deliveries_per_sec"), "high", ""))
-            rows.append((f"{sc['label']} (msgs/s = deliveries/s / 10)",
-                         get(mq, n, "msgs_per_sec"), get(rb, n, "msgs_per_sec"), "high", ""))
+                row(f"{lab}: sends that waited for a full confirm window (count, no ratio)", n,
+                    "window_full_waits", None, "")
         else:
-            rows.append((f"{sc['label']} (msgs/s)",
-                         get(mq, n, "msgs_per_sec"), get(rb, n, "msgs_per_sec"), "high", ""))
+            table = sc.get("table", "main")
+            if sc["args"][0] == "fanout":
+                row(f"{sc['label']} (deliveries/s)", n, "deliveries_per_sec", "high", "", table=table)
+                row(f"{sc['label']} (msgs/s = deliveries/s / 10)", n, "msgs_per_sec", "high", "", table=table,
+                    per_cpu=True)
+            else:
+                row(f"{sc['label']} (msgs/s)", n, "msgs_per_sec", "high", "", table=table, per_cpu=True)
             if "--confirm-window" in sc["args"]:
-                rows.append((f"{sc['label']} (publish rate incl. confirms, msgs/s)",
-                             get(mq, n, "publish_rate"), get(rb, n, "publish_rate"), "high", ""))
+                row(f"{sc['label']} (publish rate incl. confirms, msgs/s)", n, "publish_rate", "high", "",
+                    table=table)
     return rows
 
 
 def markdown(args, results):
     rows = build_rows(args, results)
-    out = ["| scenario | mqnode | RabbitMQ | ratio (>1 = mqnode better) |", "|---|---:|---:|---:|"]
-    for label, m, r, better, unit in rows:
-        out.append(f"| {label} | {fmt_num(m, unit)} | {fmt_num(r, unit)} | {ratio(m, r, better)} |")
+    out = []
+    for table, title in (("main", "One message per send() (rabbitmq-c's amqp_basic_publish where it says so):"),
+                         ("batched", "Batched generator, 64 pre-encoded messages per send() (no real client "
+                                     "writes like this):")):
+        mine = [r for r in rows if r["table"] == table]
+        if not mine:
+            continue
+        if out:
+            out.append("")
+        out.append(title)
+        out.append("")
+        out.append("| scenario | mqnode | RabbitMQ | ratio | mqnode msgs per broker CPU-s | RabbitMQ msgs per broker "
+                   "CPU-s | ratio |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        for r in mine:
+            m, rb = r["mqnode"], r["rabbitmq"]
+            cells = [r["label"], fmt_num(m, r["unit"]), fmt_num(rb, r["unit"]), ratio(m, rb, r["better"])]
+            if "mqnode_per_cpu" in r:
+                mc, rc = r["mqnode_per_cpu"], r["rabbitmq_per_cpu"]
+                cells += [fmt_num(mc, ""), fmt_num(rc, ""), ratio(mc, rc, "high")]
+            else:
+                cells += ["", "", ""]
+            out.append("| " + " | ".join(cells) + " |")
     out.append("")
     out.append("ratio = mqnode / RabbitMQ for rates, RabbitMQ / mqnode for memory and latency; > 1 means mqnode "
-               "is better.")
+               "is better. msgs per broker CPU-s = messages received (fanout: published) / the broker's CPU "
+               "seconds over the run.")
     mode = f"--count {args.count}" if args.count else f"{args.seconds:g} s of publishing"
     out.append(f"Flow scenarios: {mode} per run, {args.producers} producer / {args.consumers} consumer "
-               f"connection(s) (fanout: 1 producer, "
+               f"connection(s) unless the label says 8 (fanout: 1 producer, "
                f"10 consumer connections), prefetch {args.prefetch}, max-lag {args.max_lag}, each message acked "
                f"individually in manual-ack runs, median of {args.repeat} run(s). tp-*/fanout: non-persistent; "
                f"persist-confirm, backlog and *-persistent: delivery-mode 2 to a durable queue with publisher "
@@ -872,17 +934,19 @@ def select_scenarios(only):
     if not only:
         return list(SCENARIOS)
     wanted = [w.strip() for w in only.split(",") if w.strip()]
-    alias = {"throughput": "tp-"}
+    alias = {"throughput": ("tp-", "tp8-")}
+    names = {sc["name"] for sc in SCENARIOS}
     picked = []
     for sc in SCENARIOS:
         for w in wanted:
-            w = alias.get(w, w)
-            if sc["name"] == w or sc["name"].startswith(w):
+            # An exact name selects only itself (tp-16B-noack, not also tp-16B-noack-lib).
+            prefixes = (w,) if w in names else alias.get(w, (w,))
+            if sc["name"] == w or (w not in names and sc["name"].startswith(prefixes)):
                 picked.append(sc)
                 break
     if not picked:
         names = ", ".join(s["name"] for s in SCENARIOS)
-        raise SystemExit(f"run.py: --only {only!r} matches no scenario (have: {names}; 'throughput' = all tp-*)")
+        raise SystemExit(f"run.py: --only {only!r} matches no scenario (have: {names}; 'throughput' = all tp-* and tp8-*)")
     return picked
 
 
@@ -991,8 +1055,7 @@ def main():
             "scenarios": [s["name"] for s in args.scenarios],
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "results": results,
-            "table": [{"scenario": l, "mqnode": m, "rabbitmq": r, "better": b} for l, m, r, b, _ in
-                      build_rows(args, results)],
+            "table": build_rows(args, results),
         }
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)

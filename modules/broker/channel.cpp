@@ -478,13 +478,18 @@ bool Channel::can_deliver(const Consumer& c) const {
 
 void Channel::write_delivery(std::string_view consumer_tag, uint64_t tag, bool redelivered, const Message& msg) {
   auto& out = conn_.out();
-  amqp::BasicDeliver d;
-  d.consumer_tag = consumer_tag;
-  d.delivery_tag = tag;
-  d.redelivered = redelivered;
-  d.exchange = msg.exchange;
-  d.routing_key = msg.routing_key;
-  amqp::append_method_frame(out, id_, d);
+  // basic.deliver written from views: an amqp::BasicDeliver would copy three strings per
+  // delivery. None can exceed a shortstr: each arrived as one.
+  const std::size_t size_at = amqp::begin_frame(out, amqp::FrameType::Method, id_);
+  amqp::Writer w(out);
+  w.u16(amqp::BasicDeliver::kClassId);
+  w.u16(amqp::BasicDeliver::kMethodId);
+  w.shortstr(consumer_tag);
+  w.u64(tag);
+  w.u8(redelivered ? 1 : 0);
+  w.shortstr(msg.exchange);
+  w.shortstr(msg.routing_key);
+  amqp::finish_frame(out, size_at);
   amqp::append_content(out, id_, amqp::BasicPublish::kClassId, msg.properties, msg.body, conn_.frame_max());
   conn_.flush();
 }
@@ -572,6 +577,9 @@ void Channel::check_tag(uint64_t tag, bool multiple) const {
 
 void Channel::settle(uint64_t tag, bool multiple, Settle how) {
   check_tag(tag, multiple);
+  // A single tag touches one queue: no list (and no allocation) for the common
+  // per-message ack.
+  QueueHandlePtr single;
   std::vector<QueueHandlePtr> touched;
   std::vector<std::pair<QueueHandlePtr, std::vector<QueueEntry>>> requeue;
   auto settle_one = [&](Unacked& u) {
@@ -581,7 +589,8 @@ void Channel::settle(uint64_t tag, bool multiple, Settle how) {
       --u.consumer->unacked;
       --unacked_by_consumers_;
     }
-    if (std::find(touched.begin(), touched.end(), u.queue) == touched.end()) touched.push_back(u.queue);
+    if (!multiple) single = u.queue;
+    else if (std::find(touched.begin(), touched.end(), u.queue) == touched.end()) touched.push_back(u.queue);
     if (how == Settle::Requeue) {
       auto it = std::find_if(requeue.begin(), requeue.end(), [&](const auto& p) { return p.first == u.queue; });
       if (it == requeue.end()) it = requeue.insert(requeue.end(), {u.queue, {}});
@@ -607,6 +616,7 @@ void Channel::settle(uint64_t tag, bool multiple, Settle how) {
   }
   while (!unacked_.empty() && unacked_.front().settled) unacked_.pop_front();
   for (auto& [q, entries] : requeue) q->requeue(std::move(entries));
+  if (single) single->credit();
   for (auto& q : touched) q->credit();
 }
 
@@ -656,7 +666,7 @@ void Channel::on(const amqp::BasicRecover& m) {
 
 // ---- basic class: publish ------------------------------------------------------------
 
-void Channel::on(const amqp::BasicPublish& m) {
+void Channel::on(amqp::BasicPublish& m) {
   if (m.immediate) throw ConnectionError(ConnectionReplyCode::NotImplemented, "immediate=true");
   auto cached = write_allowed_.find(m.exchange);
   if (cached == write_allowed_.end()) {
@@ -669,7 +679,7 @@ void Channel::on(const amqp::BasicPublish& m) {
                        fmt::format("cannot publish to internal exchange '{}' in vhost '{}'", m.exchange,
                                    conn_.vhost().name()));
   publish_.emplace();
-  publish_->method = m;
+  publish_->method = std::move(m);
 }
 
 void Channel::handle_header(const amqp::ContentHeader& h) {
@@ -700,8 +710,9 @@ void Channel::handle_header(const amqp::ContentHeader& h) {
   p.have_header = true;
   p.body_size = h.body_size;
   p.msg = std::make_shared<Message>();
-  p.msg->exchange = p.method.exchange;
-  p.msg->routing_key = p.method.routing_key;
+  // Only <mandatory> of the method is read after this.
+  p.msg->exchange = std::move(p.method.exchange);
+  p.msg->routing_key = std::move(p.method.routing_key);
   p.msg->properties.assign(h.raw_properties.begin(), h.raw_properties.end());
   p.msg->persistent = summary.delivery_mode == 2;
   p.msg->priority = summary.priority;

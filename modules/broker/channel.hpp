@@ -116,7 +116,7 @@ class Channel final : public DeliveryTarget {
   void on(const amqp::BasicQos& m);
   void on(const amqp::BasicConsume& m);
   void on(const amqp::BasicCancel& m);
-  void on(const amqp::BasicPublish& m);
+  void on(amqp::BasicPublish& m);  // takes the method's strings (no copy per message)
   void on(const amqp::BasicGet& m);
   void on(const amqp::BasicAck& m);
   void on(const amqp::BasicReject& m);
