@@ -1,9 +1,10 @@
 #include "broker/resource_alarm.hpp"
 
+#include <fcntl.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <cstdio>
+#include <cstdlib>
 
 namespace mqnode::broker {
 
@@ -29,15 +30,30 @@ AlarmState evaluate_alarms(const ResourceLimits& l, const ResourceReading& r) {
   return a;
 }
 
+namespace {
+
+// Resident pages from /proc/self/statm through one descriptor kept open: the housekeeping
+// tick reads it ten times a second, and opening the file each time was a fifth of an idle
+// node's CPU (perf). A read at offset 0 makes the kernel write the line afresh.
+uint64_t resident_pages() {
+  static const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char line[128];
+  const ssize_t n = ::pread(fd, line, sizeof line - 1, 0);
+  if (n <= 0) return 0;
+  line[n] = '\0';
+  char* after_size = nullptr;
+  std::strtoull(line, &after_size, 10);  // the first field is the total size
+  return std::strtoull(after_size, nullptr, 10);
+}
+
+}  // namespace
+
 ResourceReading read_resources(const std::string& data_dir) {
   ResourceReading r;
   r.disk_free = UINT64_MAX;
   long page = sysconf(_SC_PAGESIZE);
-  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
-    unsigned long size = 0, resident = 0;
-    if (std::fscanf(f, "%lu %lu", &size, &resident) == 2) r.rss = resident * static_cast<uint64_t>(page);
-    std::fclose(f);
-  }
+  r.rss = resident_pages() * static_cast<uint64_t>(page);
   long pages = sysconf(_SC_PHYS_PAGES);
   if (pages > 0) r.total_memory = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
   struct statvfs vfs {};

@@ -1,3 +1,5 @@
+#include <vector>
+
 #include <doctest/doctest.h>
 
 #include "broker/resource_alarm.hpp"
@@ -26,9 +28,15 @@ TEST_CASE("resource alarms: RabbitMQ's memory high watermark and disk free limit
   CHECK_FALSE(evaluate_alarms(ResourceLimits{}, unknown).any());
 }
 
-TEST_CASE("this process can read its own resources") {
+TEST_CASE("this process can read its own resources, fresh at every reading") {
   auto r = read_resources("/");
   CHECK(r.rss > 0);
   CHECK(r.total_memory > r.rss);
   CHECK(r.disk_free != UINT64_MAX);
+  // 64 MiB touched: a second reading through the same descriptor sees them.
+  constexpr std::size_t kBig = 64u << 20;
+  std::vector<char> big(kBig, 1);
+  auto after = read_resources("/");
+  CHECK(after.rss >= r.rss + kBig / 2);
+  CHECK(big[kBig - 1] == 1);
 }
