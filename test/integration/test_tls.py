@@ -435,9 +435,11 @@ def test_certificate_expiration_health_check_and_start_warning(broker_factory, p
     import json
     import urllib.error
     import urllib.request
-    # A CA good for ten years and a server certificate it signed that ends in three days.
+    # A CA good for ten years and a server certificate it signed that ends in three and a
+    # half days: the node's whole days left are 3 however long it takes to start (with
+    # exactly three days they were 3 or 2, by whether it started within the same second).
     pki.ca("longca", days=3650)
-    end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=3)
+    end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=3, hours=12)
     pki.cert("soon", "localhost", ca="longca", server=True, end=end.strftime("%Y%m%d%H%M%SZ"))
     port, soon_port, expired_port = free_port(), free_port(), free_port()
     soon = {"certfile": pki.path("soon.pem"), "keyfile": pki.path("soon.key"), "cacertfile": pki.path("longca.pem")}
@@ -479,7 +481,7 @@ def test_certificate_expiration_health_check_and_start_warning(broker_factory, p
                                             "Time unit not recognised. Supported units: days, weeks, months, years."})
     # The node warned at start about both certificates.
     log = b.stderr_text() + open(b.stdout_path).read()
-    assert "/broker/listeners/1/tls/certfile: a certificate of %s expires in 2 day(s)" % soon["certfile"] in log, log
+    assert "/broker/listeners/1/tls/certfile: a certificate of %s expires in 3 day(s)" % soon["certfile"] in log, log
     assert "/broker/listeners/2/tls/certfile: a certificate of %s expired" % expired["certfile"] in log, log
 
 
