@@ -38,40 +38,37 @@ ONE_PER_SEND = ["--publisher", "batch", "--batch", "1"]
 BATCH64 = ["--publisher", "batch", "--batch", "64"]
 LIB = ["--publisher", "lib"]
 EIGHT = ["--producers", "8", "--consumers", "8", "--queues", "8"]
+# (name part, --size, label part, name suffix, --ack, label part) per generated row.
+ALL_SIZES = [("16B", "16", "16 B", "noack", "none", "no ack"), ("16B", "16", "16 B", "ack", "manual", "manual ack"),
+             ("1KB", "1024", "1 KiB", "noack", "none", "no ack"), ("1KB", "1024", "1 KiB", "ack", "manual", "manual ack")]
+SMALL_ONLY = ALL_SIZES[:2]
+EIGHT_CASES = ALL_SIZES[:2] + ALL_SIZES[3:]
+
+
+def throughput(name, label, args, table=None, kind="throughput"):
+    """A flow scenario running mqnode-bench <kind> with <args>; <table>: a second table's name."""
+    s = {"name": name, "kind": "flow", "label": label, "args": [kind] + args}
+    if table:
+        s["table"] = table
+    return s
+
 
 SCENARIOS = [
     # idle runs first, on a broker that has done nothing else yet.
     {"name": "idle", "kind": "idle"},
-    {"name": "tp-16B-noack", "kind": "flow", "label": "16 B, no ack",
-     "args": ["throughput", "--size", "16", "--ack", "none"] + ONE_PER_SEND},
-    {"name": "tp-16B-ack", "kind": "flow", "label": "16 B, manual ack",
-     "args": ["throughput", "--size", "16", "--ack", "manual"] + ONE_PER_SEND},
-    {"name": "tp-1KB-noack", "kind": "flow", "label": "1 KiB, no ack",
-     "args": ["throughput", "--size", "1024", "--ack", "none"] + ONE_PER_SEND},
-    {"name": "tp-1KB-ack", "kind": "flow", "label": "1 KiB, manual ack",
-     "args": ["throughput", "--size", "1024", "--ack", "manual"] + ONE_PER_SEND},
-    {"name": "tp-16B-noack-lib", "kind": "flow", "label": "16 B, no ack, amqp_basic_publish",
-     "args": ["throughput", "--size", "16", "--ack", "none"] + LIB},
-    {"name": "tp-16B-ack-lib", "kind": "flow", "label": "16 B, manual ack, amqp_basic_publish",
-     "args": ["throughput", "--size", "16", "--ack", "manual"] + LIB},
-    {"name": "tp8-16B-noack", "kind": "flow", "label": "8 producers / 8 consumers / 8 queues, 16 B, no ack",
-     "args": ["throughput", "--size", "16", "--ack", "none"] + EIGHT + ONE_PER_SEND},
-    {"name": "tp8-16B-ack", "kind": "flow", "label": "8 producers / 8 consumers / 8 queues, 16 B, manual ack",
-     "args": ["throughput", "--size", "16", "--ack", "manual"] + EIGHT + ONE_PER_SEND},
-    {"name": "tp8-1KB-ack", "kind": "flow", "label": "8 producers / 8 consumers / 8 queues, 1 KiB, manual ack",
-     "args": ["throughput", "--size", "1024", "--ack", "manual"] + EIGHT + ONE_PER_SEND},
-    {"name": "fanout", "kind": "flow", "label": "fanout 1 -> 10 queues, 16 B, no ack",
-     "args": ["fanout", "--size", "16", "--ack", "none", "--queues", "10"] + ONE_PER_SEND},
-    {"name": "batch64-16B-noack", "kind": "flow", "table": "batched", "label": "16 B, no ack",
-     "args": ["throughput", "--size", "16", "--ack", "none"] + BATCH64},
-    {"name": "batch64-16B-ack", "kind": "flow", "table": "batched", "label": "16 B, manual ack",
-     "args": ["throughput", "--size", "16", "--ack", "manual"] + BATCH64},
-    {"name": "batch64-1KB-noack", "kind": "flow", "table": "batched", "label": "1 KiB, no ack",
-     "args": ["throughput", "--size", "1024", "--ack", "none"] + BATCH64},
-    {"name": "batch64-1KB-ack", "kind": "flow", "table": "batched", "label": "1 KiB, manual ack",
-     "args": ["throughput", "--size", "1024", "--ack", "manual"] + BATCH64},
-    {"name": "batch64-fanout", "kind": "flow", "table": "batched", "label": "fanout 1 -> 10 queues, 16 B, no ack",
-     "args": ["fanout", "--size", "16", "--ack", "none", "--queues", "10"] + BATCH64},
+    *[throughput(f"{prefix}-{size_name}-{ack}{suffix}", f"{who}{size_label}, {ack_label}{how}",
+                 ["--size", size, "--ack", ack_arg] + extra, table)
+      for prefix, who, suffix, how, extra, table, cases in (
+          ("tp", "", "", "", ONE_PER_SEND, None, ALL_SIZES),
+          ("tp", "", "-lib", ", amqp_basic_publish", LIB, None, SMALL_ONLY),
+          ("tp8", "8 producers / 8 consumers / 8 queues, ", "", "", EIGHT + ONE_PER_SEND, None, EIGHT_CASES))
+      for size_name, size, size_label, ack, ack_arg, ack_label in cases],
+    throughput("fanout", "fanout 1 -> 10 queues, 16 B, no ack",
+               ["--size", "16", "--ack", "none", "--queues", "10"] + ONE_PER_SEND, kind="fanout"),
+    *[throughput(f"batch64-{size_name}-{ack}", f"{size_label}, {ack_label}", ["--size", size, "--ack", ack_arg] + BATCH64,
+                 "batched") for size_name, size, size_label, ack, ack_arg, ack_label in ALL_SIZES],
+    throughput("batch64-fanout", "fanout 1 -> 10 queues, 16 B, no ack",
+               ["--size", "16", "--ack", "none", "--queues", "10"] + BATCH64, "batched", kind="fanout"),
     # Durability (issue 3). All 1 KiB bodies; "persistent" = delivery-mode 2 to a durable queue.
     {"name": "persist-confirm", "kind": "flow",
      "label": "persistent 1 KiB, confirms (window 1000), manual ack",
